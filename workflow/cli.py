@@ -1,0 +1,37 @@
+"""Shared plumbing for stage entry points: user-facing errors and progress lines."""
+import sys
+import time
+
+
+class UserError(Exception):
+    """A problem with the user's data or settings: reported as one clear message, never a traceback."""
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_main(main, argv=None):
+    """Run a stage's main(argv); a UserError becomes 'ERROR: ...' on stderr and exit status 1."""
+    try:
+        main(argv)
+    except UserError as error:
+        log(f"ERROR: {error}")
+        sys.exit(1)
+
+
+class Progress:
+    """Prints 'label: done/total (rate/s, ETA s)' at most every `every` seconds."""
+
+    def __init__(self, label, total, every=5.0):
+        self.label, self.total, self.every = label, total, every
+        self.start = self.last = time.monotonic()
+
+    def update(self, done, extra=""):
+        now = time.monotonic()
+        if now - self.last < self.every and done < self.total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        log(f"{self.label}: {done}/{self.total} ({rate:.1f}/s, ETA {eta:.0f} s) {extra}".rstrip())

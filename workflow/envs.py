@@ -1,0 +1,114 @@
+"""Per-stage virtual environments built from the exact pip locks in envs/, without conda.
+
+Each environment lives in <envs root>/<name>-<first 12 hex of the lock's sha256>: a changed lock gives a
+new folder, an unchanged one is reused. Building takes a file lock, so parallel jobs (or parallel
+Snakemake runs) that need the same environment wait for one build instead of racing.
+
+    python -m workflow.envs exec mxnet -- python -m workflow.check ...   # build if needed, then run
+    python -m workflow.envs build mxnet optimizer                        # build only
+    python -m workflow.envs path mxnet                                   # print the folder
+
+Standard library only: it runs with whatever Python runs Snakemake.
+"""
+import argparse
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LOCKS = REPO / "envs"
+ENV_NAMES = ("mxnet", "optimizer", "deeplens-mxnet")
+COMPLETE_MARK = ".complete"
+
+
+def envs_root():
+    return Path(os.environ.get("DEEPLENS_SSD_ENVS", REPO / ".venvs")).resolve()
+
+
+def lock_file(name):
+    if name not in ENV_NAMES:
+        sys.exit(f"ERROR: unknown environment '{name}'; known: {', '.join(ENV_NAMES)}")
+    return LOCKS / f"{name}.txt"
+
+
+def env_dir(name):
+    digest = hashlib.sha256(lock_file(name).read_bytes()).hexdigest()[:12]
+    return envs_root() / f"{name}-{digest}"
+
+
+def ensure(name):
+    """Return the environment's folder, building it first if it is missing or half-built."""
+    target = env_dir(name)
+    if (target / COMPLETE_MARK).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / COMPLETE_MARK).exists():
+            _build(name, target)
+    return target
+
+
+def _build(name, target):
+    started = time.monotonic()
+    print(f"Building environment '{name}' in {target} from {lock_file(name)} ...", file=sys.stderr, flush=True)
+    shutil.rmtree(target, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+    pip = [str(target / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
+    result = subprocess.run(pip + ["-r", str(lock_file(name))])
+    if result.returncode != 0:
+        sys.exit(f"ERROR: pip could not install {lock_file(name)} into {target} (exit {result.returncode})")
+    if name == "deeplens-mxnet":
+        _add_libgfortran3(target)
+    (target / COMPLETE_MARK).write_text(lock_file(name).read_text())
+    print(f"Environment '{name}' ready in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def _add_libgfortran3(target):
+    """mxnet 0.12's libmxnet.so needs libgfortran.so.3, which Debian 12 lacks; the mxnet 1.9.1 wheel ships it."""
+    source = next((ensure("mxnet") / "lib").glob("python3*/site-packages/mxnet/libgfortran.so.3"))
+    shutil.copy2(source, target / "lib" / "libgfortran.so.3")
+
+
+def run_environment(name):
+    """The variables a command needs to run inside the environment."""
+    target = ensure(name)
+    env = dict(os.environ)
+    env["PATH"] = f"{target / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(target)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONNOUSERSITE"] = "1"
+    if name == "deeplens-mxnet":
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(target / "lib"), env.get("LD_LIBRARY_PATH")]))
+    return env
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m workflow.envs", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("build").add_argument("names", nargs="+")
+    sub.add_parser("path").add_argument("name")
+    run = sub.add_parser("exec")
+    run.add_argument("name")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.action == "build":
+        for name in args.names:
+            print(ensure(name))
+    elif args.action == "path":
+        print(env_dir(args.name))
+    else:
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            parser.error("exec needs a command after --")
+        env = run_environment(args.name)
+        os.execvpe(command[0], command, env)
+
+
+if __name__ == "__main__":
+    main()
