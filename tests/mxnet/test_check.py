@@ -1,0 +1,158 @@
+import hashlib
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from workflow import check
+
+CLASSES = ["swoosh", "stripes"]
+
+
+def settings(**overrides):
+    values = dict(classes=CLASSES, class_map={}, max_pixels=50_000_000, keep_empty=True)
+    values.update(overrides)
+    return check.Settings(**values)
+
+
+def write_xml(root, stem, objects, size=(320, 240), extra=""):
+    body = "".join(
+        f"<object><name>{name}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+        for name, x1, y1, x2, y2 in objects)
+    size_xml = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
+    (root / "Annotations" / f"{stem}.xml").write_text(f"{extra}<annotation><filename>{stem}.jpg</filename>{size_xml}{body}</annotation>")
+
+
+def write_image(root, stem, size=(320, 240), suffix=".jpg"):
+    Image.new("RGB", size, (90, 120, 150)).save(root / "JPEGImages" / f"{stem}{suffix}")
+
+
+def problems_of(root, **overrides):
+    records, problems = check.check_dataset(root, settings(**overrides))
+    return records, {(p.problem, p.severity): p for p in problems}
+
+
+def test_sample_copy_is_clean(voc):
+    records, problems = check.check_dataset(voc(4), settings())
+    assert problems == [] and len(records) == 4
+    assert all(o["name"] in CLASSES and o["class"] == CLASSES.index(o["name"]) for r in records for o in r["objects"])
+
+
+def test_float_coordinates_missing_size_and_upper_case_extension_are_accepted(voc):
+    root = voc(0)
+    write_image(root, "IMG_1", suffix=".JPG")
+    write_xml(root, "IMG_1", [("swoosh", 10.5, 20.25, 100.75, 200.0)], size=None)
+    records, problems = problems_of(root)
+    assert problems == {}
+    assert records[0]["width"] == 320 and records[0]["objects"][0]["box"] == [10.5, 20.25, 100.75, 200.0]
+
+
+@pytest.mark.parametrize("objects, problem, words", [
+    ([("nike", 10, 10, 50, 50)], "unknown-class", "class 'nike' is not in the configured classes ['swoosh', 'stripes']"),
+    ([("swoosh", 50, 10, 50, 60)], "degenerate-box", "empty box (50, 10, 50, 60)"),
+    ([("swoosh", 10, 10, 400, 60)], "box-outside", "lies outside the 320x240 image"),
+])
+def test_bad_objects_are_errors_naming_the_object(voc, objects, problem, words):
+    root = voc(0)
+    write_image(root, "a")
+    write_xml(root, "a", objects)
+    records, problems = problems_of(root)
+    assert records == []
+    found = problems[(problem, "error")]
+    assert found.file.endswith("a.xml") and words in found.message
+
+
+def test_box_slightly_outside_is_clipped_with_a_warning(voc):
+    root = voc(0)
+    write_image(root, "a")
+    write_xml(root, "a", [("swoosh", -2, 10, 322, 241)])
+    records, problems = problems_of(root)
+    assert ("box-clipped", "warning") in problems
+    assert records[0]["objects"][0]["box"] == [0, 10, 320, 240]
+
+
+def test_class_map_renames_and_drops_labels(voc):
+    root = voc(0)
+    write_image(root, "a")
+    write_xml(root, "a", [("Nike", 10, 10, 50, 50), ("logo", 60, 60, 90, 90)])
+    records, problems = problems_of(root, class_map={"Nike": "swoosh", "logo": None})
+    assert problems == {} and [o["name"] for o in records[0]["objects"]] == ["swoosh"]
+
+
+def test_broken_xml_missing_image_and_missing_xml(voc):
+    root = voc(0)
+    write_image(root, "broken")
+    (root / "Annotations" / "broken.xml").write_text("<annotation><object>")
+    write_xml(root, "lonely_xml", [("swoosh", 1, 1, 5, 5)])
+    write_image(root, "lonely_image")
+    records, problems = problems_of(root)
+    assert records == []
+    assert "XML does not parse" in problems[("xml-invalid", "error")].message
+    assert problems[("image-missing", "error")].file.endswith("lonely_xml.xml")
+    assert problems[("xml-missing", "warning")].file.endswith("lonely_image.jpg")
+
+
+def test_entities_are_refused_not_expanded(voc):
+    root = voc(0)
+    write_image(root, "bomb")
+    doctype = '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+    write_xml(root, "bomb", [("swoosh", 1, 1, 5, 5)], extra=doctype)
+    _, problems = problems_of(root)
+    assert "refused for safety" in problems[("xml-invalid", "error")].message
+
+
+def test_truncated_and_oversized_images_are_refused(voc):
+    root = voc(0)
+    write_image(root, "cut")
+    data = (root / "JPEGImages" / "cut.jpg").read_bytes()
+    (root / "JPEGImages" / "cut.jpg").write_bytes(data[: len(data) // 2])
+    write_xml(root, "cut", [("swoosh", 1, 1, 50, 50)])
+    _, problems = problems_of(root)
+    assert "truncated" in problems[("image-unreadable", "error")].message
+    root2 = voc(0)
+    (root2 / "JPEGImages" / "cut.jpg").unlink()
+    (root2 / "Annotations" / "cut.xml").unlink()
+    write_image(root2, "big")
+    write_xml(root2, "big", [("swoosh", 1, 1, 50, 50)])
+    _, problems = problems_of(root2, max_pixels=1000)
+    assert "exceeds the limit of 1000" in problems[("image-unreadable", "error")].message
+
+
+def test_size_mismatch_and_grayscale_png(voc):
+    root = voc(0)
+    write_image(root, "a")
+    write_xml(root, "a", [("swoosh", 1, 1, 50, 50)], size=(640, 480))
+    Image.new("L", (100, 80), 128).save(root / "JPEGImages" / "gray.png")
+    write_xml(root, "gray", [("stripes", 1, 1, 50, 50)], size=(100, 80))
+    records, problems = problems_of(root)
+    assert "<size> says 640x480 but the image is 320x240" in problems[("size-mismatch", "error")].message
+    assert [r["id"] for r in records] == ["gray"]
+
+
+def test_duplicate_content_is_left_out(voc):
+    root = voc(1)
+    stem = next((root / "Annotations").glob("*.xml")).stem
+    (root / "JPEGImages" / "copy.jpg").write_bytes((root / "JPEGImages" / f"{stem}.jpg").read_bytes())
+    (root / "Annotations" / "copy.xml").write_text((root / "Annotations" / f"{stem}.xml").read_text())
+    records, problems = problems_of(root)
+    assert len(records) == 1 and ("duplicate-image", "warning") in problems
+
+
+def test_cli_fails_with_file_level_message_and_never_writes_into_the_dataset(voc, tmp_path):
+    root = voc(2)
+    write_image(root, "bad")
+    write_xml(root, "bad", [("nike", 10, 10, 50, 50)])
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    command = [sys.executable, "-m", "workflow.check", "--dataset", str(root), "--classes", '["swoosh", "stripes"]',
+               "--out", str(tmp_path / "a.json"), "--table", str(tmp_path / "t.csv")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "ERROR: 1 annotation errors" in result.stderr and "bad.xml: unknown-class" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "bad.xml,error,unknown-class" in (tmp_path / "t.csv").read_text()
+    skipped = subprocess.run(command + ["--skip-bad-files", "yes"], cwd=REPO, capture_output=True, text=True)
+    assert skipped.returncode == 0 and "skipped" in skipped.stderr
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    assert before == after

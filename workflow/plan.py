@@ -1,0 +1,55 @@
+"""What the Snakefile needs to plan a run: config checks beyond the schema, input file lists, training stops.
+
+Standard library only: it runs inside Snakemake's own interpreter.
+"""
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def check_config(config):
+    """Rules the JSON schema cannot say; raises ConfigError naming the key."""
+    epochs = config["epochs"]
+    if any(b <= a for a, b in zip(epochs, epochs[1:])):
+        raise ConfigError(f"epochs: the stops must increase strictly, got {epochs}")
+    deploy_epoch = config["deploy_epoch"]
+    if isinstance(deploy_epoch, int) and deploy_epoch > epochs[-1]:
+        raise ConfigError(f"deploy_epoch: {deploy_epoch} is after the last training stop {epochs[-1]}")
+    for key in ("dataset", "val_dataset"):
+        folder = config.get(key)
+        if folder and not (Path(folder) / "Annotations").is_dir():
+            raise ConfigError(f"{key}: '{folder}' is not a VOC folder (no Annotations/ inside)")
+
+
+def dataset_files(folder):
+    """Every file the check reads from a VOC folder, so adding or editing one reruns the check."""
+    if not folder:
+        return []
+    folder = Path(folder)
+    files = sorted((folder / "Annotations").glob("*.xml"))
+    images = folder / "JPEGImages"
+    if images.is_dir():
+        files += sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files += sorted((folder / "ImageSets" / "Main").glob("*.txt"))
+    return [str(p) for p in files]
+
+
+def previous_stop(epochs, end):
+    """The end epoch of the stop before `end`, or 0 for the first stop."""
+    index = epochs.index(int(end))
+    return epochs[index - 1] if index else 0
+
+
+def env_command(name, use_conda):
+    """Shell prefix that runs a command inside the named stage environment."""
+    pythonpath = f"PYTHONPATH={shlex.quote(str(REPO))}"
+    if use_conda:
+        return f"{pythonpath}"
+    return f"{pythonpath} {shlex.quote(sys.executable)} -m workflow.envs exec {name} --"

@@ -1,0 +1,83 @@
+"""split: deterministic train/val image lists.
+
+In order of precedence: a separate validation folder (val_dataset) is the val set; else the dataset's
+ImageSets/Main/{train,val}.txt; else each image goes to val when a stable hash of (seed, image id) falls
+below val_fraction, so adding new images never moves old ones between train and val. A class that the
+hash leaves without any val image gets its lowest-hash train image moved to val, where the data allows.
+"""
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+from workflow.cli import UserError, log, run_main
+
+
+def stable_fraction(seed, image_id):
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_records(records, dataset, val_fraction, seed):
+    """Return (train ids, val ids, how) for the checked records."""
+    ids = [r["id"] for r in records]
+    if len(set(ids)) != len(ids):
+        raise UserError("two images share a file name (stem) across the dataset folders; rename one of them")
+    if any(r["source"] == "val_dataset" for r in records):
+        return _ids(records, "dataset"), _ids(records, "val_dataset"), "val_dataset folder"
+    image_sets = Path(dataset) / "ImageSets" / "Main"
+    if (image_sets / "train.txt").is_file() and (image_sets / "val.txt").is_file():
+        return _from_image_sets(image_sets, set(ids)) + (f"{image_sets}/{{train,val}}.txt",)
+    return _hash_split(records, val_fraction, seed) + (f"hash split, val_fraction {val_fraction}, seed {seed}",)
+
+
+def _ids(records, source):
+    return [r["id"] for r in records if r["source"] == source]
+
+
+def _from_image_sets(folder, usable):
+    lists = []
+    for name in ("train", "val"):
+        listed = [line.split()[0] for line in (folder / f"{name}.txt").read_text().splitlines() if line.strip()]
+        missing = [i for i in listed if i not in usable]
+        if missing:
+            log(f"split: {len(missing)} ids in {folder / name}.txt have no usable image and are left out, e.g. {missing[:3]}")
+        lists.append([i for i in listed if i in usable])
+    overlap = set(lists[0]) & set(lists[1])
+    if overlap:
+        raise UserError(f"{folder}: {len(overlap)} images are in both train.txt and val.txt, e.g. {sorted(overlap)[:3]}")
+    return tuple(lists)
+
+
+def _hash_split(records, val_fraction, seed):
+    fraction = {r["id"]: stable_fraction(seed, r["id"]) for r in records}
+    val = {i for i, f in fraction.items() if f < val_fraction}
+    classes = sorted({o["class"] for r in records for o in r["objects"]})
+    for cls in classes:
+        holders = sorted((fraction[r["id"]], r["id"]) for r in records if any(o["class"] == cls for o in r["objects"]))
+        if len(holders) >= 2 and not any(i in val for _, i in holders):
+            val.add(holders[0][1])
+    ordered = sorted(fraction, key=fraction.get)
+    return [i for i in ordered if i not in val], [i for i in ordered if i in val]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m workflow.split", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--annotations", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-out", required=True)
+    parser.add_argument("--val-out", required=True)
+    args = parser.parse_args(argv)
+    records = json.loads(Path(args.annotations).read_text())
+    train, val, how = split_records(records, args.dataset, args.val_fraction, args.seed)
+    if not train or not val:
+        raise UserError(f"split ({how}) gives {len(train)} train and {len(val)} val images; both need at least one")
+    Path(args.train_out).write_text("".join(f"{i}\n" for i in train))
+    Path(args.val_out).write_text("".join(f"{i}\n" for i in val))
+    log(f"split: {len(train)} train, {len(val)} val ({how})")
+
+
+if __name__ == "__main__":
+    run_main(main)
