@@ -1,0 +1,121 @@
+"""Finding the pretrained checkpoint: a download (URL + sha256, cached once) or a local file.
+
+Accepted forms of the `pretrained` config key:
+  {url: https://..., sha256: <64 hex>}   downloaded once into the cache, verified, then used like a local file
+  path/to/prefix                         prefix-symbol.json + prefix-NNNN.params (the highest NNNN is used)
+  path/to/model-0000.params              the parameter file itself
+  path/to/release.zip                    a release archive holding one such checkpoint
+
+A download goes to a '.part' file that is renamed only after its sha256 matched, so an interrupted or
+corrupted download is never mistaken for the real file.
+
+    python -m workflow.pretrained --spec SPEC_JSON --cache DIR --link OUT.params
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from workflow.cli import Progress, UserError, log, run_main
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url, sha256, cache):
+    """Return the cached, verified file for (url, sha256), downloading it if needed."""
+    target = Path(cache) / sha256 / (Path(urllib.request.urlparse(url).path).name or "pretrained")
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        _fetch(url, partial)
+    except OSError as error:
+        raise UserError(f"cannot download the pretrained model {url} ({error}). Without internet, download it "
+                        f"elsewhere and put it at {target}, or set pretrained: to a local checkpoint path") from None
+    actual = sha256_file(partial)
+    if actual != sha256:
+        partial.unlink()
+        raise UserError(f"download of {url} has sha256 {actual}, expected {sha256}; the file was discarded")
+    os.replace(partial, target)
+    return target
+
+
+def _fetch(url, partial):
+    with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0)
+        progress = Progress(f"download {Path(partial).name[:-5]} (MiB)", max(1, total >> 20))
+        done = 0
+        for block in iter(lambda: response.read(CHUNK), b""):
+            out.write(block)
+            done += len(block)
+            progress.update(done >> 20)
+
+
+def params_file(path, cache):
+    """The .params file that a local path names (a prefix, a .params file, or a release .zip unpacked into the cache)."""
+    path = Path(path)
+    if path.suffix == ".params" and path.is_file():
+        return path
+    if path.suffix == ".zip" and path.is_file():
+        return _from_zip(path, cache)
+    candidates = sorted(path.parent.glob(f"{path.name}-[0-9][0-9][0-9][0-9].params")) if path.parent.is_dir() else []
+    if candidates:
+        return candidates[-1]
+    raise UserError(f"pretrained: no checkpoint at '{path}': expected {path}-NNNN.params (+ {path}-symbol.json), "
+                    "a .params file, or a release .zip")
+
+
+def _from_zip(archive, cache):
+    folder = Path(cache) / f"unzipped-{sha256_file(archive)[:16]}"
+    with zipfile.ZipFile(archive) as bundle:
+        members = [m for m in bundle.namelist() if re.search(r"-\d{4}\.params$", m)]
+        if not members:
+            raise UserError(f"{archive}: holds no NAME-NNNN.params checkpoint")
+        member = sorted(members)[-1]
+        target = folder / Path(member).name  # flattened: names inside the archive never choose the folder
+        if not target.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            with bundle.open(member) as source, open(partial, "wb") as out:
+                for block in iter(lambda: source.read(CHUNK), b""):
+                    out.write(block)
+            os.replace(partial, target)
+    return target
+
+
+def resolve(spec, cache):
+    if isinstance(spec, dict):
+        return params_file(download(spec["url"], spec["sha256"], cache), cache)
+    return params_file(spec, cache)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m workflow.pretrained", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", required=True, help="the config's pretrained value, as JSON")
+    parser.add_argument("--cache", required=True, help="download cache folder")
+    parser.add_argument("--link", required=True, help="symlink to create, pointing at the resolved .params file")
+    args = parser.parse_args(argv)
+    source = resolve(json.loads(args.spec), args.cache).resolve()
+    link = Path(args.link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(source)
+    log(f"pretrained: {source} (sha256 {sha256_file(source)[:16]}...)")
+
+
+if __name__ == "__main__":
+    run_main(main)
