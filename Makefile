@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make run    set everything up from nothing and run the workflow on the bundled sample (data/sample)
+#   make test   set everything up from nothing and run the whole test suite
+# Stage environments are built on first use by workflow/envs.py (in .venvs/, keyed by each lock's hash);
+# this file only builds the orchestrator (.venv: snakemake + pytest) that drives them.
+
+PYTHON ?= python3
+CORES ?= $(shell nproc)
+VENV := .venv
+ORCHESTRATOR := $(VENV)/.lock-$(shell sha256sum envs/orchestrator.txt | cut -c1-12)
+
+.PHONY: run test envs
+
+run: $(ORCHESTRATOR)
+	$(VENV)/bin/snakemake --cores $(CORES) deeplens_artifacts
+
+test: envs
+	$(VENV)/bin/python -m workflow.envs exec mxnet -- python -m pytest -q tests/mxnet
+	$(VENV)/bin/python -m workflow.envs exec optimizer -- python -m pytest -q tests/optimizer
+	$(VENV)/bin/python -m pytest -q tests/workflow
+
+envs: $(ORCHESTRATOR)
+	$(VENV)/bin/python -m workflow.envs build mxnet optimizer deeplens-mxnet
+
+$(ORCHESTRATOR): envs/orchestrator.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r envs/orchestrator.txt
+	touch $@

@@ -1,0 +1,94 @@
+# annotate-check -> split -> pack: from the user's VOC folder to RecordIO files.
+
+
+rule annotate_check:
+    message:
+        "Checking every annotation and image of {params.dataset}"
+    input:
+        dataset_files(config["dataset"]),
+        dataset_files(config["val_dataset"]),
+        lock=LOCK["mxnet"],
+        code=stage_code("check", "voc", "images"),
+    output:
+        annotations=ANNOTATIONS,
+        table=CHECK_TABLE,
+    params:
+        dataset=config["dataset"],
+        val_dataset=f"--val-dataset {config['val_dataset']}" if config["val_dataset"] else "",
+        classes=CLASSES_JSON,
+        class_map=json.dumps(config["class_map"]),
+        keep_empty=yes_no(config["keep_empty_images"]),
+        skip_bad=yes_no(config["skip_bad_files"]),
+        max_pixels=config["max_image_pixels"],
+    log:
+        f"{LOGS}/check.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.check --dataset {params.dataset:q} {params.val_dataset}"
+        " --classes {params.classes:q} --class-map {params.class_map:q} --keep-empty-images {params.keep_empty}"
+        " --skip-bad-files {params.skip_bad} --max-image-pixels {params.max_pixels}"
+        " --out {output.annotations} --table {output.table} 2>&1 | tee {log} >&2"
+
+
+rule split_data:
+    message:
+        "Splitting the checked images into train and val"
+    input:
+        annotations=ANNOTATIONS,
+        lock=LOCK["mxnet"],
+        code=stage_code("split"),
+    output:
+        train=SPLIT_LISTS[0],
+        val=SPLIT_LISTS[1],
+    params:
+        dataset=config["dataset"],
+        val_fraction=config["val_fraction"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/split.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.split --annotations {input.annotations} --dataset {params.dataset:q}"
+        " --val-fraction {params.val_fraction} --seed {params.seed}"
+        " --train-out {output.train} --val-out {output.val} 2>&1 | tee {log} >&2"
+
+
+rule pack_split:
+    message:
+        "Packing the {wildcards.split} images into RecordIO"
+    input:
+        annotations=ANNOTATIONS,
+        ids=f"{R}/split/{{split}}.txt",
+        lock=LOCK["mxnet"],
+        code=stage_code("pack", "images"),
+    output:
+        multiext(f"{R}/pack/{{split}}", ".rec", ".idx", ".lst"),
+    wildcard_constraints:
+        split="train|val",
+    params:
+        prefix=f"{R}/pack/{{split}}",
+        max_side=config["pack_max_side"],
+        quality=config["jpeg_quality"],
+        max_pixels=config["max_image_pixels"],
+    log:
+        f"{LOGS}/pack_{{split}}.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.pack --annotations {input.annotations} --ids {input.ids}"
+        " --out-prefix {params.prefix} --max-side {params.max_side} --jpeg-quality {params.quality}"
+        " --max-image-pixels {params.max_pixels} --processes {threads} 2>&1 | tee {log} >&2"

@@ -1,0 +1,98 @@
+# deploy (inference graph with NMS built in) -> optimize (OpenVINO IR) -> the DeepLens artifact folder.
+
+
+rule deploy_model:
+    message:
+        "Exporting the deploy graph (force_nms={params.force_nms}) of epoch '{params.epoch}'"
+    input:
+        logs=[stop_log(end) for end in EPOCHS],
+        lock=LOCK["mxnet"],
+        code=stage_code("deploy", "networks"),
+    output:
+        info=DEPLOY_INFO,
+    params:
+        train_dirs=",".join(stop_dir(end) for end in EPOCHS),
+        epoch=config["deploy_epoch"],
+        network=config["network"],
+        classes=",".join(config["classes"]),
+        data_shape=config["data_shape"],
+        force_nms=yes_no(config["force_nms"]),
+        nms_threshold=config["nms_threshold"],
+        nms_topk=config["nms_topk"],
+        threshold=config["detection_threshold"],
+        out_dir=f"{R}/deploy",
+    log:
+        f"{LOGS}/deploy.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.deploy --train-dirs {params.train_dirs} --epoch {params.epoch}"
+        " --network {params.network} --classes {params.classes:q} --data-shape {params.data_shape}"
+        " --force-nms {params.force_nms} --nms-threshold {params.nms_threshold} --nms-topk {params.nms_topk}"
+        " --threshold {params.threshold} --out-dir {params.out_dir} --out {output.info} 2>&1 | tee {log} >&2"
+
+
+rule optimize_ir:
+    message:
+        "Converting the deploy graph to an OpenVINO {params.precision} IR with the Model Optimizer"
+    input:
+        deploy=DEPLOY_INFO,
+        lock=LOCK["optimizer"],
+        code=stage_code("optimize", "ir_infer"),
+    output:
+        xml=IR_XML,
+        bin=f"{R}/ir/model.bin",
+        contract=f"{R}/ir/model.contract.json",
+    params:
+        precision=config["ir_precision"],
+        color=config["ir_color"],
+        mean_inside=yes_no(config["ir_mean_inside"]),
+        out_dir=f"{R}/ir",
+    log:
+        f"{LOGS}/optimize.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/optimizer.yaml"
+    shell:
+        "{OPTIMIZER} python -m workflow.optimize --deploy {input.deploy} --precision {params.precision}"
+        " --color {params.color} --mean-in-ir {params.mean_inside} --out-dir {params.out_dir} --model-name model"
+        " --log {log}"
+
+
+rule collect_artifacts:
+    message:
+        "Collecting the DeepLens artifacts with their manifest"
+    input:
+        deploy=DEPLOY_INFO,
+        xml=IR_XML,
+        bin=f"{R}/ir/model.bin",
+        contract=f"{R}/ir/model.contract.json",
+        metrics=METRICS,
+        infer=stage_code("ir_infer"),
+        annotations=ANNOTATIONS,
+        lock=LOCK["mxnet"],
+        code=stage_code("artifacts"),
+    output:
+        manifest=MANIFEST,
+    params:
+        out_dir=f"{R}/deeplens_artifacts",
+        config=json.dumps(config, sort_keys=True),
+    log:
+        f"{LOGS}/artifacts.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.artifacts --deploy {input.deploy} --ir {input.xml} --contract {input.contract}"
+        " --metrics {input.metrics} --infer {input.infer} --annotations {input.annotations} --config {params.config:q}"
+        " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"

@@ -1,0 +1,58 @@
+# evaluate (VOC mAP of the deploy model on the whole val set) and demo (spot-check images).
+
+
+rule evaluate_model:
+    message:
+        "Evaluating the deploy model on every val image"
+    input:
+        deploy=DEPLOY_INFO,
+        val=f"{R}/pack/val.rec",
+        lock=LOCK["mxnet"],
+        code=stage_code("evaluate", "detector", "metrics", "networks"),
+    output:
+        metrics=METRICS,
+        table=f"{R}/evaluate/per_class.csv",
+        curves=f"{R}/evaluate/pr_curves.png",
+    params:
+        out_dir=f"{R}/evaluate",
+        iou=config["iou_threshold"],
+    log:
+        f"{LOGS}/evaluate.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.evaluate --deploy {input.deploy} --val-rec {input.val}"
+        " --iou-threshold {params.iou} --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
+
+
+rule demo_images:
+    message:
+        "Drawing detections on {params.images} val images"
+    input:
+        deploy=DEPLOY_INFO,
+        annotations=ANNOTATIONS,
+        ids=f"{R}/split/val.txt",
+        lock=LOCK["mxnet"],
+        code=stage_code("demo", "detector", "images", "networks"),
+    output:
+        index=DEMO_INDEX,
+    params:
+        out_dir=f"{R}/demo",
+        images=config["demo_images"],
+        threshold=config["demo_threshold"],
+    log:
+        f"{LOGS}/demo.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.demo --deploy {input.deploy} --annotations {input.annotations} --ids {input.ids}"
+        " --count {params.images} --threshold {params.threshold} --out-dir {params.out_dir} --index {output.index}"
+        " > {log} 2>&1"

@@ -1,0 +1,34 @@
+# The run's self-contained HTML report: config, data, training, metrics, demo images, artifacts.
+
+
+rule write_report:
+    message:
+        "Writing the run report {output.html}"
+    input:
+        table=CHECK_TABLE,
+        annotations=ANNOTATIONS,
+        splits=SPLIT_LISTS,
+        logs=[stop_log(end) for end in EPOCHS],
+        deploy=DEPLOY_INFO,
+        metrics=METRICS,
+        curves=f"{R}/evaluate/pr_curves.png",
+        demo=DEMO_INDEX,
+        manifest=MANIFEST,
+        lock=LOCK["mxnet"],
+        code=stage_code("report"),
+    output:
+        html=REPORT,
+    params:
+        config=json.dumps(config, sort_keys=True),
+        results=R,
+    log:
+        f"{LOGS}/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.report --results {params.results} --config {params.config:q}"
+        " --out {output.html} 2>&1 | tee {log} >&2"

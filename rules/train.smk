@@ -1,0 +1,103 @@
+# Training in stops: epochs [E1, E2, ...] trains 0 -> E1 (from scratch or finetuning the pretrained model),
+# then each next rule resumes from the previous stop's checkpoint, weights and optimizer state included.
+
+
+def stop_out(wildcards):
+    return stop_dir(wildcards.end)
+
+
+def stop_begin(wildcards):
+    return previous_stop(EPOCHS, wildcards.end)
+
+
+def previous_stop_inputs(wildcards):
+    begin = previous_stop(EPOCHS, wildcards.end)
+    return [stop_log(begin)] if begin else []
+
+
+def resume_option(wildcards):
+    begin = previous_stop(EPOCHS, wildcards.end)
+    return f"--resume {stop_dir(begin)}" if begin else ""
+
+
+def first_stop_pretrained(wildcards):
+    return [PRETRAINED] if config["pretrained"] and not previous_stop(EPOCHS, wildcards.end) else []
+
+
+def pretrained_option(wildcards):
+    return " ".join(f"--pretrained {path}" for path in first_stop_pretrained(wildcards))
+
+
+rule fetch_pretrained:
+    message:
+        "Finding the pretrained checkpoint (downloaded once into {params.cache})"
+    input:
+        lock=LOCK["mxnet"],
+        code=stage_code("pretrained"),
+    output:
+        link=PRETRAINED,
+    params:
+        spec=json.dumps(config["pretrained"]),
+        cache=PRETRAINED_CACHE,
+    log:
+        f"{LOGS}/pretrained.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.pretrained --spec {params.spec:q} --cache {params.cache:q} --link {output.link}"
+        " 2>&1 | tee {log} >&2"
+
+
+rule train_stop:
+    message:
+        "Training {params.network} SSD at {params.data_shape} px up to epoch {wildcards.end}"
+    input:
+        previous_stop_inputs,
+        first_stop_pretrained,
+        train=f"{R}/pack/train.rec",
+        val=f"{R}/pack/val.rec",
+        lock=LOCK["mxnet"],
+        code=stage_code("train", "networks", "metrics"),
+    output:
+        log=f"{R}/train/epoch_{{end}}/log.csv",
+        symbol=f"{R}/train/epoch_{{end}}/ssd-symbol.json",
+    wildcard_constraints:
+        end=r"\d+",
+    params:
+        out=stop_out,
+        begin=stop_begin,
+        resume=resume_option,
+        pretrained=pretrained_option,
+        classes=",".join(config["classes"]),
+        network=config["network"],
+        data_shape=config["data_shape"],
+        batch_size=config["batch_size"],
+        learning_rate=config["learning_rate"],
+        momentum=config["momentum"],
+        weight_decay=config["weight_decay"],
+        warmup=config["warmup_epochs"],
+        lr_steps=",".join(map(str, config["lr_steps"])),
+        lr_factor=config["lr_factor"],
+        seed=config["seed"],
+        gpus=",".join(map(str, config["gpus"])),
+    log:
+        f"{LOGS}/train_epoch_{{end}}.log",
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=24 * 60,
+        gpu=len(config["gpus"]),
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.train --train-rec {input.train} --val-rec {input.val}"
+        " --classes {params.classes:q} --network {params.network} --data-shape {params.data_shape}"
+        " --batch-size {params.batch_size} --begin-epoch {params.begin} --end-epoch {wildcards.end}"
+        " {params.resume} {params.pretrained} --learning-rate {params.learning_rate} --momentum {params.momentum}"
+        " --wd {params.weight_decay} --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}'"
+        " --lr-factor {params.lr_factor} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
+        " --out {params.out} 2>&1 | tee {log} >&2"

@@ -1,0 +1,28 @@
+import pytest
+import yaml
+
+from conftest import snakemake
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": "red"}, "Additional properties are not allowed ('colour' was unexpected)"),
+    ({"data_shape": "big"}, "'big' is not of type 'integer'"),
+    ({"network": "vgg"}, "'vgg' is not one of ['tiny', 'lite', 'resnet50']"),
+    ({"epochs": [20, 10]}, "epochs: the stops must increase strictly, got [20, 10]"),
+    ({"dataset": "/nonexistent"}, "dataset: '/nonexistent' is not a VOC folder"),
+])
+def test_bad_config_is_rejected_naming_the_key(tiny_run, change, message):
+    workdir, config = tiny_run()
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**config, **change}))
+    result = snakemake(workdir, "-n", "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_dry_run_plans_every_stage(tiny_run):
+    workdir, _ = tiny_run()
+    output = snakemake(workdir, "-n", "--cores", "1").stdout
+    for rule in ("annotate_check", "split_data", "pack_split", "train_stop", "deploy_model", "evaluate_model",
+                 "demo_images", "optimize_ir", "collect_artifacts", "write_report"):
+        assert rule in output
+    assert "results/tiny/train/epoch_2/log.csv" in output and "results/tiny/train/epoch_1/log.csv" in output

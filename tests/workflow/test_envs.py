@@ -1,0 +1,43 @@
+import threading
+
+import yaml
+
+from conftest import REPO
+from workflow import envs
+
+
+def lock_pins(name):
+    return [line for line in (REPO / "envs" / f"{name}.txt").read_text().splitlines() if line and not line.startswith("#")]
+
+
+def test_conda_twins_pin_exactly_the_lock():
+    for name in envs.ENV_NAMES:
+        conda = yaml.safe_load((REPO / "envs" / f"{name}.yaml").read_text())
+        pip = next(item["pip"] for item in conda["dependencies"] if isinstance(item, dict))
+        assert pip == lock_pins(name), name
+
+
+def test_locks_pin_every_package_exactly():
+    for name in envs.ENV_NAMES:
+        assert all("==" in pin for pin in lock_pins(name)), name
+    assert "mxnet==1.9.1" in lock_pins("mxnet") and "mxnet==0.12.0" in lock_pins("deeplens-mxnet")
+
+
+def test_env_folder_follows_the_lock_and_parallel_requests_build_once(tmp_path, monkeypatch):
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    (locks / "mxnet.txt").write_text("# empty lock: a bare venv\n")
+    monkeypatch.setattr(envs, "LOCKS", locks)
+    monkeypatch.setenv("DEEPLENS_SSD_ENVS", str(tmp_path / "venvs"))
+    builds = []
+    real_build = envs._build
+    monkeypatch.setattr(envs, "_build", lambda name, target: (builds.append(target), real_build(name, target)))
+    threads = [threading.Thread(target=envs.ensure, args=("mxnet",)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first = envs.env_dir("mxnet")
+    assert builds == [first] and (first / "bin" / "python").exists()
+    (locks / "mxnet.txt").write_text("# changed lock\n")
+    assert envs.env_dir("mxnet") != first

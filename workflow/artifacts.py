@@ -1,0 +1,78 @@
+"""deeplens_artifacts: everything the device needs, in one folder that refers to nothing outside it.
+
+IR .xml/.bin and its input contract, the MXNet deploy symbol/params, labels.txt, infer.py (OpenVINO
+runtime + numpy + OpenCV only) and manifest.json: every file with sha256 and size, the classes,
+thresholds, metrics, and the hashes of config, data, code and environment locks that made it.
+"""
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from workflow.cli import log, run_main
+
+REPO = Path(__file__).resolve().parent.parent
+CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/*.py", "workflow/schemas/*")
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_hash(paths):
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.relative_to(REPO)}\0{sha256_of(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def provenance(config_json, annotations):
+    code = sorted(p for pattern in CODE_GLOBS for p in REPO.glob(pattern) if p.is_file())
+    locks = {p.stem: sha256_of(p) for p in sorted((REPO / "envs").glob("*.txt"))}
+    return {"config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
+            "annotations_sha256": sha256_of(annotations), "code_sha256": tree_hash(code), "env_locks_sha256": locks}
+
+
+def collect(args):
+    deploy = json.loads(Path(args.deploy).read_text())
+    deploy_dir = Path(args.deploy).parent
+    ir_xml = Path(args.ir)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    copies = [ir_xml, ir_xml.with_suffix(".bin"), Path(args.contract), deploy_dir / deploy["symbol"],
+              deploy_dir / deploy["params"], Path(args.deploy)]
+    for source in copies:
+        shutil.copy2(source, out / source.name)
+    shutil.copy2(args.infer, out / "infer.py")
+    (out / "labels.txt").write_text("".join(f"{name}\n" for name in deploy["classes"]))
+    files = sorted(p for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
+    metrics = json.loads(Path(args.metrics).read_text())
+    manifest = {
+        "files": {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in files},
+        "classes": deploy["classes"],
+        "ir": {"xml": ir_xml.name, "bin": ir_xml.with_suffix(".bin").name,
+               "input_contract": json.loads(Path(args.contract).read_text())},
+        "mxnet": {"symbol": deploy["symbol"], "params": deploy["params"], "epoch": deploy["epoch"],
+                  "epoch_reason": deploy["epoch_reason"], "input": deploy["input"]},
+        "thresholds": {k: deploy[k] for k in ("force_nms", "nms_threshold", "nms_topk", "threshold")},
+        "metrics": {k: metrics[k] for k in ("images", "iou_threshold", "map_voc07", "map_area", "coco_map")},
+        "provenance": provenance(args.config, args.annotations),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    log(f"artifacts: {len(files)} files in {out}, val mAP (VOC07) {metrics['map_voc07']}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m workflow.artifacts", description=__doc__.split("\n\n")[0])
+    for name in ("--deploy", "--ir", "--contract", "--metrics", "--infer", "--annotations", "--config", "--out-dir"):
+        parser.add_argument(name, required=True)
+    collect(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_main(main)

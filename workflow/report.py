@@ -1,0 +1,96 @@
+"""report: one self-contained HTML page per run: how good the model is and how it was made."""
+import argparse
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from workflow.cli import log, run_main  # noqa: E402
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f2f2f2}td:first-child{text-align:left}img{max-width:100%;margin:4px 0}
+pre{background:#f7f7f7;padding:8px;overflow-x:auto}.big{font-size:1.4em}"""
+
+
+def image_tag(png_or_jpg_bytes, mime="image/png"):
+    return f'<img src="data:{mime};base64,{base64.b64encode(png_or_jpg_bytes).decode()}">'
+
+
+def figure_tag(figure):
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return image_tag(buffer.getvalue())
+
+
+def table_html(frame):
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, escape=True)
+
+
+def training_section(results, epochs):
+    log_csv = results / "train" / f"epoch_{epochs[-1]}" / "log.csv"
+    frame = pd.read_csv(log_csv)
+    figure, (loss_axis, map_axis) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    frame.plot(x="epoch", y=["cls_loss", "loc_loss"], ax=loss_axis, title="training loss")
+    if frame["val_map"].notna().any():
+        frame.plot(x="epoch", y="val_map", ax=map_axis, title="val mAP (VOC07) per epoch", legend=False, marker=".")
+    map_axis.set_ylim(0, 1)
+    for axis in (loss_axis, map_axis):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure_tag(figure) + table_html(frame.tail(10))
+
+
+def build(results, config):
+    deploy = json.loads((results / "deploy" / "deploy.json").read_text())
+    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
+    manifest = json.loads((results / "deeplens_artifacts" / "manifest.json").read_text())
+    demo = json.loads((results / "demo" / "demo.json").read_text())
+    problems = pd.read_csv(results / "check" / "check.csv")
+    splits = {name: len((results / "split" / f"{name}.txt").read_text().split()) for name in ("train", "val")}
+    images = len(json.loads((results / "check" / "annotations.json").read_text()))
+    parts = [
+        f"<h1>deeplens-ssd run <code>{html.escape(config['run'])}</code></h1>",
+        f"<p class=big>val mAP (VOC07 11-point, IoU {metrics['iou_threshold']}): <b>{metrics['map_voc07']:.4f}</b>; "
+        f"area mAP {metrics['map_area']:.4f}; COCO mAP@0.5:0.95 {metrics['coco_map']:.4f} on {metrics['images']} images</p>",
+        f"<p>Deployed epoch {deploy['epoch']}: {html.escape(deploy['epoch_reason'])}. Network {deploy['network']} at "
+        f"{deploy['data_shape']} px, force_nms={deploy['force_nms']}, nms_threshold={deploy['nms_threshold']}.</p>",
+        "<h2>Data</h2>",
+        f"<p>{images} usable images ({splits['train']} train, {splits['val']} val); {len(problems)} problems found "
+        f"({(problems['severity'] == 'error').sum()} errors).</p>",
+        table_html(problems.head(50)) if len(problems) else "",
+        "<h2>Training</h2>", training_section(results, config["epochs"]),
+        "<h2>Per-class metrics</h2>", table_html(pd.read_csv(results / "evaluate" / "per_class.csv")),
+        image_tag((results / "evaluate" / "pr_curves.png").read_bytes()),
+        f"<h2>Demo (score &ge; {demo['threshold']}; detections left, ground truth right)</h2>",
+        "".join(image_tag((results / "demo" / d["output"]).read_bytes(), "image/jpeg") for d in demo["images"]),
+        "<h2>DeepLens artifacts</h2>",
+        table_html(pd.DataFrame([{"file": k, **v} for k, v in manifest["files"].items()])),
+        "<h3>IR input contract</h3>", f"<pre>{html.escape(json.dumps(manifest['ir']['input_contract'], indent=1))}</pre>",
+        "<h2>How it was made</h2>", f"<pre>{html.escape(json.dumps(manifest['provenance'], indent=1))}</pre>",
+        "<h3>Config</h3>", f"<pre>{html.escape(json.dumps(config, indent=1))}</pre>",
+    ]
+    return f"<!doctype html><html><head><meta charset=utf-8><title>deeplens-ssd {html.escape(config['run'])}</title>" \
+           f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m workflow.report", description=__doc__)
+    parser.add_argument("--results", required=True)
+    parser.add_argument("--config", required=True, help="the run's config as JSON")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    Path(args.out).write_text(build(Path(args.results), json.loads(args.config)))
+    log(f"report: {args.out}")
+
+
+if __name__ == "__main__":
+    run_main(main)
