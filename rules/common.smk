@@ -19,6 +19,7 @@ except ConfigError as error:
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 MXNET = env_command("mxnet", USE_CONDA)
 OPTIMIZER = env_command("optimizer", USE_CONDA)
+DEEPLENS_MXNET = env_command("deeplens-mxnet", USE_CONDA)
 
 LOCK = {name: f"{workflow.basedir}/envs/{name}.txt" for name in ("mxnet", "optimizer", "deeplens-mxnet")}
 R = f"results/{config['run']}"
@@ -31,6 +32,8 @@ CHECK_TABLE = f"{R}/check/check.csv"
 SPLIT_LISTS = [f"{R}/split/train.txt", f"{R}/split/val.txt"]
 PACKED = expand(f"{R}/pack/{{split}}.{{ext}}", split=["train", "val"], ext=["rec", "idx", "lst"])
 DEPLOY_INFO = f"{R}/deploy/deploy.json"
+LEGACY = f"{R}/deploy/mxnet012"
+LEGACY_CHECK = f"{LEGACY}/verify.json"
 METRICS = f"{R}/evaluate/metrics.json"
 DEMO_INDEX = f"{R}/demo/demo.json"
 IR_XML = f"{R}/ir/model.xml"

@@ -36,6 +36,58 @@ rule deploy_model:
         " --threshold {params.threshold} --out-dir {params.out_dir} --out {output.info} 2>&1 | tee {log} >&2"
 
 
+rule export_mxnet012:
+    message:
+        "Writing the deploy model in the form MXNet 0.12 (the DeepLens' version) loads"
+    input:
+        deploy=DEPLOY_INFO,
+        val=f"{R}/pack/val.rec",
+        lock=LOCK["mxnet"],
+        code=stage_code("legacy", "detector", "networks"),
+    output:
+        info=f"{LEGACY}/legacy.json",
+        reference=f"{LEGACY}/reference.npz",
+    params:
+        out_dir=LEGACY,
+    log:
+        f"{LOGS}/export_mxnet012.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "{MXNET} python -m workflow.legacy export --deploy {input.deploy} --val-rec {input.val}"
+        " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
+
+
+rule verify_mxnet012:
+    message:
+        "Checking that MXNet 0.12 loads the model and detects what MXNet 1.9.1 detects"
+    input:
+        info=f"{LEGACY}/legacy.json",
+        reference=f"{LEGACY}/reference.npz",
+        lock=LOCK["deeplens-mxnet"],
+        code=stage_code("legacy"),
+    output:
+        result=LEGACY_CHECK,
+    params:
+        folder=LEGACY,
+        min_score=config["demo_threshold"],
+    log:
+        f"{LOGS}/verify_mxnet012.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/deeplens-mxnet.yaml"
+    shell:
+        "{DEEPLENS_MXNET} python -m workflow.legacy verify --dir {params.folder} --min-score {params.min_score}"
+        " --out {output.result} 2>&1 | tee {log} >&2"
+
+
 rule optimize_ir:
     message:
         "Converting the deploy graph to an OpenVINO {params.precision} IR with the Model Optimizer"
@@ -75,6 +127,8 @@ rule collect_artifacts:
         bin=f"{R}/ir/model.bin",
         contract=f"{R}/ir/model.contract.json",
         metrics=METRICS,
+        legacy=f"{LEGACY}/legacy.json",
+        legacy_check=LEGACY_CHECK,
         infer=stage_code("ir_infer"),
         annotations=ANNOTATIONS,
         lock=LOCK["mxnet"],
@@ -94,5 +148,5 @@ rule collect_artifacts:
         "../envs/mxnet.yaml"
     shell:
         "{MXNET} python -m workflow.artifacts --deploy {input.deploy} --ir {input.xml} --contract {input.contract}"
-        " --metrics {input.metrics} --infer {input.infer} --annotations {input.annotations} --config {params.config:q}"
+        " --metrics {input.metrics} --legacy {input.legacy} --legacy-check {input.legacy_check} --infer {input.infer} --annotations {input.annotations} --config {params.config:q}"
         " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"

@@ -44,8 +44,10 @@ def collect(args):
     ir_xml = Path(args.ir)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    legacy = json.loads(Path(args.legacy).read_text())
+    legacy_dir = Path(args.legacy).parent
     copies = [ir_xml, ir_xml.with_suffix(".bin"), Path(args.contract), deploy_dir / deploy["symbol"],
-              deploy_dir / deploy["params"], Path(args.deploy)]
+              deploy_dir / deploy["params"], Path(args.deploy), legacy_dir / legacy["symbol"], legacy_dir / legacy["params"]]
     for source in copies:
         shutil.copy2(source, out / source.name)
     shutil.copy2(args.infer, out / "infer.py")
@@ -59,6 +61,8 @@ def collect(args):
                "input_contract": json.loads(Path(args.contract).read_text())},
         "mxnet": {"symbol": deploy["symbol"], "params": deploy["params"], "epoch": deploy["epoch"],
                   "epoch_reason": deploy["epoch_reason"], "input": deploy["input"]},
+        "mxnet012": {"symbol": legacy["symbol"], "params": legacy["params"],
+                     "check": json.loads(Path(args.legacy_check).read_text())},
         "thresholds": {k: deploy[k] for k in ("force_nms", "nms_threshold", "nms_topk", "threshold")},
         "metrics": {k: metrics[k] for k in ("images", "iou_threshold", "map_voc07", "map_area", "coco_map")},
         "provenance": provenance(args.config, args.annotations),
@@ -69,7 +73,8 @@ def collect(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.artifacts", description=__doc__.split("\n\n")[0])
-    for name in ("--deploy", "--ir", "--contract", "--metrics", "--infer", "--annotations", "--config", "--out-dir"):
+    for name in ("--deploy", "--ir", "--contract", "--metrics", "--legacy", "--legacy-check", "--infer", "--annotations",
+                 "--config", "--out-dir"):
         parser.add_argument(name, required=True)
     collect(parser.parse_args(argv))
 

@@ -69,8 +69,11 @@ def compare(reference, legacy, min_score):
     for index, (want, got) in enumerate(zip(reference, legacy)):
         want = want[(want[:, 0] >= 0) & (want[:, 1] >= min_score)]
         got = got[(got[:, 0] >= 0) & (got[:, 1] >= min_score)]
-        if want.shape != got.shape or not np.array_equal(want[:, 0], got[:, 0]):
+        if want.shape != got.shape:
             mismatches.append(f"image {index}: {len(want)} detections in MXNet 1.9.1, {len(got)} in the legacy run")
+            continue
+        if not np.array_equal(want[:, 0], got[:, 0]):
+            mismatches.append(f"image {index}: labels differ: {want[:, 0].astype(int).tolist()} vs {got[:, 0].astype(int).tolist()}")
             continue
         difference = float(np.abs(want[:, 1:] - got[:, 1:]).max()) if len(want) else 0.0
         worst = max(worst, difference)
