@@ -29,7 +29,7 @@ rule annotate_check:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.check --dataset {params.dataset:q} {params.val_dataset}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.check --dataset {params.dataset:q} {params.val_dataset}"
         " --classes {params.classes:q} --class-map {params.class_map:q} --keep-empty-images {params.keep_empty}"
         " --skip-bad-files {params.skip_bad} --max-image-pixels {params.max_pixels}"
         " --out {output.annotations} --table {output.table} 2>&1 | tee {log} >&2"
@@ -58,7 +58,7 @@ rule split_data:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.split --annotations {input.annotations} --dataset {params.dataset:q}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.split --annotations {input.annotations} --dataset {params.dataset:q}"
         " --val-fraction {params.val_fraction} --seed {params.seed}"
         " --train-out {output.train} --val-out {output.val} 2>&1 | tee {log} >&2"
 
@@ -89,6 +89,6 @@ rule pack_split:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.pack --annotations {input.annotations} --ids {input.ids}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.pack --annotations {input.annotations} --ids {input.ids}"
         " --out-prefix {params.prefix} --max-side {params.max_side} --jpeg-quality {params.quality}"
         " --max-image-pixels {params.max_pixels} --processes {threads} 2>&1 | tee {log} >&2"

@@ -30,7 +30,7 @@ rule deploy_model:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.deploy --train-dirs {params.train_dirs} --epoch {params.epoch}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.deploy --train-dirs {params.train_dirs} --epoch {params.epoch}"
         " --network {params.network} --classes {params.classes:q} --data-shape {params.data_shape}"
         " --force-nms {params.force_nms} --nms-threshold {params.nms_threshold} --nms-topk {params.nms_topk}"
         " --threshold {params.threshold} --out-dir {params.out_dir} --out {output.info} 2>&1 | tee {log} >&2"
@@ -58,7 +58,7 @@ rule export_mxnet012:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.legacy export --deploy {input.deploy} --val-rec {input.val}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.legacy export --deploy {input.deploy} --val-rec {input.val}"
         " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
 
 
@@ -84,7 +84,7 @@ rule verify_mxnet012:
     conda:
         "../envs/deeplens-mxnet.yaml"
     shell:
-        "{DEEPLENS_MXNET} python -m workflow.legacy verify --dir {params.folder} --min-score {params.min_score}"
+        "OMP_NUM_THREADS={threads} {DEEPLENS_MXNET} python -m workflow.legacy verify --dir {params.folder} --min-score {params.min_score}"
         " --out {output.result} 2>&1 | tee {log} >&2"
 
 
@@ -113,9 +113,38 @@ rule optimize_ir:
     conda:
         "../envs/optimizer.yaml"
     shell:
-        "{OPTIMIZER} python -m workflow.optimize --deploy {input.deploy} --precision {params.precision}"
+        "OMP_NUM_THREADS={threads} {OPTIMIZER} python -m workflow.optimize --deploy {input.deploy} --precision {params.precision}"
         " --color {params.color} --mean-in-ir {params.mean_inside} --out-dir {params.out_dir} --model-name model"
         " --log {log}"
+
+
+rule verify_ir:
+    message:
+        "Checking the IR against the MXNet deploy model on every val image, and timing both"
+    input:
+        deploy=DEPLOY_INFO,
+        xml=IR_XML,
+        bin=f"{R}/ir/model.bin",
+        contract=f"{R}/ir/model.contract.json",
+        val=f"{R}/pack/val.rec",
+        lock=LOCK["optimizer"],
+        code=stage_code("verify_ir", "ir_infer", "optimize", "detector", "metrics", "networks"),
+    output:
+        result=IR_CHECK,
+    params:
+        min_score=config["demo_threshold"],
+        iou=config["iou_threshold"],
+    log:
+        f"{LOGS}/verify_ir.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/optimizer.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {OPTIMIZER} python -m workflow.verify_ir --deploy {input.deploy} --ir {input.xml} --val-rec {input.val}"
+        " --min-score {params.min_score} --iou-threshold {params.iou} --out {output.result} 2>&1 | tee {log} >&2"
 
 
 rule collect_artifacts:
@@ -129,6 +158,7 @@ rule collect_artifacts:
         metrics=METRICS,
         legacy=f"{LEGACY}/legacy.json",
         legacy_check=LEGACY_CHECK,
+        ir_check=IR_CHECK,
         infer=stage_code("ir_infer"),
         annotations=ANNOTATIONS,
         lock=LOCK["mxnet"],
@@ -147,6 +177,6 @@ rule collect_artifacts:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.artifacts --deploy {input.deploy} --ir {input.xml} --contract {input.contract}"
-        " --metrics {input.metrics} --legacy {input.legacy} --legacy-check {input.legacy_check} --infer {input.infer} --annotations {input.annotations} --config {params.config:q}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.artifacts --deploy {input.deploy} --ir {input.xml} --contract {input.contract}"
+        " --metrics {input.metrics} --legacy {input.legacy} --legacy-check {input.legacy_check} --ir-check {input.ir_check} --infer {input.infer} --annotations {input.annotations} --config {params.config:q}"
         " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"

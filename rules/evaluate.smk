@@ -25,7 +25,7 @@ rule evaluate_model:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.evaluate --deploy {input.deploy} --val-rec {input.val}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.evaluate --deploy {input.deploy} --val-rec {input.val}"
         " --iou-threshold {params.iou} --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
 
 
@@ -53,6 +53,6 @@ rule demo_images:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.demo --deploy {input.deploy} --annotations {input.annotations} --ids {input.ids}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.demo --deploy {input.deploy} --annotations {input.annotations} --ids {input.ids}"
         " --count {params.images} --threshold {params.threshold} --out-dir {params.out_dir} --index {output.index}"
         " > {log} 2>&1"

@@ -30,5 +30,5 @@ rule write_report:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.report --results {params.results} --config {params.config:q}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.report --results {params.results} --config {params.config:q}"
         " --out {output.html} 2>&1 | tee {log} >&2"

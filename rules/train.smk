@@ -48,7 +48,7 @@ rule fetch_pretrained:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.pretrained --spec {params.spec:q} --cache {params.cache:q} --link {output.link}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.pretrained --spec {params.spec:q} --cache {params.cache:q} --link {output.link}"
         " 2>&1 | tee {log} >&2"
 
 
@@ -94,7 +94,7 @@ rule train_stop:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "{MXNET} python -m workflow.train --train-rec {input.train} --val-rec {input.val}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.train --train-rec {input.train} --val-rec {input.val}"
         " --classes {params.classes:q} --network {params.network} --data-shape {params.data_shape}"
         " --batch-size {params.batch_size} --begin-epoch {params.begin} --end-epoch {wildcards.end}"
         " {params.resume} {params.pretrained} --learning-rate {params.learning_rate} --momentum {params.momentum}"

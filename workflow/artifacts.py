@@ -58,7 +58,8 @@ def collect(args):
         "files": {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in files},
         "classes": deploy["classes"],
         "ir": {"xml": ir_xml.name, "bin": ir_xml.with_suffix(".bin").name,
-               "input_contract": json.loads(Path(args.contract).read_text())},
+               "input_contract": json.loads(Path(args.contract).read_text()),
+               "check": json.loads(Path(args.ir_check).read_text())},
         "mxnet": {"symbol": deploy["symbol"], "params": deploy["params"], "epoch": deploy["epoch"],
                   "epoch_reason": deploy["epoch_reason"], "input": deploy["input"]},
         "mxnet012": {"symbol": legacy["symbol"], "params": legacy["params"],
@@ -73,7 +74,7 @@ def collect(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.artifacts", description=__doc__.split("\n\n")[0])
-    for name in ("--deploy", "--ir", "--contract", "--metrics", "--legacy", "--legacy-check", "--infer", "--annotations",
+    for name in ("--deploy", "--ir", "--contract", "--metrics", "--legacy", "--legacy-check", "--ir-check", "--infer", "--annotations",
                  "--config", "--out-dir"):
         parser.add_argument(name, required=True)
     collect(parser.parse_args(argv))

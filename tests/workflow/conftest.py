@@ -12,8 +12,8 @@ SAMPLE = REPO / "data" / "sample"
 
 def snakemake(workdir, *args, check=True):
     """Run the repository's workflow in `workdir` with its config.yaml; return the finished process."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), *args]
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args,
+               "--configfile", str(workdir / "config.yaml")]
     result = subprocess.run(command, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")

@@ -1,0 +1,234 @@
+"""Optimize stage and IR inference: the IR must give the MXNet deploy model's detections.
+
+Needs the OpenVINO environment (Model Optimizer with the MXNet front end):
+    /tmp/probe/ov/bin/python -m pytest tests/stages/test_optimize.py
+A seeded, untrained "tiny" SSD at 64 px stands in for a trained one; its scores spread from about
+0.2 to 0.7 over 3 classes, so overlapping boxes of different classes abound.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import mxnet as mx
+import numpy as np
+import openvino as ov
+import pytest
+
+from workflow import ir_infer, networks, optimize
+from workflow.cli import UserError
+
+SIDE = 64
+NUM_CLASSES = 3
+NMS_THRESHOLD = 0.45
+
+
+def seeded_weights(symbol, seed=0):
+    """Untrained weights whose class scores are spread out (not all saturated nor all equal)."""
+    rng = np.random.default_rng(seed)
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, SIDE, SIDE))
+    args = {}
+    for name, shape in zip(symbol.list_arguments(), arg_shapes):
+        if name.endswith("gamma"):
+            args[name] = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith(("beta", "bias")):
+            args[name] = rng.normal(0, 0.1, shape)
+        elif name != "data":
+            args[name] = rng.normal(0, 1 / np.sqrt(np.prod(shape[1:])), shape)
+    auxs = {}
+    for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes):
+        if name.endswith("moving_var"):
+            auxs[name] = np.full(shape, 3000.0) if name.startswith("bn_data") else rng.uniform(0.5, 1.5, shape)
+        else:
+            auxs[name] = rng.normal(0, 0.1, shape)
+    as_nd = lambda arrays: {name: mx.nd.array(value) for name, value in arrays.items()}
+    return as_nd(args), as_nd(auxs)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny deploy checkpoint with force_nms: (symbol path, params path)."""
+    prefix = tmp_path_factory.mktemp("mxnet") / "deploy"
+    symbol = networks.build_deploy_symbol("tiny", NUM_CLASSES, SIDE, force_nms=True, nms_threshold=NMS_THRESHOLD)
+    mx.model.save_checkpoint(str(prefix), 3, symbol, *seeded_weights(symbol))
+    return Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0003.params")
+
+
+@pytest.fixture(scope="module")
+def convert(checkpoint, tmp_path_factory):
+    """convert(precision, color, mean_in_ir) -> xml path; each variant is converted once."""
+    done = {}
+
+    def convert(precision="FP32", color="RGB", mean_in_ir="no"):
+        key = (precision, color, mean_in_ir)
+        if key not in done:
+            out = tmp_path_factory.mktemp("ir")
+            name = "-".join(key)
+            optimize.main(["--symbol", str(checkpoint[0]), "--params", str(checkpoint[1]),
+                           "--data-shape", str(SIDE), "--precision", precision, "--color", color,
+                           "--mean-in-ir", mean_in_ir, "--out-dir", str(out), "--model-name", name,
+                           "--log", str(out / f"{name}.log")])
+            done[key] = out / f"{name}.xml"
+        return done[key]
+
+    return convert
+
+
+@pytest.fixture(scope="module")
+def mxnet_model(checkpoint):
+    symbol = mx.sym.load(str(checkpoint[0]))
+    params = mx.nd.load(str(checkpoint[1]))
+    module = mx.mod.Module(symbol, data_names=["data"], label_names=None)
+    module.bind(data_shapes=[("data", (1, 3, SIDE, SIDE))], for_training=False)
+    module.set_params({k[4:]: v for k, v in params.items() if k.startswith("arg:")},
+                      {k[4:]: v for k, v in params.items() if k.startswith("aux:")})
+    return module
+
+
+def mxnet_detect(module, image_bgr):
+    """The deploy model's rows [cls, score, xmin, ymin, xmax, ymax], with the training input contract."""
+    rgb = cv2.resize(image_bgr, (SIDE, SIDE))[:, :, ::-1].astype(np.float32)
+    tensor = (rgb - np.array(networks.MEAN_RGB, dtype=np.float32)).transpose(2, 0, 1)[np.newaxis]
+    module.forward(mx.io.DataBatch([mx.nd.array(tensor)]), is_train=False)
+    rows = module.get_outputs()[0].asnumpy()[0]
+    return rows[rows[:, 0] >= 0]
+
+
+def synthetic_images(count=3, seed=1):
+    """Non-square BGR images: noise with a few filled rectangles and circles."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+        for _ in range(4):
+            color = [int(c) for c in rng.integers(0, 256, 3)]
+            x, y = int(rng.integers(0, 100)), int(rng.integers(0, 70))
+            cv2.rectangle(image, (x, y), (x + int(rng.integers(10, 60)), y + int(rng.integers(10, 50))), color, -1)
+            cv2.circle(image, (int(rng.integers(0, 120)), int(rng.integers(0, 90))), int(rng.integers(5, 30)), color, -1)
+        images.append(image)
+    return images
+
+
+def box_iou(a, b):
+    return float(ir_infer.iou(np.array([a[2:]]), np.array([b[2:]]))[0, 0])
+
+
+def unmatched(expected, actual, score_tol):
+    """Rows of expected without a row of actual of the same class, box IoU >= 0.9 and score within score_tol."""
+    free = [list(row) for row in actual]
+    missing = []
+    for row in expected:
+        match = next((other for other in free if int(other[0]) == int(row[0]) and box_iou(row, other) >= 0.9
+                      and abs(other[1] - row[1]) <= score_tol), None)
+        if match is None:
+            missing.append(row)
+        else:
+            free.remove(match)
+    return missing
+
+
+def assert_same_detections(expected, actual, score_tol):
+    assert len(expected) == len(actual)
+    assert unmatched(expected, actual, score_tol) == []
+
+
+def test_ir_files_and_contract(convert):
+    xml = convert("FP16", "BGR", "yes")
+    assert xml.with_suffix(".bin").stat().st_size > 0
+    text = xml.read_text()
+    assert 'type="PriorBox"' in text and 'type="DetectionOutput"' in text
+    assert 'nms_threshold="1"' in text
+    assert 'element_type="f16"' in text
+    contract = json.loads(xml.with_suffix(".contract.json").read_text())
+    assert contract["input_shape"] == [1, 3, SIDE, SIDE] and contract["layout"] == "NCHW"
+    assert contract["color_order"] == "BGR" and contract["mean_in_ir"] is True
+    assert contract["mean_values"] == [104, 117, 123]
+    assert contract["force_nms"] is True and contract["nms_threshold"] == pytest.approx(NMS_THRESHOLD)
+    assert "[ SUCCESS ]" in xml.with_suffix(".log").read_text()
+
+
+def test_fp32_ir_gives_mxnet_detections(convert, mxnet_model):
+    compiled, contract = ir_infer.load(convert("FP32", "RGB", "no"))
+    for image in synthetic_images():
+        expected = mxnet_detect(mxnet_model, image)
+        assert len(expected) > 50
+        assert_same_detections(expected, ir_infer.detect(compiled, image, contract, 0.0), score_tol=1e-4)
+
+
+def test_fp16_ir_gives_mxnet_detections(convert, mxnet_model):
+    compiled, contract = ir_infer.load(convert("FP16", "BGR", "yes"))
+    for image in synthetic_images():
+        expected = mxnet_detect(mxnet_model, image)
+        actual = ir_infer.detect(compiled, image, contract, 0.0)
+        # scores move by ~2e-4 here (all boxes match); allow a near-tie to flip on CPUs that compute in bf16
+        assert abs(len(expected) - len(actual)) <= 2
+        assert len(unmatched(expected, actual, score_tol=0.01)) <= 2
+
+
+def test_bgr_input_and_mean_inside_ir_change_nothing(convert):
+    """The device variant (BGR frames, mean subtracted by the IR) detects as the RGB / caller-mean one."""
+    rgb_outside = ir_infer.load(convert("FP32", "RGB", "no"))
+    bgr_inside = ir_infer.load(convert("FP32", "BGR", "yes"))
+    assert not np.allclose(ir_infer.preprocess(synthetic_images()[0], rgb_outside[1]),
+                           ir_infer.preprocess(synthetic_images()[0], bgr_inside[1]))
+    for image in synthetic_images():
+        expected = ir_infer.detect(rgb_outside[0], image, rgb_outside[1], 0.0)
+        assert_same_detections(expected, ir_infer.detect(bgr_inside[0], image, bgr_inside[1], 0.0), score_tol=1e-4)
+
+
+def test_per_class_nms_in_ir_then_cross_class_nms_is_not_mxnet(checkpoint, convert, mxnet_model, tmp_path):
+    """Why the IR keeps every candidate: Model Optimizer's default IR suppresses per class (force_suppress is
+    dropped); a cross-class NMS after that misses boxes whose same-class suppressor was itself suppressed by
+    another class."""
+    out = tmp_path / "default"
+    mo = Path(sys.executable).parent / "mo"
+    subprocess.run([str(mo), "--input_model", str(checkpoint[1]), "--input_symbol", str(checkpoint[0]),
+                    "--input_shape", f"[1,3,{SIDE},{SIDE}]", "--output_dir", str(out), "--model_name", "default",
+                    "--compress_to_fp16=False"], check=True, capture_output=True)
+    per_class = ov.Core().compile_model(out / "default.xml", "CPU")
+    _, contract = ir_infer.load(convert("FP32", "RGB", "no"))
+    for image in synthetic_images():
+        expected = mxnet_detect(mxnet_model, image)
+        raw = ir_infer.raw_output(per_class, ir_infer.preprocess(image, contract))
+        assert len(raw) > len(expected)
+        after = ir_infer.nms(raw, NMS_THRESHOLD, across_classes=True)
+        assert unmatched(expected, after, score_tol=1e-4), "per-class then cross-class NMS lost no MXNet box"
+
+
+def test_nms_across_classes_and_per_class():
+    rows = np.array([[0, 0.9, 0.0, 0.0, 0.5, 0.5],
+                     [1, 0.8, 0.0, 0.0, 0.5, 0.5],  # same box, other class
+                     [0, 0.7, 0.05, 0.0, 0.55, 0.5],  # IoU 0.82 with the first
+                     [1, 0.6, 0.6, 0.6, 1.0, 1.0]])
+    assert ir_infer.nms(rows, 0.45, across_classes=True)[:, 1].tolist() == [0.9, 0.6]
+    assert ir_infer.nms(rows, 0.45, across_classes=False)[:, 1].tolist() == [0.9, 0.8, 0.6]
+    # MXNet suppresses at IoU >= threshold, and a suppressed box suppresses nothing
+    chain = np.array([[0, 0.9, 0.0, 0.0, 0.4, 1.0], [0, 0.8, 0.2, 0.0, 0.6, 1.0], [0, 0.7, 0.4, 0.0, 0.8, 1.0]])
+    assert ir_infer.nms(chain, 1 / 3, across_classes=False)[:, 1].tolist() == [0.9, 0.7]
+
+
+def test_broken_symbol_names_the_log(checkpoint, tmp_path):
+    graph = json.loads(checkpoint[0].read_text())
+    for node in graph["nodes"]:
+        if node["op"] == "Convolution":
+            node["op"] = "NoSuchOperation"
+            break
+    broken = tmp_path / "broken-symbol.json"
+    broken.write_text(json.dumps(graph))
+    log_path = tmp_path / "logs" / "optimize.log"
+    with pytest.raises(UserError, match=str(log_path)):
+        optimize.main(["--symbol", str(broken), "--params", str(checkpoint[1]), "--data-shape", str(SIDE),
+                       "--out-dir", str(tmp_path / "ir"), "--model-name", "broken", "--log", str(log_path)])
+    assert "NoSuchOperation" in log_path.read_text()
+
+
+def test_unreadable_or_wrong_symbol_is_a_user_error(checkpoint, tmp_path):
+    truncated = tmp_path / "truncated-symbol.json"
+    truncated.write_text(checkpoint[0].read_text()[:500])
+    training = tmp_path / "train-symbol.json"
+    networks.build_training_symbol("tiny", NUM_CLASSES, SIDE).save(str(training))
+    for symbol, message in ((truncated, "cannot read the deploy symbol"), (training, "0 MultiBoxDetection")):
+        with pytest.raises(UserError, match=message):
+            optimize.main(["--symbol", str(symbol), "--params", str(checkpoint[1]), "--data-shape", str(SIDE),
+                           "--out-dir", str(tmp_path / "ir"), "--model-name", "x", "--log", str(tmp_path / "x.log")])
