@@ -160,6 +160,7 @@ rule collect_artifacts:
         legacy_check=LEGACY_CHECK,
         ir_check=IR_CHECK,
         infer=stage_code("ir_infer"),
+        lambda_function=stage_code("deeplens_lambda"),
         annotations=ANNOTATIONS,
         lock=LOCK["mxnet"],
         code=stage_code("artifacts"),
@@ -177,6 +178,8 @@ rule collect_artifacts:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.artifacts --deploy {input.deploy} --ir {input.xml} --contract {input.contract}"
-        " --metrics {input.metrics} --legacy {input.legacy} --legacy-check {input.legacy_check} --ir-check {input.ir_check} --infer {input.infer} --annotations {input.annotations} --config {params.config:q}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.artifacts --deploy {input.deploy} --ir {input.xml}"
+        " --contract {input.contract} --metrics {input.metrics} --legacy {input.legacy}"
+        " --legacy-check {input.legacy_check} --ir-check {input.ir_check} --infer {input.infer}"
+        " --lambda-function {input.lambda_function} --annotations {input.annotations} --config {params.config:q}"
         " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"

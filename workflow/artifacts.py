@@ -38,6 +38,36 @@ def provenance(config_json, annotations):
             "annotations_sha256": sha256_of(annotations), "code_sha256": tree_hash(code), "env_locks_sha256": locks}
 
 
+def folder_readme(manifest):
+    contract = manifest["ir"]["input_contract"]
+    check = manifest["ir"]["check"]
+    return f"""# DeepLens artifacts
+
+Detector of {", ".join(manifest["classes"])} (class ids in that order, see labels.txt).
+Val mAP (VOC07, IoU {manifest["metrics"]["iou_threshold"]}): MXNet {check["mxnet_map_voc07"]:.4f}, this IR {check["ir_map_voc07"]:.4f}.
+
+| file | what |
+|---|---|
+| {contract["model"]}, model.bin | OpenVINO IR ({contract["precision"]}), input {contract["input_shape"]} {contract["layout"]} {contract["color_order"]}, mean {"inside the IR" if contract["mean_in_ir"] else "subtracted by the caller"} |
+| model.contract.json | the IR's input and output contract |
+| infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then `detect(compiled, frame_bgr, contract, threshold)` |
+| deeplens_lambda.py | the DeepLens inference Lambda: camera frames (awscam) in, detections published to IoT (greengrasssdk) |
+| {manifest["mxnet"]["symbol"]}, {manifest["mxnet"]["params"]} | the MXNet deploy model (MXNet 1.x) |
+| {manifest["mxnet012"]["symbol"]}, {manifest["mxnet012"]["params"]} | the same model for MXNet 0.12, the DeepLens' version |
+| manifest.json | every file's sha256 and size, metrics, thresholds, how the model was made |
+
+The IR does no non-maximum suppression: infer.py applies it ({"across classes (force_nms)" if contract["force_nms"] else "per class"},
+IoU {contract["nms_threshold"]}), so its detections equal the MXNet deploy model's.
+
+Example:
+
+    import cv2, infer
+    compiled, contract = infer.load("model.xml")
+    for cls, score, xmin, ymin, xmax, ymax in infer.detect(compiled, cv2.imread("photo.jpg"), contract, 0.5):
+        print(open("labels.txt").read().split()[cls], score, xmin, ymin, xmax, ymax)
+"""
+
+
 def collect(args):
     deploy = json.loads(Path(args.deploy).read_text())
     deploy_dir = Path(args.deploy).parent
@@ -51,6 +81,7 @@ def collect(args):
     for source in copies:
         shutil.copy2(source, out / source.name)
     shutil.copy2(args.infer, out / "infer.py")
+    shutil.copy2(args.lambda_function, out / "deeplens_lambda.py")
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in deploy["classes"]))
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
     metrics = json.loads(Path(args.metrics).read_text())
@@ -68,13 +99,15 @@ def collect(args):
         "metrics": {k: metrics[k] for k in ("images", "iou_threshold", "map_voc07", "map_area", "coco_map")},
         "provenance": provenance(args.config, args.annotations),
     }
+    (out / "README.md").write_text(folder_readme(manifest))
+    manifest["files"]["README.md"] = {"sha256": sha256_of(out / "README.md"), "bytes": (out / "README.md").stat().st_size}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log(f"artifacts: {len(files)} files in {out}, val mAP (VOC07) {metrics['map_voc07']}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.artifacts", description=__doc__.split("\n\n")[0])
-    for name in ("--deploy", "--ir", "--contract", "--metrics", "--legacy", "--legacy-check", "--ir-check", "--infer", "--annotations",
+    for name in ("--deploy", "--ir", "--contract", "--metrics", "--legacy", "--legacy-check", "--ir-check", "--infer", "--lambda-function", "--annotations",
                  "--config", "--out-dir"):
         parser.add_argument(name, required=True)
     collect(parser.parse_args(argv))

@@ -15,14 +15,30 @@ raw = compiled(ir_infer.preprocess(image, contract))[compiled.output(0)]
 print(json.dumps({"raw_shape": list(raw.shape), "detections": ir_infer.detect(compiled, image, contract, 0.0)}))
 """
 
+LAMBDA_PROBE = """
+import json, os, sys, types, cv2
+frame = cv2.imread(sys.argv[2])
+published = []
+sys.modules["awscam"] = types.SimpleNamespace(getLastFrame=lambda: (True, frame))
+client = types.SimpleNamespace(publish=lambda topic, payload: published.append([topic, json.loads(payload)]))
+sys.modules["greengrasssdk"] = types.SimpleNamespace(client=lambda kind: client)
+os.environ.update(OPENVINO_DEVICE="CPU", DETECTION_THRESHOLD="0.0")
+sys.path.insert(0, sys.argv[1])
+import deeplens_lambda
+deeplens_lambda.infinite_infer_run(frames=2)
+print(json.dumps(published))
+"""
+
 
 def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run_ir(xml, image):
-    command = [sys.executable, "-m", "workflow.envs", "exec", "optimizer", "--", "python", "-c", IR_PROBE, str(xml), str(image)]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+def in_optimizer_env(script, *args):
+    """Run a Python snippet in the optimizer (OpenVINO) environment, outside the repository; its last line as JSON."""
+    command = [sys.executable, str(REPO / "workflow" / "envs.py"), "exec", "optimizer", "--", "python", "-c", script, *map(str, args)]
+    result = subprocess.run(command, cwd="/", capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
 
 
@@ -47,9 +63,13 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(tiny_run):
     assert manifest["mxnet012"]["check"]["mxnet_version"] == "0.12.0" and manifest["mxnet012"]["check"]["mismatches"] == []
 
     image = sorted((workdir / "voc" / "JPEGImages").iterdir())[0]
-    probe = run_ir(artifacts / "model.xml", image)
+    probe = in_optimizer_env(IR_PROBE, artifacts / "model.xml", image)
     assert probe["raw_shape"][:3] == [1, 1, 400] and probe["raw_shape"][3] == 7
     assert probe["detections"] and all(len(row) == 6 and row[0] in (0, 1) for row in probe["detections"])
+
+    published = in_optimizer_env(LAMBDA_PROBE, artifacts, image)
+    assert len(published) == 2 and published[0][0] == "$aws/things/deeplens/infer"
+    assert {d["label"] for d in published[0][1]["detections"]} <= set(config["classes"]) and published[0][1]["detections"]
 
     metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
     assert metrics["images"] == len((results / "split" / "val.txt").read_text().split()) and 0 <= metrics["map_voc07"] <= 1
