@@ -24,6 +24,7 @@ rule check:
 rule split:
     input:
         SPLIT_LISTS,
+        DATASET_STATS,
 
 
 rule pack:

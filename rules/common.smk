@@ -29,6 +29,7 @@ CLASSES_JSON = json.dumps(config["classes"])
 
 ANNOTATIONS = f"{R}/check/annotations.json"
 CHECK_TABLE = f"{R}/check/check.csv"
+DATASET_STATS = f"{R}/dataset/stats.csv"
 SPLIT_LISTS = [f"{R}/split/train.txt", f"{R}/split/val.txt"]
 PACKED = expand(f"{R}/pack/{{split}}.{{ext}}", split=["train", "val"], ext=["rec", "idx", "lst"])
 DEPLOY_INFO = f"{R}/deploy/deploy.json"

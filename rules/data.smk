@@ -92,3 +92,35 @@ rule pack_split:
         "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.pack --annotations {input.annotations} --ids {input.ids}"
         " --out-prefix {params.prefix} --max-side {params.max_side} --jpeg-quality {params.quality}"
         " --max-image-pixels {params.max_pixels} --processes {threads} 2>&1 | tee {log} >&2"
+
+
+rule dataset_stats:
+    message:
+        "Dataset statistics per split and anchor coverage of the {params.network} network"
+    input:
+        annotations=ANNOTATIONS,
+        train=SPLIT_LISTS[0],
+        val=SPLIT_LISTS[1],
+        lock=LOCK["mxnet"],
+        code=stage_code("dataset_stats", "networks"),
+    output:
+        stats=DATASET_STATS,
+        boxes=f"{R}/dataset/boxes.csv",
+        plot=f"{R}/dataset/stats.png",
+    params:
+        classes=",".join(config["classes"]),
+        network=config["network"],
+        data_shape=config["data_shape"],
+        out_dir=f"{R}/dataset",
+    log:
+        f"{LOGS}/dataset_stats.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/mxnet.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.dataset_stats --annotations {input.annotations}"
+        " --train {input.train} --val {input.val} --classes {params.classes:q} --network {params.network}"
+        " --data-shape {params.data_shape} --out-dir {params.out_dir} 2>&1 | tee {log} >&2"

@@ -8,6 +8,8 @@ rule write_report:
         table=CHECK_TABLE,
         annotations=ANNOTATIONS,
         splits=SPLIT_LISTS,
+        stats=DATASET_STATS,
+        ir_check=IR_CHECK,
         logs=[stop_log(end) for end in EPOCHS],
         deploy=DEPLOY_INFO,
         metrics=METRICS,

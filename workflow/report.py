@@ -49,6 +49,17 @@ def training_section(results, epochs):
     return figure_tag(figure) + table_html(frame.tail(10))
 
 
+def ir_section(check):
+    latency = check["latency"]
+    return (f"<p>{check['precision']} IR on {check['images']} val images: {check['matched']} detections (score &ge; "
+            f"{check['min_score']}) paired with MXNet's ({check['agreement']:.1%}; {check['only_mxnet']} only in MXNet, "
+            f"{check['only_ir']} only in the IR). mAP (VOC07) MXNet {check['mxnet_map_voc07']:.4f}, IR {check['ir_map_voc07']:.4f} "
+            f"(tolerance {check['map_tolerance']}).</p>"
+            + table_html(pd.DataFrame([{"model": k.removesuffix("_ms"), "ms per image (batch 1, median)": v}
+                                       for k, v in latency.items() if k.endswith("_ms")]))
+            + f"<p>IR speed-up over MXNet on this CPU: {latency['ir_speedup']:.1f}x</p>")
+
+
 def build(results, config):
     deploy = json.loads((results / "deploy" / "deploy.json").read_text())
     metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
@@ -67,11 +78,14 @@ def build(results, config):
         f"<p>{images} usable images ({splits['train']} train, {splits['val']} val); {len(problems)} problems found "
         f"({(problems['severity'] == 'error').sum()} errors).</p>",
         table_html(problems.head(50)) if len(problems) else "",
+        table_html(pd.read_csv(results / "dataset" / "stats.csv")),
+        image_tag((results / "dataset" / "stats.png").read_bytes()),
         "<h2>Training</h2>", training_section(results, config["epochs"]),
         "<h2>Per-class metrics</h2>", table_html(pd.read_csv(results / "evaluate" / "per_class.csv")),
         image_tag((results / "evaluate" / "pr_curves.png").read_bytes()),
         f"<h2>Demo (score &ge; {demo['threshold']}; detections left, ground truth right)</h2>",
         "".join(image_tag((results / "demo" / d["output"]).read_bytes(), "image/jpeg") for d in demo["images"]),
+        "<h2>OpenVINO IR against MXNet</h2>", ir_section(json.loads((results / "ir" / "verify.json").read_text())),
         "<h2>DeepLens artifacts</h2>",
         table_html(pd.DataFrame([{"file": k, **v} for k, v in manifest["files"].items()])),
         "<h3>IR input contract</h3>", f"<pre>{html.escape(json.dumps(manifest['ir']['input_contract'], indent=1))}</pre>",
