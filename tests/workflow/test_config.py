@@ -25,4 +25,4 @@ def test_dry_run_plans_every_stage(tiny_run):
     for rule in ("annotate_check", "split_data", "pack_split", "train_stop", "deploy_model", "evaluate_model",
                  "demo_images", "optimize_ir", "collect_artifacts", "write_report"):
         assert rule in output
-    assert "results/tiny/train/epoch_2/log.csv" in output and "results/tiny/train/epoch_1/log.csv" in output
+    assert "results/tiny/train/epoch_30/log.csv" in output and "results/tiny/train/epoch_15/log.csv" in output
