@@ -1,0 +1,135 @@
+import csv
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from workflow import networks
+from workflow.cli import UserError
+from workflow.train import Validator, WarmupStepSchedule, parse_args, train
+
+COLOURS = ((0, 0, 255), (255, 0, 0))  # BGR: class 0 red, class 1 blue
+
+
+def write_records(prefix, count, seed=0):
+    """`count` 80x80 noise images, each with one filled rectangle of class i % 2, in the pack stage's format."""
+    rng = np.random.default_rng(seed)
+    records = mx.recordio.MXIndexedRecordIO(f"{prefix}.idx", f"{prefix}.rec", "w")
+    for i in range(count):
+        image = rng.integers(90, 160, size=(80, 80, 3), dtype=np.uint8)
+        x0, y0 = rng.integers(2, 38, size=2)
+        x1, y1 = x0 + rng.integers(24, 40), y0 + rng.integers(24, 40)
+        image[y0:y1, x0:x1] = COLOURS[i % 2]
+        label = np.array([2, 6, i % 2, x0 / 80, y0 / 80, x1 / 80, y1 / 80, 0], dtype=np.float32)
+        records.write_idx(i, mx.recordio.pack_img(mx.recordio.IRHeader(0, label, i, 0), image, quality=90,
+                                                  img_fmt=".jpg"))
+    records.close()
+    return f"{prefix}.rec"
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("records")
+    return write_records(str(folder / "train"), 16), write_records(str(folder / "val"), 6, seed=1)
+
+
+def options(records, out, **changes):
+    train_rec, val_rec = records
+    argv = ["--train-rec", train_rec, "--val-rec", val_rec, "--classes", "red,blue", "--network", "tiny",
+            "--data-shape", "64", "--batch-size", "4", "--end-epoch", "4", "--learning-rate", "0.05",
+            "--warmup-epochs", "1", "--lr-steps", "3", "--threads", "1", "--seed", "3", "--out", str(out)]
+    parsed = parse_args(argv)
+    vars(parsed).update(changes)
+    return parsed
+
+
+def read_log(folder):
+    with open(os.path.join(folder, "log.csv"), newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def load_params(path):
+    return {name: array.asnumpy() for name, array in mx.nd.load(str(path)).items()}
+
+
+def test_training_writes_checkpoints_and_log_and_learns(records, tmp_path):
+    rows = train(options(records, tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["log.csv", "ssd-0001.params", "ssd-0002.params", "ssd-0003.params",
+                                            "ssd-0004.params", "ssd-0004.states", "ssd-symbol.json"]
+    log = read_log(tmp_path)
+    assert list(log[0]) == ["epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds", "val_map"]
+    assert [int(row["epoch"]) for row in log] == [1, 2, 3, 4]
+    assert [float(row["lr"]) for row in log] == pytest.approx([0.05, 0.05, 0.05, 0.005])
+    assert float(log[-1]["cls_loss"]) < float(log[0]["cls_loss"])
+    assert all(0 <= float(row["val_map"]) <= 1 for row in log)
+    assert rows[-1]["epoch"] == 4
+    _, args, auxs = mx.model.load_checkpoint(str(tmp_path / "ssd"), 4)
+    offline = Validator(options(records, tmp_path), 2, [mx.cpu()]).mean_ap(args, auxs)
+    assert rows[-1]["val_map"] == pytest.approx(offline)
+
+
+def test_checkpoint_loads_into_the_deploy_graph(records, tmp_path):
+    train(options(records, tmp_path, end_epoch=1, val_rec=None))
+    assert read_log(tmp_path)[0]["val_map"] == ""
+    _, args, auxs = mx.model.load_checkpoint(str(tmp_path / "ssd"), 1)
+    deploy = networks.build_deploy_symbol("tiny", 2, 64)
+    module = mx.mod.Module(deploy, data_names=["data"], label_names=None)
+    module.bind(data_shapes=[("data", (1, 3, 64, 64))], for_training=False)
+    module.set_params(args, auxs, allow_missing=False, allow_extra=False)
+    module.forward(mx.io.DataBatch([mx.nd.zeros((1, 3, 64, 64))]), is_train=False)
+    assert module.get_outputs()[0].shape == (1, len(networks.anchor_boxes("tiny", 64)), 6)
+
+
+def test_resume_continues_exactly(records, tmp_path):
+    straight, first, second = tmp_path / "straight", tmp_path / "first", tmp_path / "second"
+    train(options(records, straight))
+    train(options(records, first, end_epoch=2))
+    train(options(records, second, begin_epoch=2, resume=str(first)))
+    resumed, reference = load_params(second / "ssd-0004.params"), load_params(straight / "ssd-0004.params")
+    assert resumed.keys() == reference.keys()
+    for name in reference:
+        np.testing.assert_allclose(resumed[name], reference[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    log = read_log(second)
+    assert [int(row["epoch"]) for row in log] == [1, 2, 3, 4]
+    assert log[:2] == read_log(first)
+    assert [row["lr"] for row in log] == [row["lr"] for row in read_log(straight)]
+
+
+def test_pretrained_loads_what_fits_and_initialises_the_class_heads(records, tmp_path):
+    train(options(records, tmp_path / "two", end_epoch=1, val_rec=None))
+    pretrained = tmp_path / "two" / "ssd-0001.params"
+    # learning rate 0: the loaded weights stay as they were
+    train(options(records, tmp_path / "six", end_epoch=1, val_rec=None, classes="a,b,c,d,e,f", learning_rate=0.0,
+                  pretrained=str(pretrained)))
+    before, after = load_params(pretrained), load_params(tmp_path / "six" / "ssd-0001.params")
+    assert before.keys() == after.keys()
+    heads = {name for name in before if "_cls_pred_conv_" in name}
+    assert len(heads) == 4
+    for name in heads:
+        assert after[name].shape[0] == before[name].shape[0] // 3 * 7
+    # bn_data has fix_gamma: MXNet resets its gamma to 1 on the forward pass.
+    for name in before.keys() - heads - {"arg:bn_data_gamma"}:
+        if name.startswith("arg:"):
+            np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+
+
+def test_mistakes_are_user_errors(records, tmp_path):
+    with pytest.raises(UserError, match="--resume"):
+        train(options(records, tmp_path, begin_epoch=2))
+    with pytest.raises(UserError, match="no checkpoint"):
+        train(options(records, tmp_path, begin_epoch=2, resume=str(tmp_path)))
+    with pytest.raises(UserError, match="too small"):
+        train(options(records, tmp_path, network="resnet50"))
+    bad = mx.recordio.MXIndexedRecordIO(str(tmp_path / "bad.idx"), str(tmp_path / "bad.rec"), "w")
+    bad.write_idx(0, mx.recordio.pack_img(mx.recordio.IRHeader(0, np.array([0, 0.1, 0.1, 0.5, 0.5], np.float32), 0, 0),
+                                          np.zeros((8, 8, 3), np.uint8)))
+    bad.close()
+    with pytest.raises(UserError, match="label is not"):
+        train(options(records, tmp_path, train_rec=str(tmp_path / "bad.rec")))
+
+
+def test_schedule_warms_up_then_steps():
+    schedule = WarmupStepSchedule(0.1, warmup_updates=4, step_updates=[10, 20], factor=0.1)
+    assert [schedule(n) for n in (0, 3)] == pytest.approx([0.02, 0.08])
+    assert [schedule(n) for n in (4, 10, 11, 20, 21)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])

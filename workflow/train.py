@@ -1,0 +1,383 @@
+"""Train an SSD detector from RecordIO files: python -m workflow.train --train-rec ... --out DIR
+
+Writes into --out: ssd-symbol.json (training graph), ssd-NNNN.params after every epoch,
+ssd-NNNN.states (optimizer state) for the last epoch, and log.csv with one row per epoch,
+including the rows of the stop it resumed from.
+
+Record labels are [2, 6, cls, xmin, ymin, xmax, ymax, difficult, ...] with normalised
+coordinates and 0-based classes (see the pack stage).
+"""
+import os
+import sys
+
+if __name__ == "__main__" and "--threads" in sys.argv[:-1]:
+    # OpenMP reads its thread count once, when mxnet loads, so it must be set before the import.
+    os.environ.setdefault("OMP_NUM_THREADS", sys.argv[sys.argv.index("--threads") + 1])
+
+import argparse
+import csv
+import math
+import time
+
+import mxnet as mx
+import numpy as np
+
+from workflow import networks
+from workflow.cli import Progress, UserError, log, run_main
+
+PREFIX = "ssd"
+LOG_COLUMNS = ("epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds", "val_map")
+# Random crops with IoU constraints, zoom-out padding, colour jitter and mirroring, as in
+# apache/mxnet example/ssd config.py (crop samplers: min object overlap .1 ... .9), milder for small
+# datasets and networks trained from scratch: crop half of the images, zoom out 30% by up to 2x.
+TRAIN_AUGMENTATION = dict(
+    rand_crop_prob=0.5,
+    num_crop_sampler=5,
+    min_crop_scales=(0.3,) * 5, max_crop_scales=(1.0,) * 5,
+    min_crop_aspect_ratios=(0.5,) * 5, max_crop_aspect_ratios=(2.0,) * 5,
+    min_crop_overlaps=(0.1, 0.3, 0.5, 0.7, 0.9), max_crop_overlaps=(1.0,) * 5,
+    min_crop_sample_coverages=(0.0,) * 5, max_crop_sample_coverages=(1.0,) * 5,
+    min_crop_object_coverages=(0.0,) * 5, max_crop_object_coverages=(1.0,) * 5,
+    max_crop_trials=(25,) * 5,
+    crop_emit_mode="center",
+    rand_pad_prob=0.3, max_pad_scale=2.0, fill_value=127,
+    random_hue_prob=0.5, max_random_hue=18,
+    random_saturation_prob=0.5, max_random_saturation=32,
+    random_illumination_prob=0.5, max_random_illumination=32,
+    random_contrast_prob=0.5, max_random_contrast=0.5,
+    rand_mirror_prob=0.5,
+    inter_method=10,
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train-rec", required=True, help="training .rec (its .idx next to it)")
+    parser.add_argument("--val-rec", help="validation .rec: val mAP (VOC07) is computed after every epoch")
+    parser.add_argument("--classes", required=True, help="class names, comma separated, in label order")
+    parser.add_argument("--network", default="lite", choices=networks.NETWORKS)
+    parser.add_argument("--data-shape", type=int, default=192)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--begin-epoch", type=int, default=0)
+    parser.add_argument("--end-epoch", type=int, required=True, help="absolute epoch to stop at")
+    parser.add_argument("--resume", help="output folder of the previous stop, holding its checkpoint at --begin-epoch")
+    parser.add_argument("--pretrained", help="a .params file to start from; arrays whose name or shape "
+                                             "does not fit (other class count) are left out and initialised")
+    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--wd", type=float, default=5e-4)
+    parser.add_argument("--lr-steps", default="", help="epochs (absolute) where the lr is multiplied by --lr-factor")
+    parser.add_argument("--lr-factor", type=float, default=0.1)
+    parser.add_argument("--warmup-epochs", type=float, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the initialisation and the shuffling (MXNet seeds the augmentation itself)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (decoding and augmentation)")
+    parser.add_argument("--gpus", default="", help="'' for the CPU, '0,1' for GPUs 0 and 1")
+    parser.add_argument("--out", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    train(parse_args(argv))
+
+
+def train(options):
+    """Train from options.begin_epoch to options.end_epoch; returns the log rows of all epochs."""
+    _check_options(options)
+    num_classes = len(options.classes.split(","))
+    contexts = [mx.gpu(int(i)) for i in options.gpus.split(",")] if options.gpus else [mx.cpu()]
+    mx.random.seed(options.seed)
+    np.random.seed(options.seed)
+    os.makedirs(options.out, exist_ok=True)
+
+    symbol = networks.build_training_symbol(options.network, num_classes, options.data_shape)
+    num_records, max_objects = _scan_records(options.train_rec)
+    batches_per_epoch = math.ceil(num_records / options.batch_size)
+    module = _bind_module(symbol, contexts, options, max_objects)
+    _init_params(module, symbol, options)
+    schedule = _init_optimizer(module, options, len(contexts), batches_per_epoch)
+    rows = []
+    if options.resume:
+        module.load_optimizer_states(_checkpoint_path(options.resume, options.begin_epoch, "states"))
+        rows = [row for row in _read_log(options.resume) if int(row["epoch"]) <= options.begin_epoch]
+    validator = Validator(options, num_classes, contexts) if options.val_rec else None
+
+    records = _record_iter(options.train_rec, options, seed=options.seed, augment=True, max_objects=max_objects)
+    _replay_epochs(records, options.begin_epoch)
+    prefix = os.path.join(options.out, PREFIX)
+    for epoch in range(options.begin_epoch, options.end_epoch):
+        row = _train_epoch(module, records, options, epoch, batches_per_epoch)
+        records.reset()
+        row["lr"] = schedule((epoch + 1) * batches_per_epoch)
+        if validator:
+            row["val_map"] = validator.mean_ap(*module.get_params())
+        module.save_checkpoint(prefix, epoch + 1, save_optimizer_states=True)
+        _remove_states(options, epoch)
+        rows.append(row)
+        _write_log(options.out, rows)
+        log(_format_row(row))
+    return rows
+
+
+def _check_options(options):
+    for path in (options.train_rec, options.val_rec):
+        if path and not (os.path.exists(path) and os.path.exists(_idx_path(path))):
+            raise UserError(f"record file {path} or its .idx is missing")
+    if not 0 <= options.begin_epoch < options.end_epoch:
+        raise UserError(f"need 0 <= --begin-epoch < --end-epoch, got {options.begin_epoch} and {options.end_epoch}")
+    if options.begin_epoch > 0 and not options.resume:
+        raise UserError("--begin-epoch > 0 needs --resume with the previous stop's folder")
+    if options.resume:
+        for kind in ("params", "states"):
+            if not os.path.exists(_checkpoint_path(options.resume, options.begin_epoch, kind)):
+                raise UserError(f"no checkpoint {_checkpoint_path(options.resume, options.begin_epoch, kind)} to resume from")
+    try:
+        networks.anchor_boxes(options.network, options.data_shape)
+    except ValueError as error:
+        raise UserError(str(error)) from error
+
+
+def _bind_module(symbol, contexts, options, max_objects):
+    shape = options.data_shape
+    module = mx.mod.Module(symbol, data_names=["data"], label_names=["label"], context=contexts)
+    module.bind(data_shapes=[("data", (options.batch_size, 3, shape, shape))],
+                label_shapes=[("label", (options.batch_size, max_objects, 6))])
+    return module
+
+
+def _init_optimizer(module, options, num_devices, batches_per_epoch):
+    """SGD with warm-up and steps counted in updates, continuing at --begin-epoch; returns the schedule."""
+    schedule = WarmupStepSchedule(
+        options.learning_rate, round(options.warmup_epochs * batches_per_epoch),
+        [int(epoch) * batches_per_epoch for epoch in options.lr_steps.split(",") if epoch.strip()],
+        options.lr_factor)
+    module.init_optimizer(kvstore="device" if num_devices > 1 else "local", optimizer="sgd", optimizer_params=dict(
+        learning_rate=options.learning_rate, momentum=options.momentum, wd=options.wd, lr_scheduler=schedule,
+        # The losses are already divided by the number of valid anchors in the batch
+        # (normalization='valid'); the gradients of the devices are summed.
+        rescale_grad=1.0 / num_devices, begin_num_update=options.begin_epoch * batches_per_epoch))
+    return schedule
+
+
+def _init_params(module, symbol, options):
+    """Xavier initialisation; then the resumed checkpoint, or the fitting arrays of --pretrained."""
+    initializer = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+    if options.resume:
+        args, auxs = _load_params(_checkpoint_path(options.resume, options.begin_epoch, "params"))
+        module.init_params(initializer, args, auxs, allow_missing=False)
+    elif options.pretrained:
+        args, auxs = _fitting_params(symbol, options)
+        module.init_params(initializer, args, auxs, allow_missing=True)
+    else:
+        module.init_params(initializer)
+
+
+def _fitting_params(symbol, options):
+    """The pretrained arrays whose names and shapes fit the symbol, logging the ones left out."""
+    shape = options.data_shape
+    args, _, auxs = symbol.infer_shape(data=(1, 3, shape, shape), label=(1, 1, 6))
+    wanted = dict(zip(symbol.list_arguments(), args))
+    wanted.update(zip(symbol.list_auxiliary_states(), auxs))
+    loaded_args, loaded_auxs = _load_params(options.pretrained)
+    fitting, left_out = [{}, {}], []
+    for kind, arrays in enumerate((loaded_args, loaded_auxs)):
+        for name, array in arrays.items():
+            if wanted.get(name) == array.shape:
+                fitting[kind][name] = array
+            else:
+                left_out.append(name)
+    if not fitting[0]:
+        raise UserError(f"no array of {options.pretrained} fits network {options.network}")
+    log(f"pretrained {options.pretrained}: {len(fitting[0]) + len(fitting[1])} arrays loaded, "
+        f"left out (initialised): {', '.join(sorted(left_out)) or 'none'}")
+    return fitting
+
+
+def _replay_epochs(records, epochs):
+    """Read the batches of the epochs before a resumed run without training on them.
+
+    ImageDetRecordIter seeds its augmentation randomness with fixed numbers when it is created
+    and continues it across epochs; replaying it makes a resumed run see the same batches as an
+    uninterrupted one (a new iterator per epoch would repeat the same augmented images).
+    """
+    progress = Progress("replaying the data augmentation of earlier epochs", epochs, every=10)
+    for epoch in range(epochs):
+        for _ in records:
+            pass
+        records.reset()
+        progress.update(epoch + 1)
+
+
+def _train_epoch(module, records, options, epoch, batches_per_epoch):
+    """One pass over the training records; returns the epoch's log row without lr and val_map."""
+    progress = Progress(f"epoch {epoch + 1}/{options.end_epoch}", batches_per_epoch, every=10)
+    losses = LossTotals()
+    start = time.monotonic()
+    for done, batch in enumerate(records, start=1):
+        module.forward_backward(mx.io.DataBatch(batch.data, [_objects(batch.label[0])]))
+        module.update()
+        losses.add(*module.get_outputs())
+        samples_per_s = done * options.batch_size / (time.monotonic() - start)
+        progress.update(done, f"cls_loss {losses.cls_loss:.4f} loc_loss {losses.loc_loss:.4f} "
+                              f"{samples_per_s:.1f} samples/s")
+    seconds = time.monotonic() - start
+    return dict(epoch=epoch + 1, cls_loss=losses.cls_loss, loc_loss=losses.loc_loss,
+                samples_per_s=done * options.batch_size / seconds, seconds=seconds, val_map="")
+
+
+class LossTotals:
+    """Running cross-entropy over non-ignored anchors and smooth L1 per positive anchor."""
+
+    def __init__(self):
+        self.cls_sum = self.cls_count = self.loc_sum = self.loc_count = 0.0
+
+    def add(self, cls_prob, loc_loss, cls_label):
+        labels = cls_label.asnumpy().astype(int)
+        valid = labels >= 0
+        probs = np.take_along_axis(cls_prob.asnumpy(), np.maximum(labels, 0)[:, None, :], axis=1)[:, 0, :]
+        self.cls_sum += -np.log(np.maximum(probs[valid], 1e-12)).sum()
+        self.cls_count += valid.sum()
+        self.loc_sum += loc_loss.asnumpy().sum()
+        self.loc_count += (labels > 0).sum()
+
+    @property
+    def cls_loss(self):
+        return self.cls_sum / max(self.cls_count, 1)
+
+    @property
+    def loc_loss(self):
+        return self.loc_sum / max(self.loc_count, 1)
+
+
+class Validator:
+    """VOC07 mAP of the deploy graph (per-class NMS 0.45) on the whole validation record file."""
+
+    def __init__(self, options, num_classes, contexts):
+        self.options, self.num_classes, self.contexts = options, num_classes, contexts
+        self.max_objects = _scan_records(options.val_rec)[1]
+        self.symbol = networks.build_deploy_symbol(options.network, num_classes, options.data_shape, force_nms=False)
+
+    def mean_ap(self, args, auxs):
+        from workflow.metrics import evaluate_detections
+
+        module = self._bind(args, auxs)
+        ground_truth, detections = [], []
+        for batch in _record_iter(self.options.val_rec, self.options, seed=0, augment=False,
+                                  max_objects=self.max_objects):
+            module.forward(mx.io.DataBatch(batch.data), is_train=False)
+            keep = self.options.batch_size - batch.pad
+            for objects, found in zip(_objects(batch.label[0]).asnumpy()[:keep],
+                                      module.get_outputs()[0].asnumpy()[:keep]):
+                ground_truth.append(objects[objects[:, 0] >= 0])
+                detections.append(found[found[:, 0] >= 0])
+        return evaluate_detections(ground_truth, detections, self.num_classes).map_voc07
+
+    def _bind(self, args, auxs):
+        """A new module each time: oneDNN caches inference weights, so parameters copied into a
+        module that has already run forward would not be used."""
+        shape = self.options.data_shape
+        module = mx.mod.Module(self.symbol, data_names=["data"], label_names=None, context=self.contexts)
+        module.bind(data_shapes=[("data", (self.options.batch_size, 3, shape, shape))], for_training=False)
+        module.set_params(args, auxs, allow_extra=True)
+        return module
+
+
+def _record_iter(path, options, seed, augment, max_objects):
+    """Batches of a record file; labels padded to max_objects (MultiBoxTarget's time grows with it)."""
+    augmentation = TRAIN_AUGMENTATION if augment else {}
+    return mx.io.ImageDetRecordIter(
+        path_imgrec=path, path_imgidx=_idx_path(path), batch_size=options.batch_size,
+        data_shape=(3, options.data_shape, options.data_shape), label_pad_width=2 + 6 * max_objects,
+        label_pad_value=-1, shuffle=augment, seed=seed, preprocess_threads=options.threads,
+        mean_r=networks.MEAN_RGB[0], mean_g=networks.MEAN_RGB[1], mean_b=networks.MEAN_RGB[2],
+        **augmentation)
+
+
+def _objects(raw_label):
+    """ImageDetRecordIter's flat label -> (batch, max_objects, 6) object rows.
+
+    The flat label is [4 iterator values, header width, object width, header..., objects..., padding].
+    """
+    start = 4 + 2
+    max_objects = (raw_label.shape[1] - start) // 6
+    return raw_label[:, start:start + max_objects * 6].reshape((0, max_objects, 6))
+
+
+class WarmupStepSchedule(mx.lr_scheduler.LRScheduler):
+    """Linear warm-up to base_lr, then base_lr * factor per step passed.
+
+    A function of the update count alone, so a resumed run continues it exactly.
+    """
+
+    def __init__(self, base_lr, warmup_updates, step_updates, factor):
+        super().__init__(base_lr)
+        self.warmup_updates, self.step_updates, self.factor = warmup_updates, step_updates, factor
+
+    def __call__(self, num_update):
+        if num_update < self.warmup_updates:
+            return self.base_lr * (num_update + 1) / (self.warmup_updates + 1)
+        return self.base_lr * self.factor ** sum(num_update > step for step in self.step_updates)
+
+
+def _scan_records(rec_path):
+    """(number of records, most objects in one record), checking the label format on the way."""
+    reader = mx.recordio.MXRecordIO(rec_path, "r")
+    count = max_objects = 0
+    while (record := reader.read()) is not None:
+        label = mx.recordio.unpack(record)[0].label
+        if len(label) < 2 or tuple(label[:2]) != (2, 6) or (len(label) - 2) % 6:
+            raise UserError(f"{rec_path} record {count}: label is not [2, 6, cls, xmin, ymin, xmax, ymax, "
+                            f"difficult, ...]")
+        count += 1
+        max_objects = max(max_objects, (len(label) - 2) // 6)
+    reader.close()
+    if count == 0:
+        raise UserError(f"{rec_path} holds no images")
+    return count, max(max_objects, 1)
+
+
+def _idx_path(rec_path):
+    return os.path.splitext(rec_path)[0] + ".idx"
+
+
+def _checkpoint_path(folder, epoch, kind):
+    return os.path.join(folder, f"{PREFIX}-{epoch:04d}.{kind}")
+
+
+def _load_params(path):
+    arrays = mx.nd.load(path)
+    args = {name[4:]: array for name, array in arrays.items() if name.startswith("arg:")}
+    auxs = {name[4:]: array for name, array in arrays.items() if name.startswith("aux:")}
+    return args, auxs
+
+
+def _remove_states(options, epoch):
+    """Keep only the newest optimizer state written by this run (each is as large as the params)."""
+    if epoch > options.begin_epoch:
+        os.remove(_checkpoint_path(options.out, epoch, "states"))
+
+
+def _read_log(folder):
+    path = os.path.join(folder, "log.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def _write_log(folder, rows):
+    with open(os.path.join(folder, "log.csv"), "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _format_row(row):
+    val = f", val mAP {row['val_map']:.4f}" if row["val_map"] != "" else ""
+    return (f"epoch {row['epoch']}: lr {row['lr']:.5g}, cls_loss {row['cls_loss']:.4f}, "
+            f"loc_loss {row['loc_loss']:.4f}, {row['samples_per_s']:.1f} samples/s, "
+            f"{row['seconds']:.1f} s{val}")
+
+
+if __name__ == "__main__":
+    run_main(main)
