@@ -60,7 +60,7 @@ rule train_stop:
         first_stop_pretrained,
         train=f"{R}/pack/train.rec",
         val=f"{R}/pack/val.rec",
-        lock=LOCK["mxnet"],
+        lock=LOCK[TRAIN_ENV],
         code=stage_code("train", "networks", "metrics"),
     output:
         log=f"{R}/train/epoch_{{end}}/log.csv",
@@ -92,9 +92,9 @@ rule train_stop:
         runtime=24 * 60,
         gpu=len(config["gpus"]),
     conda:
-        "../envs/mxnet.yaml"
+        f"../envs/{TRAIN_ENV}.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.train --train-rec {input.train} --val-rec {input.val}"
+        "OMP_NUM_THREADS={threads} {MXNET_TRAIN} python -m workflow.train --train-rec {input.train} --val-rec {input.val}"
         " --classes {params.classes:q} --network {params.network} --data-shape {params.data_shape}"
         " --batch-size {params.batch_size} --begin-epoch {params.begin} --end-epoch {wildcards.end}"
         " {params.resume} {params.pretrained} --learning-rate {params.learning_rate} --momentum {params.momentum}"

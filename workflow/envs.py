@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 LOCKS = REPO / "envs"
-ENV_NAMES = ("mxnet", "optimizer", "deeplens-mxnet")
+ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")
 COMPLETE_MARK = ".complete"
 
 

@@ -6,8 +6,14 @@ non-maximum suppression, `nms` below applies the deploy symbol's (across classes
 
     compiled, contract = load("model/ssd.xml")
     for cls, score, xmin, ymin, xmax, ymax in detect(compiled, frame_bgr, contract, threshold=0.5): ...
+
+As a command (in the artifact folder, where it is infer.py):
+    python infer.py photo.jpg more_photos/ --threshold 0.5 --out-dir annotated/
+prints one JSON line of detections per image and writes the images with the boxes drawn.
 """
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -78,3 +84,60 @@ def detect(compiled, image_bgr, contract, threshold):
     candidates = candidates[candidates[:, 1] >= threshold]
     detections = nms(candidates, contract["nms_threshold"], contract["force_nms"])
     return [[int(row[0]), *row[1:]] for row in detections.tolist()]
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def image_paths(items):
+    paths = []
+    for item in map(Path, items):
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            sys.exit(f"ERROR: {item}: no such image or folder")
+    return paths
+
+
+def draw(image_bgr, detections, labels):
+    height, width = image_bgr.shape[:2]
+    for cls, score, *box in detections:
+        colour = tuple(int(c) for c in cv2.cvtColor(np.uint8([[[(cls * 47) % 180, 220, 230]]]), cv2.COLOR_HSV2BGR)[0, 0])
+        x1, y1, x2, y2 = (int(round(v * s)) for v, s in zip(box, (width, height, width, height)))
+        cv2.rectangle(image_bgr, (x1, y1), (x2, y2), colour, 2)
+        cv2.putText(image_bgr, f"{labels[cls]} {score:.2f}", (x1 + 2, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    colour, 1, cv2.LINE_AA)
+    return image_bgr
+
+
+def main(argv=None):
+    here = Path(__file__).resolve().parent
+    parser = argparse.ArgumentParser(description="Detect objects in images with the IR; JSON lines out.")
+    parser.add_argument("images", nargs="+", help="images or folders")
+    parser.add_argument("--model", default=str(here / "model.xml"))
+    parser.add_argument("--labels", default=str(here / "labels.txt"))
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--device", default="CPU")
+    parser.add_argument("--out-dir", help="write the images with their detections drawn here")
+    args = parser.parse_args(argv)
+    compiled, contract = load(args.model, args.device)
+    labels = Path(args.labels).read_text().split()
+    if args.out_dir:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    for path in image_paths(args.images):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is None:
+            print(json.dumps({"image": str(path), "error": "not a readable image"}), flush=True)
+            continue
+        detections = detect(compiled, image, contract, args.threshold)
+        print(json.dumps({"image": str(path), "detections": [
+            {"label": labels[cls], "score": round(score, 4), "box": [round(v, 4) for v in box]}
+            for cls, score, *box in detections]}), flush=True)
+        if args.out_dir:
+            cv2.imwrite(str(Path(args.out_dir) / f"{path.stem}.jpg"), draw(image, detections, labels))
+
+
+if __name__ == "__main__":
+    main()

@@ -67,6 +67,12 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(tiny_run):
     assert probe["raw_shape"][:3] == [1, 1, 400] and probe["raw_shape"][3] == 7
     assert probe["detections"] and all(len(row) == 6 and row[0] in (0, 1) for row in probe["detections"])
 
+    command = [sys.executable, str(REPO / "workflow" / "envs.py"), "exec", "optimizer", "--", "python",
+               str(artifacts / "infer.py"), str(image.parent), "--threshold", "0", "--out-dir", str(workdir / "drawn")]
+    lines = subprocess.run(command, cwd="/", capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(lines) == 12 and all(json.loads(line)["detections"] for line in lines)
+    assert len(list((workdir / "drawn").glob("*.jpg"))) == 12
+
     published = in_optimizer_env(LAMBDA_PROBE, artifacts, image)
     assert len(published) == 2 and published[0][0] == "$aws/things/deeplens/infer"
     assert {d["label"] for d in published[0][1]["detections"]} <= set(config["classes"]) and published[0][1]["detections"]

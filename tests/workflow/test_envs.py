@@ -23,6 +23,11 @@ def test_locks_pin_every_package_exactly():
     assert "mxnet==1.9.1" in lock_pins("mxnet") and "mxnet==0.12.0" in lock_pins("deeplens-mxnet")
 
 
+def test_cuda_lock_is_the_mxnet_lock_with_the_cuda_build():
+    cuda = lock_pins("mxnet-cuda")
+    assert cuda == [pin.replace("mxnet==1.9.1", "mxnet-cu112==1.9.1") for pin in lock_pins("mxnet")]
+
+
 def test_env_folder_follows_the_lock_and_parallel_requests_build_once(tmp_path, monkeypatch):
     locks = tmp_path / "locks"
     locks.mkdir()
