@@ -7,7 +7,7 @@ from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 sys.path.insert(0, workflow.basedir)
-from workflow.plan import ConfigError, check_config, dataset_files, env_command, previous_stop
+from workflow.plan import ConfigError, check_config, dataset_files, env_command, model_config, previous_stop
 
 
 validate(config, "../workflow/schemas/config.schema.yaml")

@@ -74,7 +74,7 @@ rule verify_mxnet012:
         result=LEGACY_CHECK,
     params:
         folder=LEGACY,
-        min_score=config["demo_threshold"],
+        min_score=config["parity_threshold"],
     log:
         f"{LOGS}/verify_mxnet012.log",
     threads: 1
@@ -132,7 +132,7 @@ rule verify_ir:
     output:
         result=IR_CHECK,
     params:
-        min_score=config["demo_threshold"],
+        min_score=config["parity_threshold"],
         iou=config["iou_threshold"],
     log:
         f"{LOGS}/verify_ir.log",
@@ -168,7 +168,7 @@ rule collect_artifacts:
         manifest=MANIFEST,
     params:
         out_dir=f"{R}/deeplens_artifacts",
-        config=json.dumps(config, sort_keys=True),
+        config=json.dumps(model_config(config), sort_keys=True),
     log:
         f"{LOGS}/artifacts.log",
     threads: 1

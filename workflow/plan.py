@@ -10,6 +10,9 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
+DEMO_ONLY_KEYS = ("demo_threshold", "demo_images")
+
+
 class ConfigError(Exception):
     pass
 
@@ -26,6 +29,11 @@ def check_config(config):
         folder = config.get(key)
         if folder and not (Path(folder) / "Annotations").is_dir():
             raise ConfigError(f"{key}: '{folder}' is not a VOC folder (no Annotations/ inside)")
+
+
+def model_config(config):
+    """The config without the keys that only change the demo: what the artifacts' manifest records."""
+    return {key: value for key, value in config.items() if key not in DEMO_ONLY_KEYS}
 
 
 def dataset_files(folder):

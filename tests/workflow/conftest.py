@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -8,42 +9,67 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow", "envs")
+
+TINY_CONFIG = {
+    "run": "tiny", "dataset": "voc", "classes": ["swoosh", "stripes"], "network": "tiny", "data_shape": 64,
+    "batch_size": 4, "epochs": [15, 30], "learning_rate": 0.05, "lr_steps": [], "warmup_epochs": 0,
+    "val_fraction": 0.25, "pack_max_side": 128, "demo_images": 2, "demo_threshold": 0.05, "parity_threshold": 0.05,
+    # 30 short epochs: an untrained net scores many overlapping boxes almost alike, and FP16 rounding then flips
+    # some near-ties in NMS (seen: 3% of detections after 2 epochs, none after 30).
+}
 
 
-def snakemake(workdir, *args, check=True):
-    """Run the repository's workflow in `workdir` with its config.yaml; return the finished process."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args,
+def snakemake(workdir, *args, snakefile=REPO / "Snakefile", check=True):
+    """Run the workflow in `workdir` with its config.yaml; return the finished process."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), *args,
                "--configfile", str(workdir / "config.yaml")]
-    result = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ, DEEPLENS_SSD_ENVS=str(REPO / ".venvs"))
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
 
 
-def copy_sample(target, count):
+def copy_sample(target, first, count):
     for sub in ("Annotations", "JPEGImages"):
         (target / sub).mkdir(parents=True, exist_ok=True)
-    for xml in sorted((SAMPLE / "Annotations").glob("*.xml"))[:count]:
+    for xml in sorted((SAMPLE / "Annotations").glob("*.xml"))[first:first + count]:
         shutil.copy(xml, target / "Annotations")
         shutil.copy(SAMPLE / "JPEGImages" / f"{xml.stem}.jpg", target / "JPEGImages")
     return target
 
 
-TINY_CONFIG = {
-    "run": "tiny", "classes": ["swoosh", "stripes"], "network": "tiny", "data_shape": 64, "batch_size": 4,
-    "epochs": [15, 30], "learning_rate": 0.05, "lr_steps": [], "warmup_epochs": 0, "val_fraction": 0.25,
-    # 30 short epochs: an untrained net scores many overlapping boxes almost alike, and FP16 rounding then flips
-    # some near-ties in NMS (seen: 3% of detections after 2 epochs, none after 30).
-    "pack_max_side": 128, "demo_images": 2, "demo_threshold": 0.05,
-}
+def write_config(workdir, **overrides):
+    config = dict(TINY_CONFIG, **overrides)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return config
 
 
 @pytest.fixture
 def tiny_run(tmp_path):
-    """A work folder with a dozen sample images and a tiny config; returns (folder, config dict)."""
+    """A work folder with a dozen sample images in voc/ and a tiny config; returns (folder, config dict)."""
     def make(**overrides):
-        dataset = copy_sample(tmp_path / "voc", 12)
-        config = dict(TINY_CONFIG, dataset=str(dataset), **overrides)
-        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-        return tmp_path, config
+        copy_sample(tmp_path / "voc", 0, 12)
+        return tmp_path, write_config(tmp_path, **overrides)
     return make
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """The tiny workflow run to the end once, with its own copy of the workflow code (so that tests may touch
+    that code): returns (snakefile, work folder, config)."""
+    base = tmp_path_factory.mktemp("finished")
+    repo = base / "repo"
+    repo.mkdir()
+    for name in WORKFLOW_FILES:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(REPO / name, repo / name)
+    workdir = base / "work"
+    copy_sample(workdir / "voc", 0, 12)
+    config = write_config(workdir)
+    snakefile = repo / "Snakefile"
+    snakemake(workdir, "deeplens_artifacts", "--cores", "2", snakefile=snakefile)
+    return snakefile, workdir, config

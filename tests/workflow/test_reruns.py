@@ -1,0 +1,73 @@
+"""After a finished run, only what changed reruns (checked with dry runs on a copy of the finished run)."""
+import os
+import re
+import shutil
+
+import pytest
+
+from conftest import copy_sample, snakemake, write_config
+
+TARGETS = {"check", "split", "pack", "train", "evaluate", "demo", "deploy", "optimize", "deeplens_artifacts", "report"}
+AFTER_TRAINING = {"deploy_model", "export_mxnet012", "verify_mxnet012", "evaluate_model", "demo_images", "optimize_ir",
+                  "verify_ir", "collect_artifacts", "write_report"}
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of the finished run's work folder (same Snakefile): (snakefile, folder)."""
+    snakefile, workdir, _ = finished_run
+    copy = tmp_path / "work"
+    shutil.copytree(workdir, copy, symlinks=True)
+    return snakefile, copy
+
+
+def planned(snakefile, workdir):
+    """{rule: number of jobs} that a dry run of deeplens_artifacts would run, without the target rules."""
+    output = snakemake(workdir, "-n", "deeplens_artifacts", "--cores", "2", snakefile=snakefile).stdout
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:")[1].split("total")[0]
+    jobs = dict((name, int(count)) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M))
+    return {name: count for name, count in jobs.items() if name not in TARGETS}
+
+
+def test_nothing_reruns_when_nothing_changed(run_copy):
+    assert planned(*run_copy) == {}
+
+
+def test_a_new_image_reruns_from_the_check_and_keeps_the_old_split(run_copy):
+    snakefile, workdir = run_copy
+    old_val = (workdir / "results/tiny/split/val.txt").read_text().split()
+    old_train = (workdir / "results/tiny/split/train.txt").read_text().split()
+    copy_sample(workdir / "voc", 12, 1)
+    assert planned(snakefile, workdir) == {"annotate_check": 1, "split_data": 1, "dataset_stats": 1, "pack_split": 2,
+                                           "train_stop": 2, **{rule: 1 for rule in AFTER_TRAINING}}
+    snakemake(workdir, "split", "--cores", "2", snakefile=snakefile)
+    new_val = (workdir / "results/tiny/split/val.txt").read_text().split()
+    new_train = (workdir / "results/tiny/split/train.txt").read_text().split()
+    assert set(old_val) <= set(new_val) and set(old_train) <= set(new_train)
+
+
+def test_demo_threshold_reruns_only_demo_and_report(run_copy):
+    snakefile, workdir = run_copy
+    write_config(workdir, demo_threshold=0.3)
+    assert planned(snakefile, workdir) == {"demo_images": 1, "write_report": 1}
+
+
+def test_a_new_resume_stop_trains_only_that_stop(run_copy):
+    snakefile, workdir = run_copy
+    write_config(workdir, epochs=[15, 30, 35])
+    assert planned(snakefile, workdir) == {"train_stop": 1, **{rule: 1 for rule in AFTER_TRAINING}}
+    assert "epoch_35" in snakemake(workdir, "-n", "--cores", "2", snakefile=snakefile).stdout
+
+
+def test_editing_a_stage_reruns_it_and_what_follows(run_copy):
+    snakefile, workdir = run_copy
+    code = snakefile.parent / "workflow" / "evaluate.py"  # the finished run's own copy of the code
+    original, stat = code.read_text(), code.stat()
+    try:
+        code.write_text(original + "\n# an edit\n")
+        assert planned(snakefile, workdir) == {"evaluate_model": 1, "collect_artifacts": 1, "write_report": 1}
+    finally:
+        code.write_text(original)
+        os.utime(code, (stat.st_atime, stat.st_mtime))
