@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from workflow.cli import log, run_main  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f2f2f2}td:first-child{text-align:left}img{max-width:100%;margin:4px 0}
 pre{background:#f7f7f7;padding:8px;overflow-x:auto}.big{font-size:1.4em}"""
 
