@@ -1,8 +1,9 @@
 """Train an SSD detector from RecordIO files: python -m workflow.train --train-rec ... --out DIR
 
 Writes into --out: ssd-symbol.json (training graph), ssd-NNNN.params after every epoch,
-ssd-NNNN.states (optimizer state) for the last epoch, and log.csv with one row per epoch,
-including the rows of the stop it resumed from.
+ssd-NNNN.states (optimizer state) for the last epoch, progress.csv with one row per finished epoch
+(including the rows of the stop it resumed from), and log.csv, the same table, once the stop is done.
+A run that was killed continues after its last finished epoch when started again with the same --out.
 
 Record labels are [2, 6, cls, xmin, ymin, xmax, ymax, difficult, ...] with normalised
 coordinates and 0-based classes (see the pack stage).
@@ -26,6 +27,7 @@ from workflow import networks
 from workflow.cli import Progress, UserError, log, run_main
 
 PREFIX = "ssd"
+PROGRESS_FILE, LOG_FILE = "progress.csv", "log.csv"
 LOG_COLUMNS = ("epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds", "val_map")
 # Random crops with IoU constraints, zoom-out padding, colour jitter and mirroring, as in
 # apache/mxnet example/ssd config.py (crop samplers: min object overlap .1 ... .9), milder for small
@@ -83,6 +85,7 @@ def main(argv=None):
 
 def train(options):
     """Train from options.begin_epoch to options.end_epoch; returns the log rows of all epochs."""
+    _continue_after_interruption(options)
     _check_options(options)
     num_classes = len(options.classes.split(","))
     contexts = [mx.gpu(int(i)) for i in options.gpus.split(",")] if options.gpus else [mx.cpu()]
@@ -112,11 +115,25 @@ def train(options):
         if validator:
             row["val_map"] = validator.mean_ap(*module.get_params())
         module.save_checkpoint(prefix, epoch + 1, save_optimizer_states=True)
-        _remove_states(options, epoch)
         rows.append(row)
-        _write_log(options.out, rows)
+        _write_log(options.out, rows, PROGRESS_FILE)
+        _remove_states(options.out, epoch)
         log(_format_row(row))
+    _write_log(options.out, rows, LOG_FILE)
     return rows
+
+
+def _continue_after_interruption(options):
+    """Point --resume and --begin-epoch at the last epoch this --out finished, if an earlier run was killed.
+
+    An epoch counts as finished once its progress.csv row exists: the row is written after the
+    epoch's params and optimizer state.
+    """
+    finished = [int(row["epoch"]) for row in _read_log(options.out)]
+    last = max((epoch for epoch in finished if options.begin_epoch < epoch < options.end_epoch), default=None)
+    if last is not None and os.path.exists(_checkpoint_path(options.out, last, "states")):
+        log(f"{options.out} holds epoch {last} from an interrupted run: continuing after it")
+        options.resume, options.begin_epoch = options.out, last
 
 
 def _check_options(options):
@@ -351,22 +368,23 @@ def _load_params(path):
     return args, auxs
 
 
-def _remove_states(options, epoch):
-    """Keep only the newest optimizer state written by this run (each is as large as the params)."""
-    if epoch > options.begin_epoch:
-        os.remove(_checkpoint_path(options.out, epoch, "states"))
+def _remove_states(folder, epoch):
+    """Keep only the newest optimizer state in the folder (each is as large as the params)."""
+    path = _checkpoint_path(folder, epoch, "states")
+    if os.path.exists(path):
+        os.remove(path)
 
 
 def _read_log(folder):
-    path = os.path.join(folder, "log.csv")
+    path = os.path.join(folder, PROGRESS_FILE)
     if not os.path.exists(path):
         return []
     with open(path, newline="") as file:
         return list(csv.DictReader(file))
 
 
-def _write_log(folder, rows):
-    with open(os.path.join(folder, "log.csv"), "w", newline="") as file:
+def _write_log(folder, rows, name):
+    with open(os.path.join(folder, name), "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=LOG_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

@@ -1,5 +1,9 @@
 import csv
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -9,6 +13,7 @@ from workflow import networks
 from workflow.cli import UserError
 from workflow.train import Validator, WarmupStepSchedule, parse_args, train
 
+REPO = Path(__file__).resolve().parents[2]
 COLOURS = ((0, 0, 255), (255, 0, 0))  # BGR: class 0 red, class 1 blue
 
 
@@ -55,8 +60,9 @@ def load_params(path):
 
 def test_training_writes_checkpoints_and_log_and_learns(records, tmp_path):
     rows = train(options(records, tmp_path))
-    assert sorted(os.listdir(tmp_path)) == ["log.csv", "ssd-0001.params", "ssd-0002.params", "ssd-0003.params",
-                                            "ssd-0004.params", "ssd-0004.states", "ssd-symbol.json"]
+    assert sorted(os.listdir(tmp_path)) == ["log.csv", "progress.csv", "ssd-0001.params", "ssd-0002.params",
+                                            "ssd-0003.params", "ssd-0004.params", "ssd-0004.states", "ssd-symbol.json"]
+    assert (tmp_path / "log.csv").read_text() == (tmp_path / "progress.csv").read_text()
     log = read_log(tmp_path)
     assert list(log[0]) == ["epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds", "val_map"]
     assert [int(row["epoch"]) for row in log] == [1, 2, 3, 4]
@@ -133,3 +139,35 @@ def test_schedule_warms_up_then_steps():
     schedule = WarmupStepSchedule(0.1, warmup_updates=4, step_updates=[10, 20], factor=0.1)
     assert [schedule(n) for n in (0, 3)] == pytest.approx([0.02, 0.08])
     assert [schedule(n) for n in (4, 10, 11, 20, 21)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def test_a_killed_run_continues_after_its_last_finished_epoch(records, tmp_path):
+    straight = tmp_path / "straight"
+    train(options(records, straight, end_epoch=6, val_rec=None))
+    out = tmp_path / "killed"
+    argv = ["--train-rec", records[0], "--classes", "red,blue", "--network", "tiny", "--data-shape", "64",
+            "--batch-size", "4", "--end-epoch", "6", "--learning-rate", "0.05", "--warmup-epochs", "1",
+            "--lr-steps", "3", "--threads", "1", "--seed", "3", "--out", str(out)]
+    process = subprocess.Popen([sys.executable, "-m", "workflow.train", *argv], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(read_rows(out / "progress.csv")) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    finished = len(read_rows(out / "progress.csv"))
+    assert 2 <= finished < 6 and not (out / "log.csv").exists()
+
+    rerun = subprocess.run([sys.executable, "-m", "workflow.train", *argv], cwd=REPO, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"holds epoch {finished} from an interrupted run: continuing after it" in rerun.stderr
+    assert [int(row["epoch"]) for row in read_log(out)] == [1, 2, 3, 4, 5, 6]
+    assert sorted(p.name for p in out.glob("*.states")) == ["ssd-0006.states"]
+    for name, value in load_params(straight / "ssd-0006.params").items():
+        np.testing.assert_allclose(load_params(out / "ssd-0006.params")[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def read_rows(path):
+    if not path.exists():
+        return []
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
