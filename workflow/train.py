@@ -18,6 +18,7 @@ if __name__ == "__main__" and "--threads" in sys.argv[:-1]:
 import argparse
 import csv
 import math
+import re
 import time
 
 import mxnet as mx
@@ -65,6 +66,7 @@ def parse_args(argv=None):
     parser.add_argument("--resume", help="output folder of the previous stop, holding its checkpoint at --begin-epoch")
     parser.add_argument("--pretrained", help="a .params file to start from; arrays whose name or shape "
                                              "does not fit (other class count) are left out and initialised")
+    parser.add_argument("--freeze", default="", help="regular expression: parameters whose names match are not trained")
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--wd", type=float, default=5e-4)
@@ -154,9 +156,23 @@ def _check_options(options):
         raise UserError(str(error)) from error
 
 
+def frozen_parameters(symbol, pattern):
+    """The parameter names matching --freeze (none when it is empty)."""
+    if not pattern:
+        return []
+    try:
+        matcher = re.compile(pattern)
+    except re.error as error:
+        raise UserError(f"freeze: '{pattern}' is not a regular expression ({error})") from None
+    frozen = [name for name in symbol.list_arguments() if name not in ("data", "label") and matcher.search(name)]
+    log(f"freeze '{pattern}': {len(frozen)} parameters not trained" + (f", e.g. {', '.join(frozen[:4])}" if frozen else ""))
+    return frozen
+
+
 def _bind_module(symbol, contexts, options, max_objects):
     shape = options.data_shape
-    module = mx.mod.Module(symbol, data_names=["data"], label_names=["label"], context=contexts)
+    module = mx.mod.Module(symbol, data_names=["data"], label_names=["label"], context=contexts,
+                           fixed_param_names=frozen_parameters(symbol, options.freeze))
     module.bind(data_shapes=[("data", (options.batch_size, 3, shape, shape))],
                 label_shapes=[("label", (options.batch_size, max_objects, 6))])
     return module

@@ -141,6 +141,16 @@ def test_schedule_warms_up_then_steps():
     assert [schedule(n) for n in (4, 10, 11, 20, 21)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
 
 
+def test_frozen_parameters_do_not_change(records, tmp_path):
+    train(options(records, tmp_path, end_epoch=2, val_rec=None, pretrained=None, freeze="^(bn_data|tiny[12]_)"))
+    first, last = load_params(tmp_path / "ssd-0001.params"), load_params(tmp_path / "ssd-0002.params")
+    frozen = [name for name in first if name.startswith(("arg:bn_data", "arg:tiny1_", "arg:tiny2_"))]
+    assert len(frozen) == 8 and all(np.array_equal(first[name], last[name]) for name in frozen)
+    assert not np.array_equal(first["arg:tiny3_conv_weight"], last["arg:tiny3_conv_weight"])
+    with pytest.raises(UserError, match="freeze: '\\(' is not a regular expression"):
+        train(options(records, tmp_path / "bad", end_epoch=1, val_rec=None, freeze="("))
+
+
 def test_a_killed_run_continues_after_its_last_finished_epoch(records, tmp_path):
     straight = tmp_path / "straight"
     train(options(records, straight, end_epoch=6, val_rec=None))
