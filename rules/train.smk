@@ -84,6 +84,7 @@ rule train_stop:
         lr_factor=config["lr_factor"],
         seed=config["seed"],
         freeze=config["freeze"],
+        budget=config["train_budget_minutes"],
         gpus=",".join(map(str, config["gpus"])),
     log:
         f"{LOGS}/train_epoch_{{end}}.log",
@@ -100,5 +101,5 @@ rule train_stop:
         " --batch-size {params.batch_size} --begin-epoch {params.begin} --end-epoch {wildcards.end}"
         " {params.resume} {params.pretrained} --learning-rate {params.learning_rate} --momentum {params.momentum}"
         " --wd {params.weight_decay} --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}'"
-        " --lr-factor {params.lr_factor} --freeze {params.freeze:q} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
+        " --lr-factor {params.lr_factor} --freeze {params.freeze:q} --budget-minutes {params.budget} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
         " --out {params.out} 2>&1 | tee {log} >&2"

@@ -76,6 +76,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the initialisation and the shuffling (MXNet seeds the augmentation itself)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (decoding and augmentation)")
+    parser.add_argument("--budget-minutes", type=float, default=0,
+                        help="stop after the epoch that brings the run's total epoch time past this (0: no budget)")
     parser.add_argument("--gpus", default="", help="'' for the CPU, '0,1' for GPUs 0 and 1")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
@@ -88,6 +90,8 @@ def main(argv=None):
 def train(options):
     """Train from options.begin_epoch to options.end_epoch; returns the log rows of all epochs."""
     _continue_after_interruption(options)
+    if _budget_spent(options):
+        return _finish_without_training(options)
     _check_options(options)
     num_classes = len(options.classes.split(","))
     contexts = [mx.gpu(int(i)) for i in options.gpus.split(",")] if options.gpus else [mx.cpu()]
@@ -111,16 +115,42 @@ def train(options):
     _replay_epochs(records, options.begin_epoch)
     prefix = os.path.join(options.out, PREFIX)
     for epoch in range(options.begin_epoch, options.end_epoch):
+        started = time.monotonic()
         row = _train_epoch(module, records, options, epoch, batches_per_epoch)
         records.reset()
         row["lr"] = schedule((epoch + 1) * batches_per_epoch)
         if validator:
             row["val_map"] = validator.mean_ap(*module.get_params())
+        row["seconds"] = time.monotonic() - started
         module.save_checkpoint(prefix, epoch + 1, save_optimizer_states=True)
         rows.append(row)
         _write_log(options.out, rows, PROGRESS_FILE)
         _remove_states(options.out, epoch)
         log(_format_row(row))
+        if _over_budget(options, rows):
+            log(f"training budget of {options.budget_minutes:g} minutes reached after epoch {epoch + 1}: stopping")
+            break
+    _write_log(options.out, rows, LOG_FILE)
+    return rows
+
+
+def _over_budget(options, rows):
+    """Whether the epochs so far (this stop's and the earlier stops') took longer than --budget-minutes."""
+    return options.budget_minutes > 0 and sum(float(row["seconds"]) for row in rows) >= 60 * options.budget_minutes
+
+
+def _budget_spent(options):
+    return options.resume and _over_budget(options, _read_log(options.resume))
+
+
+def _finish_without_training(options):
+    """An earlier stop used up the budget: this stop only carries its log over (deploy finds the checkpoint there)."""
+    rows = _read_log(options.resume)
+    log(f"training budget of {options.budget_minutes:g} minutes was used up by epoch {rows[-1]['epoch']}: nothing to train")
+    os.makedirs(options.out, exist_ok=True)
+    symbol = networks.build_training_symbol(options.network, len(options.classes.split(",")), options.data_shape)
+    symbol.save(os.path.join(options.out, f"{PREFIX}-symbol.json"))
+    _write_log(options.out, rows, PROGRESS_FILE)
     _write_log(options.out, rows, LOG_FILE)
     return rows
 

@@ -151,6 +151,16 @@ def test_frozen_parameters_do_not_change(records, tmp_path):
         train(options(records, tmp_path / "bad", end_epoch=1, val_rec=None, freeze="("))
 
 
+def test_budget_stops_after_the_epoch_that_crosses_it_and_later_stops_train_nothing(records, tmp_path):
+    rows = train(options(records, tmp_path / "first", end_epoch=4, budget_minutes=1e-6))
+    assert [row["epoch"] for row in rows] == [1] and [int(r["epoch"]) for r in read_log(tmp_path / "first")] == [1]
+    assert float(read_log(tmp_path / "first")[0]["seconds"]) > 0
+    later = train(options(records, tmp_path / "second", begin_epoch=4, end_epoch=6, resume=str(tmp_path / "first"),
+                          budget_minutes=1e-6))
+    assert [int(row["epoch"]) for row in later] == [1]
+    assert sorted(os.listdir(tmp_path / "second")) == ["log.csv", "progress.csv", "ssd-symbol.json"]
+
+
 def test_a_killed_run_continues_after_its_last_finished_epoch(records, tmp_path):
     straight = tmp_path / "straight"
     train(options(records, straight, end_epoch=6, val_rec=None))
