@@ -1,4 +1,6 @@
-# evaluate (VOC mAP of the deploy model on the whole val set) and demo (spot-check images).
+# evaluate (VOC mAP, confusion with background and the worst images of the deploy model on the whole val set)
+# and demo (spot-check images).
+WORST_INDEX = f"{R}/evaluate/worst_images.json"
 
 
 rule evaluate_model:
@@ -7,15 +9,24 @@ rule evaluate_model:
     input:
         deploy=DEPLOY_INFO,
         val=f"{R}/pack/val.rec",
+        names=f"{R}/pack/val.lst",
         lock=LOCK["mxnet"],
-        code=stage_code("evaluate", "detector", "metrics", "networks"),
+        code=stage_code("evaluate", "detector", "metrics", "networks", "demo"),
     output:
         metrics=METRICS,
         table=f"{R}/evaluate/per_class.csv",
         curves=f"{R}/evaluate/pr_curves.png",
+        confusion=f"{R}/evaluate/confusion.csv",
+        confusion_plot=f"{R}/evaluate/confusion.png",
+        ranking=f"{R}/evaluate/worst_images.csv",
+        worst=WORST_INDEX,
+        worst_dir=directory(f"{R}/evaluate/worst"),
     params:
         out_dir=f"{R}/evaluate",
         iou=config["iou_threshold"],
+        difficult=yes_no(config["use_difficult"]),
+        confusion=config["confusion_threshold"],
+        worst=config["worst_images"],
     log:
         f"{LOGS}/evaluate.log",
     threads: 2
@@ -26,7 +37,8 @@ rule evaluate_model:
         "../envs/mxnet.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.evaluate --deploy {input.deploy} --val-rec {input.val}"
-        " --iou-threshold {params.iou} --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
+        " --iou-threshold {params.iou} --use-difficult {params.difficult} --confusion-threshold {params.confusion}"
+        " --worst-images {params.worst} --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
 
 
 rule demo_images:

@@ -1,4 +1,4 @@
-# The run's self-contained HTML report: config, data, training, metrics, demo images, artifacts.
+# The run's self-contained HTML report: config, data, training, metrics, confusion, worst and demo images, artifacts.
 
 
 rule write_report:
@@ -14,6 +14,11 @@ rule write_report:
         deploy=DEPLOY_INFO,
         metrics=METRICS,
         curves=f"{R}/evaluate/pr_curves.png",
+        confusion=f"{R}/evaluate/confusion.csv",
+        confusion_plot=f"{R}/evaluate/confusion.png",
+        ranking=f"{R}/evaluate/worst_images.csv",
+        worst=WORST_INDEX,
+        worst_dir=f"{R}/evaluate/worst",
         demo=DEMO_INDEX,
         manifest=MANIFEST,
         lock=LOCK["mxnet"],

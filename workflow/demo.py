@@ -18,6 +18,7 @@ from workflow.images import ImageProblem, load_rgb
 from workflow.plan import IMAGE_SUFFIXES
 
 MAX_PIXELS = 50_000_000
+CAPTION_HEIGHT = 24
 
 
 def class_colour(class_id):
@@ -43,24 +44,34 @@ def draw_boxes(bgr, rows, classes, with_score):
 
 
 def caption(bgr, text):
-    cv2.putText(bgr, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 2, cv2.LINE_AA)
-    cv2.putText(bgr, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return bgr
+    """The picture under a white band holding the text, so that the text hides no box."""
+    band = np.full((CAPTION_HEIGHT, bgr.shape[1], 3), 255, np.uint8)
+    cv2.putText(band, text, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([band, bgr])
 
 
-def render(rgb, detections, ground_truth, classes):
-    """Detections (left) beside the ground truth (right) when there is one."""
+def render(rgb, detections, ground_truth, classes, captions=("detections", "ground truth")):
+    """BGR picture of the detections (left) beside the ground truth (right) when there is one.
+
+    The one place where the workflow draws boxes: the demo and evaluate's worst images.
+    """
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    left = caption(draw_boxes(bgr.copy(), detections, classes, with_score=True), "detections")
+    left = caption(draw_boxes(bgr.copy(), detections, classes, with_score=True), captions[0])
     if ground_truth is None:
         return left
-    right = caption(draw_boxes(bgr.copy(), ground_truth, classes, with_score=False), "ground truth")
-    return np.hstack([left, np.full((bgr.shape[0], 4, 3), 255, np.uint8), right])
+    right = caption(draw_boxes(bgr.copy(), ground_truth, classes, with_score=False), captions[1])
+    return np.hstack([left, np.full((left.shape[0], 4, 3), 255, np.uint8), right])
 
 
 def ground_truth_rows(record):
+    """Drawing rows of a checked annotation record (pixel boxes)."""
     w, h = record["width"], record["height"]
     return [[o["class"], 1.0, o["box"][0] / w, o["box"][1] / h, o["box"][2] / w, o["box"][3] / h] for o in record["objects"]]
+
+
+def truth_rows(label_rows):
+    """Drawing rows of a packed record's ground truth [cls, xmin, ymin, xmax, ymax, difficult] (normalised)."""
+    return [[row[0], 1.0, *row[1:5]] for row in label_rows]
 
 
 def image_paths(items):

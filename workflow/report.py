@@ -35,18 +35,74 @@ def table_html(frame):
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, escape=True)
 
 
-def training_section(results, epochs):
+def number(value, digits=4):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def training_section(results, epochs, deploy, metrics):
     log_csv = results / "train" / f"epoch_{epochs[-1]}" / "log.csv"
     frame = pd.read_csv(log_csv)
     figure, (loss_axis, map_axis) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
     frame.plot(x="epoch", y=["cls_loss", "loc_loss"], ax=loss_axis, title="training loss")
     if frame["val_map"].notna().any():
-        frame.plot(x="epoch", y="val_map", ax=map_axis, title="val mAP (VOC07) per epoch", legend=False, marker=".")
+        frame.plot(x="epoch", y="val_map", ax=map_axis, title="val mAP (VOC07) per epoch", marker=".",
+                   label="per epoch (per-class NMS)")
+    if metrics["map_voc07"] is not None:
+        map_axis.plot([deploy["epoch"]], [metrics["map_voc07"]], "r*", markersize=12,
+                      label=f"evaluate (force_nms={deploy['force_nms']})")
+        map_axis.legend(loc="lower right", fontsize=8)
     map_axis.set_ylim(0, 1)
     for axis in (loss_axis, map_axis):
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    return figure_tag(figure) + table_html(frame.tail(10))
+    return figure_tag(figure) + map_note(deploy, metrics) + table_html(frame.tail(10))
+
+
+def map_note(deploy, metrics):
+    """Which NMS each val mAP uses: train.py's Validator builds the deploy graph with force_nms=False."""
+    return (f"<p>The val mAP per epoch is train.py's: the deploy graph with <b>per-class NMS</b> (force_nms=False) and the "
+            f"network's default NMS settings, VOC07 at IoU 0.5, difficult boxes ignored, images resized by MXNet's record "
+            f"iterator. At the deployed epoch {deploy['epoch']} it was {number(deploy.get('val_map_at_epoch'))}. The final "
+            f"evaluation (red star) runs the model as deployed, NMS <b>{'across classes' if deploy['force_nms'] else 'per class'}"
+            f"</b> (force_nms={deploy['force_nms']}, nms_threshold={deploy['nms_threshold']}), VOC07 at IoU "
+            f"{metrics['iou_threshold']}, use_difficult={metrics['use_difficult']}: "
+            f"<b>{number(metrics['map_voc07'])}</b>.</p>")
+
+
+PER_CLASS_COLUMNS = {"name": "class", "ap_voc07": "AP VOC07", "ap_area": "AP area", "ap_coco": "AP COCO 0.5:0.95",
+                     "npos": "objects", "precision_at_threshold": "precision at score threshold",
+                     "recall_at_threshold": "recall at score threshold"}
+
+
+def per_class_section(results, metrics):
+    frame = pd.DataFrame(metrics["per_class"])
+    columns = {key: title for key, title in PER_CLASS_COLUMNS.items() if key in frame}
+    note = (f"<p>AP from every detection; precision and recall from those scoring &ge; {metrics['confusion_threshold']}, "
+            f"matched as in the confusion matrix below. All columns in <code>evaluate/per_class.csv</code>.</p>")
+    return (table_html(frame[list(columns)].rename(columns=columns)) + note
+            + image_tag((results / "evaluate" / "pr_curves.png").read_bytes()))
+
+
+def confusion_section(results, metrics):
+    frame = pd.read_csv(results / "evaluate" / "confusion.csv").rename(columns={"true": "true \\ predicted"})
+    return (f"<p>Detections scoring &ge; {metrics['confusion_threshold']} on the {metrics['images']} val images, in "
+            f"descending score order, each matched to the unmatched ground-truth box of any class with the highest IoU "
+            f"(&gt; {metrics['iou_threshold']}). Rows: true class; columns: predicted class. The <i>background</i> row "
+            f"counts false alarms (detections matching no box), the <i>background</i> column missed objects; off the "
+            f"diagonal a box found with the wrong label.</p>"
+            + table_html(frame) + image_tag((results / "evaluate" / "confusion.png").read_bytes()))
+
+
+def worst_section(results):
+    ranking = pd.read_csv(results / "evaluate" / "worst_images.csv")
+    index = json.loads((results / "evaluate" / "worst_images.json").read_text())
+    wrong = ranking[ranking["errors"] > 0].assign(image=lambda frame: frame["image"].map(lambda path: Path(path).name))
+    columns = ["rank", "image", "objects", "detections", "correct", "wrong_class", "false_positives", "missed", "errors"]
+    return (f"<p>{len(wrong)} of {len(ranking)} val images have an error at score &ge; {index['threshold']} (errors = "
+            f"false positives + missed objects; a wrong label counts as both). The worst {len(index['images'])} "
+            f"(detections left, ground truth right, as packed):</p>"
+            + (table_html(wrong[columns].head(20)) if len(wrong) else "")
+            + "".join(image_tag((results / "evaluate" / d["output"]).read_bytes(), "image/jpeg") for d in index["images"]))
 
 
 def ir_section(check):
@@ -70,8 +126,9 @@ def build(results, config):
     images = len(json.loads((results / "check" / "annotations.json").read_text()))
     parts = [
         f"<h1>deeplens-ssd run <code>{html.escape(config['run'])}</code></h1>",
-        f"<p class=big>val mAP (VOC07 11-point, IoU {metrics['iou_threshold']}): <b>{metrics['map_voc07']:.4f}</b>; "
-        f"area mAP {metrics['map_area']:.4f}; COCO mAP@0.5:0.95 {metrics['coco_map']:.4f} on {metrics['images']} images</p>",
+        f"<p class=big>val mAP (VOC07 11-point, IoU {metrics['iou_threshold']}): <b>{number(metrics['map_voc07'])}</b>; "
+        f"area mAP {number(metrics['map_area'])}; COCO mAP@0.5:0.95 {number(metrics['coco_map'])} on {metrics['images']} images"
+        f", difficult boxes {'counted' if metrics['use_difficult'] else 'ignored'}</p>",
         f"<p>Deployed epoch {deploy['epoch']}: {html.escape(deploy['epoch_reason'])}. Network {deploy['network']} at "
         f"{deploy['data_shape']} px, force_nms={deploy['force_nms']}, nms_threshold={deploy['nms_threshold']}.</p>",
         "<h2>Data</h2>",
@@ -80,9 +137,10 @@ def build(results, config):
         table_html(problems.head(50)) if len(problems) else "",
         table_html(pd.read_csv(results / "dataset" / "stats.csv")),
         image_tag((results / "dataset" / "stats.png").read_bytes()),
-        "<h2>Training</h2>", training_section(results, config["epochs"]),
-        "<h2>Per-class metrics</h2>", table_html(pd.read_csv(results / "evaluate" / "per_class.csv")),
-        image_tag((results / "evaluate" / "pr_curves.png").read_bytes()),
+        "<h2>Training</h2>", training_section(results, config["epochs"], deploy, metrics),
+        "<h2>Per-class metrics</h2>", per_class_section(results, metrics),
+        "<h2>Confusion matrix with background</h2>", confusion_section(results, metrics),
+        "<h2>Val images with the most errors</h2>", worst_section(results),
         f"<h2>Demo (score &ge; {demo['threshold']}; detections left, ground truth right)</h2>",
         "".join(image_tag((results / "demo" / d["output"]).read_bytes(), "image/jpeg") for d in demo["images"]),
         "<h2>OpenVINO IR against MXNet</h2>", ir_section(json.loads((results / "ir" / "verify.json").read_text())),
