@@ -101,5 +101,5 @@ rule train_stop:
         " --batch-size {params.batch_size} --begin-epoch {params.begin} --end-epoch {wildcards.end}"
         " {params.resume} {params.pretrained} --learning-rate {params.learning_rate} --momentum {params.momentum}"
         " --wd {params.weight_decay} --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}'"
-        " --lr-factor {params.lr_factor} --freeze {params.freeze:q} --budget-minutes {params.budget} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
+        " --lr-factor {params.lr_factor} --freeze={params.freeze:q} --budget-minutes {params.budget} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
         " --out {params.out} 2>&1 | tee {log} >&2"
