@@ -1,5 +1,9 @@
 # annotate-check -> split -> pack: from the user's VOC folder to RecordIO files.
 
+# Each split's checked records, in list order: a pack job reads only its own split's, so a change that leaves
+# them as they were (same checksum) does not repack that split.
+SPLIT_RECORDS = [f"{R}/split/train.json", f"{R}/split/val.json"]
+
 
 rule annotate_check:
     message:
@@ -45,6 +49,8 @@ rule split_data:
     output:
         train=SPLIT_LISTS[0],
         val=SPLIT_LISTS[1],
+        train_records=SPLIT_RECORDS[0],
+        val_records=SPLIT_RECORDS[1],
     params:
         dataset=config["dataset"],
         val_fraction=config["val_fraction"],
@@ -60,15 +66,15 @@ rule split_data:
     shell:
         "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.split --annotations {input.annotations} --dataset {params.dataset:q}"
         " --val-fraction {params.val_fraction} --seed {params.seed}"
-        " --train-out {output.train} --val-out {output.val} 2>&1 | tee {log} >&2"
+        " --train-out {output.train} --val-out {output.val} --train-records {output.train_records}"
+        " --val-records {output.val_records} 2>&1 | tee {log} >&2"
 
 
 rule pack_split:
     message:
         "Packing the {wildcards.split} images into RecordIO"
     input:
-        annotations=ANNOTATIONS,
-        ids=f"{R}/split/{{split}}.txt",
+        records=f"{R}/split/{{split}}.json",
         lock=LOCK["mxnet"],
         code=stage_code("pack", "images"),
     output:
@@ -89,7 +95,7 @@ rule pack_split:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.pack --annotations {input.annotations} --ids {input.ids}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.pack --records {input.records}"
         " --out-prefix {params.prefix} --max-side {params.max_side} --jpeg-quality {params.quality}"
         " --max-image-pixels {params.max_pixels} --processes {threads} 2>&1 | tee {log} >&2"
 

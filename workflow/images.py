@@ -28,7 +28,11 @@ def open_image(path, max_pixels):
 
 def load_rgb(path, max_pixels):
     """Fully decode an image to an HxWx3 uint8 RGB array; truncated files are refused."""
-    image = open_image(path, max_pixels)
+    return decode_rgb(open_image(path, max_pixels))
+
+
+def decode_rgb(image):
+    """Decode an opened image (see open_image) to an HxWx3 uint8 RGB array."""
     try:
         image.load()
     except (OSError, SyntaxError) as error:
@@ -43,6 +47,13 @@ def to_rgb_array(image):
         gray = np.clip(wide * scale, 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
     return np.asarray(image.convert("RGB"))
+
+
+def is_plain_jpeg(image):
+    """A baseline JPEG in RGB (YCbCr) or gray without EXIF rotation: any JPEG decoder shows exactly its stored
+    pixels, so its bytes can be used as they are."""
+    return (image.format == "JPEG" and image.mode in ("RGB", "L") and not image.info.get("progressive")
+            and exif_orientation(image) == 1)
 
 
 def exif_orientation(image):

@@ -1,13 +1,18 @@
 """pack: one split's images into an im2rec-format .lst and an MXNet RecordIO .rec/.idx.
 
-Record i holds the image (RGB as decoded by workflow.images, optionally downscaled so its longer side is
-at most --max-side, JPEG-encoded as im2rec does) and the label [2, 6, cls, xmin, ymin, xmax, ymax,
-difficult, ...] with coordinates normalised to [0, 1], which mx.io.ImageDetRecordIter reads. Images are
-decoded and encoded in parallel but written in list order, so identical input gives identical bytes.
+Record i holds the image and the label [2, 6, cls, xmin, ymin, xmax, ymax, difficult, ...] with
+coordinates normalised to [0, 1], which mx.io.ImageDetRecordIter reads. A baseline RGB or gray JPEG without
+EXIF rotation that needs no downscaling is stored as it is (its pixels are exactly what the check saw);
+any other image is decoded as workflow.images does, downscaled so its longer side is at most --max-side
+(a JPEG is decoded at 1/2, 1/4 or 1/8 scale first where that stays above the target), and JPEG-encoded as
+im2rec does. Images are prepared in parallel but written in list order, so identical input gives identical
+bytes.
 """
 import argparse
+import io
 import json
 import os
+import struct
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -15,9 +20,10 @@ import cv2
 import numpy as np
 
 from workflow.cli import Progress, UserError, log, run_main
-from workflow.images import ImageProblem, load_rgb
+from workflow.images import ImageProblem, decode_rgb, is_plain_jpeg, open_image
 
 HEADER = [2, 6]  # header width, values per object
+RECORDIO_MAGIC = struct.pack("<I", 0xCED7230A)
 
 
 def label_of(record):
@@ -29,16 +35,29 @@ def label_of(record):
     return np.array(values, dtype=np.float32)
 
 
+def target_size(width, height, max_side):
+    """(width, height) after downscaling so that the longer side is at most max_side (0 keeps the size)."""
+    scale = max_side / max(width, height) if max_side else 1.0
+    if scale >= 1.0:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def encode(task):
-    """Decode, downscale and JPEG-encode one image; runs in a worker process."""
-    path, max_side, quality, max_pixels = task
+    """The JPEG bytes of one record, or an error message; runs in a worker process."""
+    path, max_side, quality, max_pixels, pass_through = task
     try:
-        rgb = load_rgb(path, max_pixels)
-    except ImageProblem as error:
+        data = Path(path).read_bytes()
+        image = open_image(io.BytesIO(data), max_pixels)
+        size = target_size(image.width, image.height, max_side)
+        if size == image.size and pass_through and is_plain_jpeg(image):
+            return data
+        if size != image.size:
+            image.draft(None, size)  # JPEG only: decode at a reduced scale, never below the target size
+        rgb = decode_rgb(image)
+    except (ImageProblem, OSError) as error:
         return f"{path}: {error}"
-    scale = max_side / max(rgb.shape[:2]) if max_side else 1.0
-    if scale < 1.0:
-        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    if rgb.shape[1::-1] != size:
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return jpeg.tobytes()
@@ -50,44 +69,64 @@ def lst_line(index, record, label):
     return "\t".join(fields) + "\n"
 
 
-def pack(records, out_prefix, max_side, quality, max_pixels, processes):
-    import mxnet as mx  # imported late: worker processes only need OpenCV and Pillow
+def record_payload(label, index, jpeg):
+    """mx.recordio.pack(IRHeader(0, label, index, 0), jpeg): header (flag = label length, 0, id, id2), label, image."""
+    return struct.pack("<IfQQ", label.size, 0.0, index, 0) + label.astype("<f4").tobytes() + jpeg
 
+
+def recordio_frame(payload):
+    """One record as MXNet's RecordIO writer (dmlc-core RecordIOWriter::WriteRecord) frames it, byte for byte:
+    magic, length word (continuation flag << 29 | part length), part, and zero padding to 4 bytes at the end.
+    A magic word at an aligned offset inside the payload splits it into parts (flags 1, 2 ... 3), the magic
+    itself left out, so a reader can always find record starts. Written here because importing MXNet for its
+    writer takes 1.6 s, longer than packing a few hundred images."""
+    parts, start = [], 0
+    found = payload.find(RECORDIO_MAGIC)
+    while found != -1:
+        if found % 4 == 0:
+            parts.append((1 if start == 0 else 2, payload[start:found]))
+            start = found + 4
+        found = payload.find(RECORDIO_MAGIC, found + 1)
+    parts.append((3 if start else 0, payload[start:]))
+    framed = b"".join(RECORDIO_MAGIC + struct.pack("<I", flag << 29 | len(part)) + part for flag, part in parts)
+    return framed + bytes(-len(payload) % 4)
+
+
+def pack(records, out_prefix, max_side, quality, max_pixels, processes, pass_through=True):
+    """Write OUT_PREFIX.{rec,idx,lst} (what mx.recordio.MXIndexedRecordIO writes, and im2rec's list);
+    pass_through=False re-encodes every image (for comparisons)."""
     out_prefix = Path(out_prefix)
     tmp = {suffix: out_prefix.with_suffix(f".{suffix}.part") for suffix in ("rec", "idx", "lst")}
-    writer = mx.recordio.MXIndexedRecordIO(str(tmp["idx"]), str(tmp["rec"]), "w")
     progress = Progress(f"pack {out_prefix.name}", len(records))
-    tasks = [(r["image"], max_side, quality, max_pixels) for r in records]
-    with Pool(processes) as pool, open(tmp["lst"], "w") as lst:
+    tasks = [(r["image"], max_side, quality, max_pixels, pass_through) for r in records]
+    with (Pool(processes) as pool, open(tmp["rec"], "wb") as rec, open(tmp["idx"], "w") as idx,
+          open(tmp["lst"], "w") as lst):
         for index, (record, jpeg) in enumerate(zip(records, pool.imap(encode, tasks, chunksize=4))):
             if isinstance(jpeg, str):
                 raise UserError(f"cannot pack {jpeg}")
             label = label_of(record)
-            writer.write_idx(index, mx.recordio.pack(mx.recordio.IRHeader(0, label, index, 0), jpeg))
+            idx.write(f"{index}\t{rec.tell()}\n")
+            rec.write(recordio_frame(record_payload(label, index, jpeg)))
             lst.write(lst_line(index, record, label))
             progress.update(index + 1)
-    writer.close()
     for suffix, path in tmp.items():
         os.replace(path, out_prefix.with_suffix(f".{suffix}"))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.pack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--annotations", required=True)
-    parser.add_argument("--ids", required=True, help="the split's list of image ids")
+    parser.add_argument("--records", required=True, help="the split's checked records (JSON list, in list order)")
     parser.add_argument("--out-prefix", required=True, help="writes PREFIX.lst, PREFIX.rec and PREFIX.idx")
     parser.add_argument("--max-side", type=int, default=0, help="downscale so the longer side is at most this (0 = keep)")
     parser.add_argument("--jpeg-quality", type=int, default=90)
     parser.add_argument("--max-image-pixels", type=int, default=50_000_000)
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--re-encode", action="store_true", help="re-encode every image, also JPEGs that could be stored as they are")
     args = parser.parse_args(argv)
-    by_id = {r["id"]: r for r in json.loads(Path(args.annotations).read_text())}
-    ids = Path(args.ids).read_text().split()
-    missing = [i for i in ids if i not in by_id]
-    if missing:
-        raise UserError(f"{args.ids}: ids without a checked annotation: {missing[:5]}")
-    pack([by_id[i] for i in ids], args.out_prefix, args.max_side, args.jpeg_quality, args.max_image_pixels, args.processes)
-    log(f"pack: {len(ids)} images -> {args.out_prefix}.rec")
+    records = json.loads(Path(args.records).read_text())
+    pack(records, args.out_prefix, args.max_side, args.jpeg_quality, args.max_image_pixels, args.processes,
+         pass_through=not args.re_encode)
+    log(f"pack: {len(records)} images -> {args.out_prefix}.rec")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """split: deterministic train/val image lists.
 
-In order of precedence: a separate validation folder (val_dataset) is the val set; else the dataset's
+In order of precedence: a separate validation dataset (val_dataset) is the val set; else the dataset's
 ImageSets/Main/{train,val}.txt; else each image goes to val when a stable hash of (seed, image id) falls
 below val_fraction, so adding new images never moves old ones between train and val. A class that the
 hash leaves without any val image gets its lowest-hash train image moved to val, where the data allows.
+
+Writes each split's ids (train.txt, val.txt) and its checked records in the same order (train.json,
+val.json): the pack of a split reads only its own records, so a change that leaves a split's records as
+they were does not repack it.
 """
 import argparse
 import hashlib
@@ -24,7 +28,7 @@ def split_records(records, dataset, val_fraction, seed):
     if len(set(ids)) != len(ids):
         raise UserError("two images share a file name (stem) across the dataset folders; rename one of them")
     if any(r["source"] == "val_dataset" for r in records):
-        return _ids(records, "dataset"), _ids(records, "val_dataset"), "val_dataset folder"
+        return _ids(records, "dataset"), _ids(records, "val_dataset"), "val_dataset"
     image_sets = Path(dataset) / "ImageSets" / "Main"
     if (image_sets / "train.txt").is_file() and (image_sets / "val.txt").is_file():
         return _from_image_sets(image_sets, set(ids)) + (f"{image_sets}/{{train,val}}.txt",)
@@ -69,13 +73,17 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-out", required=True)
     parser.add_argument("--val-out", required=True)
+    parser.add_argument("--train-records", required=True, help="JSON of the train records, in train list order")
+    parser.add_argument("--val-records", required=True, help="JSON of the val records, in val list order")
     args = parser.parse_args(argv)
     records = json.loads(Path(args.annotations).read_text())
     train, val, how = split_records(records, args.dataset, args.val_fraction, args.seed)
     if not train or not val:
         raise UserError(f"split ({how}) gives {len(train)} train and {len(val)} val images; both need at least one")
-    Path(args.train_out).write_text("".join(f"{i}\n" for i in train))
-    Path(args.val_out).write_text("".join(f"{i}\n" for i in val))
+    by_id = {r["id"]: r for r in records}
+    for ids, list_out, records_out in ((train, args.train_out, args.train_records), (val, args.val_out, args.val_records)):
+        Path(list_out).write_text("".join(f"{i}\n" for i in ids))
+        Path(records_out).write_text("[\n" + ",\n".join(json.dumps(by_id[i]) for i in ids) + "\n]\n")  # a record a line
     log(f"split: {len(train)} train, {len(val)} val ({how})")
 
 

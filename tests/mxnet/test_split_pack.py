@@ -1,11 +1,17 @@
 import hashlib
+import io
+import json
+from pathlib import Path
 
+import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from PIL import Image
 
 from workflow import check, pack, split
 from workflow.cli import UserError
+from workflow.images import exif_orientation, load_rgb
 
 CLASSES = ["swoosh", "stripes"]
 
@@ -75,3 +81,89 @@ def test_pack_downscales_to_max_side(voc, tmp_path):
     reader = mx.recordio.MXIndexedRecordIO(str(tmp_path / "p.idx"), str(tmp_path / "p.rec"), "r")
     _, image = mx.recordio.unpack_img(reader.read_idx(0))
     assert max(image.shape[:2]) == 100
+
+
+def test_record_files_are_byte_identical_to_mxnets_writer(tmp_path):
+    magic = pack.RECORDIO_MAGIC
+    jpegs = [b"", b"a", b"ab", b"abc", b"abcd", magic, b"xxxx" + magic + b"yy", b"x" + magic + b"yyy", magic + b"zz" + magic * 2,
+             bytes(range(256)) * 3 + magic]  # the magic word splits a record where it sits at a 4-byte boundary
+    label = np.array([2, 6, 1, 0.1, 0.2, 0.3, 0.4, 0], dtype=np.float32)
+    writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "mx.idx"), str(tmp_path / "mx.rec"), "w")
+    with open(tmp_path / "ours.rec", "wb") as rec, open(tmp_path / "ours.idx", "w") as idx:
+        for index, jpeg in enumerate(jpegs):
+            payload = pack.record_payload(label, index, jpeg)
+            assert payload == mx.recordio.pack(mx.recordio.IRHeader(0, label, index, 0), jpeg)
+            writer.write_idx(index, payload)
+            idx.write(f"{index}\t{rec.tell()}\n")
+            rec.write(pack.recordio_frame(payload))
+    writer.close()
+    for suffix in ("rec", "idx"):
+        assert (tmp_path / f"ours.{suffix}").read_bytes() == (tmp_path / f"mx.{suffix}").read_bytes()
+    reader = mx.recordio.MXIndexedRecordIO(str(tmp_path / "ours.idx"), str(tmp_path / "ours.rec"), "r")
+    assert [mx.recordio.unpack(reader.read_idx(i))[1] for i in range(len(jpegs))] == jpegs
+
+
+def one_image_record(root, name, image, **save):
+    image.save(root / "JPEGImages" / name, **save)
+    return {"id": Path(name).stem, "image": str(root / "JPEGImages" / name), "width": image.width, "height": image.height,
+            "objects": [{"class": 0, "box": [1, 1, 20, 20], "difficult": 0}], "source": "dataset"}
+
+
+def packed_image(tmp_path, record, max_side=0):
+    pack.pack([record], tmp_path / "p", max_side=max_side, quality=90, max_pixels=50_000_000, processes=1)
+    reader = mx.recordio.MXIndexedRecordIO(str(tmp_path / "p.idx"), str(tmp_path / "p.rec"), "r")
+    _, jpeg = mx.recordio.unpack(reader.read_idx(0))
+    return jpeg
+
+
+def test_a_plain_jpeg_is_stored_as_it_is_and_decodes_to_what_the_check_saw(voc, tmp_path):
+    record = checked(voc(1))[0]
+    jpeg = packed_image(tmp_path, record)
+    assert jpeg == Path(record["image"]).read_bytes()
+    stored = mx.image.imdecode(jpeg).asnumpy()  # what ImageDetRecordIter decodes (RGB)
+    assert np.abs(stored.astype(int) - load_rgb(record["image"], 50_000_000)).max() <= 1
+
+
+@pytest.mark.parametrize("name, save", [
+    ("progressive.jpg", {"progressive": True}),
+    ("rotated.jpg", {"exif": b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00\x00\x00\x00\x00"}),
+    ("cmyk.jpg", {}),
+    ("flat.png", {}),
+])
+def test_other_images_are_re_encoded(voc, tmp_path, name, save):
+    root = voc(0)
+    mode = "CMYK" if name.startswith("cmyk") else "RGB"
+    image = Image.new(mode, (64, 48), (30, 60, 90, 0)[: len(mode)])
+    record = one_image_record(root, name, image, **save)
+    jpeg = packed_image(tmp_path, record)
+    assert jpeg != Path(record["image"]).read_bytes()
+    decoded = Image.open(io.BytesIO(jpeg))
+    assert (decoded.format, decoded.mode, decoded.size, exif_orientation(decoded)) == ("JPEG", "RGB", (64, 48), 1)
+
+
+def test_downscaling_decodes_a_jpeg_at_reduced_scale_to_the_same_size(voc, tmp_path):
+    root = voc(0)
+    y, x = np.mgrid[0:600, 0:800]
+    image = Image.fromarray(np.stack([x * 255 // 800, y * 255 // 600, (x // 100 + y // 100) % 2 * 200], axis=2).astype(np.uint8))
+    record = one_image_record(root, "big.jpg", image, quality=95)
+    small = mx.image.imdecode(packed_image(tmp_path, record, max_side=190)).asnumpy()
+    assert small.shape == (142, 190, 3)  # 800x600 -> 190x142.5, rounded; decoded at 1/4 (200x150) first
+    full = cv2.resize(load_rgb(record["image"], 50_000_000), (190, 142), interpolation=cv2.INTER_AREA)
+    _, encoded = cv2.imencode(".jpg", cv2.cvtColor(full, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    without_draft = mx.image.imdecode(encoded.tobytes()).asnumpy()  # what a full-size decode would have packed
+    assert np.abs(small.astype(int) - without_draft).mean() < 1
+
+
+def test_split_writes_each_splits_records_in_list_order(voc, tmp_path):
+    root = voc(8)
+    records = checked(root)
+    (tmp_path / "a.json").write_text(json.dumps(records))
+    outputs = {name: tmp_path / name for name in ("train.txt", "val.txt", "train.json", "val.json")}
+    split.main(["--annotations", str(tmp_path / "a.json"), "--dataset", str(root), "--val-fraction", "0.3",
+                "--train-out", str(outputs["train.txt"]), "--val-out", str(outputs["val.txt"]),
+                "--train-records", str(outputs["train.json"]), "--val-records", str(outputs["val.json"])])
+    by_id = {r["id"]: r for r in records}
+    for name in ("train", "val"):
+        ids = outputs[f"{name}.txt"].read_text().split()
+        assert ids and json.loads(outputs[f"{name}.json"].read_text()) == [by_id[i] for i in ids]
+    assert len(outputs["train.json"].read_text().splitlines()) == len(outputs["train.txt"].read_text().split()) + 2
