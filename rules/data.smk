@@ -1,16 +1,31 @@
-# annotate-check -> split -> pack: from the user's VOC folder to RecordIO files.
+# annotate-check -> split -> pack: from the user's VOC folder (or .lst list) to RecordIO files.
+import shlex
+
+from workflow import voc
 
 # Each split's checked records, in list order: a pack job reads only its own split's, so a change that leaves
 # them as they were (same checksum) does not repack that split.
 SPLIT_RECORDS = [f"{R}/split/train.json", f"{R}/split/val.json"]
 
 
+def check_inputs(dataset):
+    """Every file the check reads from a dataset (a VOC folder, or a .lst and the images it names), so that
+    adding or editing one reruns the check."""
+    if dataset and voc.is_lst(dataset):
+        return [dataset] + voc.lst_images(dataset, config.get("lst_root"))
+    return dataset_files(dataset)
+
+
+def option(flag, value):
+    return f"{flag} {shlex.quote(value)}" if value else ""
+
+
 rule annotate_check:
     message:
         "Checking every annotation and image of {params.dataset}"
     input:
-        dataset_files(config["dataset"]),
-        dataset_files(config["val_dataset"]),
+        check_inputs(config["dataset"]),
+        check_inputs(config["val_dataset"]),
         lock=LOCK["mxnet"],
         code=stage_code("check", "voc", "images"),
     output:
@@ -18,7 +33,8 @@ rule annotate_check:
         table=CHECK_TABLE,
     params:
         dataset=config["dataset"],
-        val_dataset=f"--val-dataset {config['val_dataset']}" if config["val_dataset"] else "",
+        val_dataset=option("--val-dataset", config["val_dataset"]),
+        lst_root=option("--lst-root", config.get("lst_root")),
         classes=CLASSES_JSON,
         class_map=json.dumps(config["class_map"]),
         keep_empty=yes_no(config["keep_empty_images"]),
@@ -33,7 +49,7 @@ rule annotate_check:
     conda:
         "../envs/mxnet.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.check --dataset {params.dataset:q} {params.val_dataset}"
+        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.check --dataset {params.dataset:q} {params.val_dataset} {params.lst_root}"
         " --classes {params.classes:q} --class-map {params.class_map:q} --keep-empty-images {params.keep_empty}"
         " --skip-bad-files {params.skip_bad} --max-image-pixels {params.max_pixels}"
         " --out {output.annotations} --table {output.table} 2>&1 | tee {log} >&2"

@@ -1,20 +1,21 @@
-"""annotate-check: validate every XML/image pair of a VOC folder before anything trains on it.
+"""annotate-check: validate every image and its annotation before anything trains on them.
 
-Writes the clean annotations (JSON, boxes in stored-pixel coordinates, class ids in config order) and a
-table of every problem found (CSV: file, severity, problem, message). Errors stop the run unless
---skip-bad-files, in which case the files with errors are left out and listed. Reads only; never writes
-into the dataset folder.
+A dataset is a VOC folder (Annotations/*.xml paired by file stem with JPEGImages/*) or an im2rec detection
+list (.lst, the original project's format) whose image paths are relative to an image root. Writes the clean
+annotations (JSON, boxes in stored-pixel coordinates, class ids in config order) and a table of every
+problem found (CSV: file, severity, problem, message). Errors stop the run unless --skip-bad-files, in which
+case the files with errors are left out and listed. Reads only; never writes into the dataset.
 """
 import argparse
 import csv
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from workflow import voc
 from workflow.cli import UserError, log, run_main
-from workflow.images import ROTATING_ORIENTATIONS, ImageProblem, exif_orientation, load_rgb, open_image
+from workflow.images import ROTATING_ORIENTATIONS, ImageProblem, decode_rgb, exif_orientation, open_image
 
 CLIP_TOLERANCE = 0.02  # boxes up to 2% of the image side (at least 2 px) outside are clipped with a warning
 SHOWN_ERRORS = 10
@@ -34,16 +35,15 @@ class Settings:
     class_map: dict
     max_pixels: int
     keep_empty: bool
+    lst_root: str = None  # image root of .lst datasets (None: each list's own folder)
 
 
 def check_dataset(dataset, settings, source="dataset"):
-    """Check one VOC folder; return (records of usable images, problems)."""
+    """Check one dataset, a VOC folder or a .lst list; return (records of usable images, problems)."""
     dataset = Path(dataset)
-    if not (dataset / "Annotations").is_dir():
-        raise UserError(f"{dataset}: no Annotations/ folder; a VOC dataset holds Annotations/*.xml and JPEGImages/*")
+    checked = _check_lst(dataset, settings) if voc.is_lst(dataset) else _check_voc(dataset, settings)
     records, problems, seen_content = [], [], {}
-    for stem, (xml, image) in voc.find_pairs(dataset).items():
-        record, found = check_pair(stem, xml, image, settings)
+    for record, found in checked:
         problems += found
         if record is None or any(p.severity == "error" for p in found):
             continue
@@ -57,6 +57,21 @@ def check_dataset(dataset, settings, source="dataset"):
     return records, problems
 
 
+def _check_voc(dataset, settings):
+    if not (dataset / "Annotations").is_dir():
+        raise UserError(f"{dataset}: no Annotations/ folder; a VOC dataset holds Annotations/*.xml and JPEGImages/*")
+    return [check_pair(stem, xml, image, settings) for stem, (xml, image) in voc.find_pairs(dataset).items()]
+
+
+def _check_lst(lst, settings):
+    if not lst.is_file():
+        raise UserError(f"{lst}: no such list file")
+    root = voc.lst_root(lst, settings.lst_root)
+    if not root.is_dir():
+        raise UserError(f"{root}: the image root of {lst} is not a folder")
+    return [check_lst_line(f"{lst}:{number}", line, root, settings) for number, line in voc.lst_lines(lst)]
+
+
 def check_pair(stem, xml, image, settings):
     if image is None:
         return None, [Problem(str(xml), "error", "image-missing", f"no image named {stem}.* in JPEGImages/")]
@@ -67,32 +82,77 @@ def check_pair(stem, xml, image, settings):
     except voc.AnnotationError as error:
         return None, [Problem(str(xml), "error", "xml-invalid", str(error))]
     try:
-        pixels = load_rgb(image, settings.max_pixels)
-        orientation = exif_orientation(open_image(image, settings.max_pixels))
+        width, height, orientation = _read_image(image, settings)
     except ImageProblem as error:
         return None, [Problem(str(image), "error", "image-unreadable", str(error))]
-    height, width = pixels.shape[:2]
-    problems = _size_problems(xml, annotation, width, height, orientation)
-    objects = []
-    for index, obj in enumerate(annotation.objects, start=1):
-        checked, found = _check_object(xml, index, obj, width, height, settings)
-        problems += found
-        if checked:
-            objects.append(checked)
+    problems = _filename_problems(xml, annotation, image) + _size_problems(xml, annotation, width, height, orientation)
+    checked = [_check_object(str(xml), index, obj, width, height, settings)
+               for index, obj in enumerate(annotation.objects, start=1)]
+    return _record(stem, image, str(xml), width, height, checked, problems, settings)
+
+
+def check_lst_line(where, line, root, settings):
+    """Check one line of a .lst (`where` is 'list:line'); the same checks as a VOC pair, boxes normalised."""
+    try:
+        entry = voc.parse_lst_line(line)
+    except voc.AnnotationError as error:
+        return None, [Problem(where, "error", "lst-invalid", str(error))]
+    try:
+        image = voc.lst_image_path(root, entry.path)
+    except voc.AnnotationError as error:
+        return None, [Problem(where, "error", "image-path-invalid", str(error))]
+    if not image.is_file():
+        return None, [Problem(where, "error", "image-missing", f"no image at {image} (written '{entry.path}')")]
+    try:
+        width, height, orientation = _read_image(image, settings)
+    except ImageProblem as error:
+        return None, [Problem(str(image), "error", "image-unreadable", str(error))]
+    checked = [_check_lst_object(where, index, values, width, height, settings)
+               for index, values in enumerate(entry.objects, start=1)]
+    image_id = image.relative_to(root).with_suffix("").as_posix()
+    return _record(image_id, image, where, width, height, checked, _rotation_problems(where, orientation), settings)
+
+
+def _read_image(image, settings):
+    """(width, height, EXIF orientation) of an image that decodes completely; ImageProblem otherwise."""
+    opened = open_image(image, settings.max_pixels)
+    orientation = exif_orientation(opened)
+    height, width = decode_rgb(opened).shape[:2]
+    return width, height, orientation
+
+
+def _record(image_id, image, annotation, width, height, checked, problems, settings):
+    """(record of a usable image or None, problems) from the checked objects [(object or None, problems)]."""
+    objects = [obj for obj, _ in checked if obj]
+    problems = problems + [p for _, found in checked for p in found]
     if not objects and not settings.keep_empty:
-        problems.append(Problem(str(xml), "warning", "no-objects", "no usable objects; left out (keep_empty_images: false)"))
+        problems.append(Problem(annotation, "warning", "no-objects", "no usable objects; left out (keep_empty_images: false)"))
         return None, problems
-    record = {"id": stem, "image": str(image), "xml": str(xml), "width": width, "height": height,
+    record = {"id": image_id, "image": str(image), "annotation": annotation, "width": width, "height": height,
               "objects": objects, "sha256": hashlib.sha256(Path(image).read_bytes()).hexdigest()}
     return record, problems
 
 
+def _filename_problems(xml, annotation, image):
+    """<filename> never selects the image (pairing is by file stem); warn when it names another image."""
+    named = PureWindowsPath(annotation.filename).name  # a Windows or POSIX path, or a bare name
+    if named and Path(named).stem.lower() != image.stem.lower():
+        return [Problem(str(xml), "warning", "filename-differs",
+                        f"<filename> '{annotation.filename}' names another image; this XML is paired with {image.name} "
+                        "by file stem: check that its boxes belong to that image")]
+    return []
+
+
+def _rotation_problems(file, orientation):
+    if orientation not in ROTATING_ORIENTATIONS:
+        return []
+    return [Problem(str(file), "warning", "exif-rotation",
+                    f"EXIF orientation {orientation}: boxes are taken on the image as stored (as LabelImg shows it); "
+                    "the image is used unrotated")]
+
+
 def _size_problems(xml, annotation, width, height, orientation):
-    problems = []
-    if orientation in ROTATING_ORIENTATIONS:
-        problems.append(Problem(str(xml), "warning", "exif-rotation",
-                                f"EXIF orientation {orientation}: boxes are taken on the image as stored (as LabelImg shows it); "
-                                "the image is used unrotated"))
+    problems = _rotation_problems(xml, orientation)
     if annotation.width and annotation.height and (annotation.width, annotation.height) != (width, height):
         if (annotation.width, annotation.height) == (height, width) and orientation in ROTATING_ORIENTATIONS:
             message = (f"<size> {annotation.width}x{annotation.height} is the EXIF-rotated view of the {width}x{height} "
@@ -103,28 +163,42 @@ def _size_problems(xml, annotation, width, height, orientation):
     return problems
 
 
-def _check_object(xml, index, obj, width, height, settings):
-    """Return ({class, name, box, difficult} or None, problems) for one <object>."""
+def _check_lst_object(where, index, values, width, height, settings):
+    """A .lst object [class id, normalised box, difficult]: the class id must index the configured classes."""
+    class_id, *box, difficult = values
+    count = len(settings.classes)
+    if class_id != int(class_id) or not 0 <= class_id < count:
+        return None, [Problem(where, "error", "unknown-class",
+                              f"object {index}: class id {class_id:g} is not one of the {count} configured classes "
+                              f"(ids 0 to {count - 1}: {settings.classes})")]
+    obj = voc.VocObject(settings.classes[int(class_id)], *box, difficult=difficult >= 1)
+    return _check_object(where, index, obj, width, height, settings, normalised=True)
+
+
+def _check_object(file, index, obj, width, height, settings, normalised=False):
+    """Return ({class, name, box, difficult} or None, problems) for one object; a normalised box (0..1, as in a
+    .lst) is checked and reported in its own units and recorded in pixels."""
     label = obj.name
     name = settings.class_map.get(label, label)
     where = f"object {index} ('{label}')"
     if name is None:
         return None, []
     if name not in settings.classes:
-        return None, [Problem(str(xml), "error", "unknown-class",
+        return None, [Problem(file, "error", "unknown-class",
                               f"{where}: class '{name}' is not in the configured classes {settings.classes} "
                               "(add it to classes, or map or drop it with class_map)")]
-    box = [obj.xmin, obj.ymin, obj.xmax, obj.ymax]
+    given = [obj.xmin, obj.ymin, obj.xmax, obj.ymax]
+    box = [v * side for v, side in zip(given, (width, height, width, height))] if normalised else given
+    frame = "[0, 1] (normalised coordinates)" if normalised else f"the {width}x{height} image"
     if box[0] >= box[2] or box[1] >= box[3]:
-        return None, [Problem(str(xml), "error", "degenerate-box", f"{where}: empty box {_fmt(box)} (xmin >= xmax or ymin >= ymax)")]
+        return None, [Problem(file, "error", "degenerate-box", f"{where}: empty box {_fmt(given)} (xmin >= xmax or ymin >= ymax)")]
     clipped = [min(max(box[0], 0), width), min(max(box[1], 0), height), min(max(box[2], 0), width), min(max(box[3], 0), height)]
     problems = []
     if clipped != box:
         overshoot = max(abs(a - b) / side for a, b, side in zip(box, clipped, (width, height, width, height)))
         if max(abs(a - b) for a, b in zip(box, clipped)) > 2 and overshoot > CLIP_TOLERANCE:
-            return None, [Problem(str(xml), "error", "box-outside",
-                                  f"{where}: box {_fmt(box)} lies outside the {width}x{height} image")]
-        problems.append(Problem(str(xml), "warning", "box-clipped", f"{where}: box {_fmt(box)} clipped to the {width}x{height} image"))
+            return None, [Problem(file, "error", "box-outside", f"{where}: box {_fmt(given)} lies outside {frame}")]
+        problems.append(Problem(file, "warning", "box-clipped", f"{where}: box {_fmt(given)} clipped to {frame}"))
     checked = {"class": settings.classes.index(name), "name": name, "box": clipped, "difficult": int(obj.difficult)}
     return checked, problems
 
@@ -151,8 +225,9 @@ def summarize(records, problems, classes, table):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--val-dataset", help="a second VOC folder used whole as the validation set")
+    parser.add_argument("--dataset", required=True, help="a VOC folder, or an im2rec detection list (.lst)")
+    parser.add_argument("--val-dataset", help="a second dataset (VOC folder or .lst) used whole as the validation set")
+    parser.add_argument("--lst-root", help="folder the image paths of a .lst are relative to (default: the list's folder)")
     parser.add_argument("--classes", required=True, help="JSON list of class names, in class-id order")
     parser.add_argument("--class-map", default="{}", help="JSON object: label in the XML -> class name, or null to drop")
     parser.add_argument("--max-image-pixels", type=int, default=50_000_000)
@@ -161,7 +236,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="annotations JSON to write")
     parser.add_argument("--table", required=True, help="problem table CSV to write")
     args = parser.parse_args(argv)
-    settings = Settings(json.loads(args.classes), json.loads(args.class_map), args.max_image_pixels, args.keep_empty_images == "yes")
+    settings = Settings(json.loads(args.classes), json.loads(args.class_map), args.max_image_pixels,
+                        args.keep_empty_images == "yes", args.lst_root)
 
     records, problems = check_dataset(args.dataset, settings)
     if args.val_dataset:

@@ -1,14 +1,16 @@
-"""Reading PASCAL VOC (LabelImg, CVAT, Roboflow ...) annotation folders safely.
+"""Reading annotated datasets safely: PASCAL VOC folders (LabelImg, CVAT, Roboflow ...) and the original
+project's im2rec detection lists (.lst).
 
 Untrusted input stays harmless: XML is parsed with defusedxml (no entity expansion, no external
 entities, no DTD retrieval); images are paired with their XML by file stem inside the dataset's
 JPEGImages folder, so nothing written inside an XML (<path>, <filename>, <folder>) ever selects a file.
-"""
-from dataclasses import dataclass, field
-from pathlib import Path
+A .lst names its images by relative path; a path that is absolute or leads out of the image root is refused.
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
+The .lst helpers use the standard library only: the Snakefile lists a .lst's images with them.
+"""
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from xml.etree.ElementTree import ParseError
 
 from workflow.plan import IMAGE_SUFFIXES
@@ -52,6 +54,9 @@ def find_pairs(dataset):
 
 def parse_annotation(xml_path):
     """Parse one VOC XML; float and integer coordinates both accepted, <size> and <difficult> optional."""
+    import defusedxml.ElementTree as SafeET  # here, not at the top: the Snakefile imports this module without it
+    from defusedxml import DefusedXmlException
+
     try:
         root = SafeET.parse(str(xml_path)).getroot()
     except ParseError as error:
@@ -97,3 +102,75 @@ def _number(node, tag, default=None, context=""):
         return float(text)
     except ValueError:
         raise AnnotationError(f"{context} <{tag}> is not a number: '{text[:40]}'".strip()) from None
+
+
+# --- im2rec detection lists (.lst), as the original project shipped them ---------------------------------
+
+@dataclass
+class LstEntry:
+    path: str  # as written in the list
+    objects: list  # [class id, xmin, ymin, xmax, ymax, difficult] with coordinates normalised to [0, 1]
+
+
+def is_lst(dataset):
+    return str(dataset).lower().endswith(".lst")
+
+
+def lst_root(lst, root=None):
+    """The folder a list's image paths are relative to: `root` (config lst_root) or the list's own folder."""
+    return Path(root) if root else Path(lst).parent
+
+
+def lst_lines(lst):
+    """(line number, text) of every non-empty line of a list."""
+    lines = Path(lst).read_text(encoding="utf-8").splitlines()
+    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+
+
+def parse_lst_line(line):
+    """`index \\t A \\t B \\t (A-2 more header values) \\t objects of B values \\t image path`, tab separated:
+    A is the header width (2), B the values per object (6: class id, xmin, ymin, xmax, ymax, difficult)."""
+    fields = line.rstrip("\r\n").split("\t")
+    if len(fields) < 4:
+        raise AnnotationError(f"expected tab-separated index, 2, 6, objects and image path; got {len(fields)} fields")
+    try:
+        values = [float(v) for v in fields[1:-1]]
+    except ValueError as error:
+        raise AnnotationError(f"a label value is not a number ({error})") from None
+    header, width = int(values[0]), int(values[1])
+    if header < 2 or width < 5 or header > len(values) or (len(values) - header) % width:
+        raise AnnotationError(f"{len(values)} label values do not fit header width {values[0]:g} "
+                              f"and {values[1]:g} values per object")
+    body = values[header:]
+    objects = [body[i:i + width] for i in range(0, len(body), width)]
+    return LstEntry(fields[-1], [o[:5] + [o[5] if width > 5 else 0.0] for o in objects])
+
+
+def lst_image_path(root, written):
+    """The image a list names, inside `root`: '\\' read as '/' (lists written on Windows); AnnotationError for a
+    path that is empty, absolute or leads out of root."""
+    relative = written.strip().replace("\\", "/")
+    if PurePosixPath(relative).is_absolute() or relative[1:2] == ":":
+        raise AnnotationError(f"image path '{written}' is absolute; paths in a .lst must be relative to the image root {root}")
+    normal = os.path.normpath(relative)
+    if normal == ".":
+        raise AnnotationError("image path is empty")
+    if normal == ".." or normal.startswith("../"):
+        raise AnnotationError(f"image path '{written}' leads outside the image root {root}")
+    return Path(root) / normal
+
+
+def lst_images(lst, root=None):
+    """The existing image files a list names (for the Snakefile: editing one reruns the check)."""
+    if not Path(lst).is_file():
+        return []  # the check names the missing list
+    root = lst_root(lst, root)
+    paths = set()
+    for _, line in lst_lines(lst):
+        try:
+            path = lst_image_path(root, parse_lst_line(line).path)
+        except AnnotationError:
+            continue
+        if path.is_file():
+            paths.add(str(path))
+    return sorted(paths)

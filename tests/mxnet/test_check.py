@@ -1,12 +1,15 @@
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import REPO
 from workflow import check
+from workflow.images import EXIF_ORIENTATION, load_rgb
 
 CLASSES = ["swoosh", "stripes"]
 
@@ -25,8 +28,8 @@ def write_xml(root, stem, objects, size=(320, 240), extra=""):
     (root / "Annotations" / f"{stem}.xml").write_text(f"{extra}<annotation><filename>{stem}.jpg</filename>{size_xml}{body}</annotation>")
 
 
-def write_image(root, stem, size=(320, 240), suffix=".jpg"):
-    Image.new("RGB", size, (90, 120, 150)).save(root / "JPEGImages" / f"{stem}{suffix}")
+def write_image(root, stem, size=(320, 240), suffix=".jpg", color=(90, 120, 150)):
+    Image.new("RGB", size, color).save(root / "JPEGImages" / f"{stem}{suffix}")
 
 
 def problems_of(root, **overrides):
@@ -156,3 +159,90 @@ def test_cli_fails_with_file_level_message_and_never_writes_into_the_dataset(voc
     assert skipped.returncode == 0 and "skipped" in skipped.stderr
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
     assert before == after
+
+
+def test_filename_is_never_used_to_find_the_image(voc):
+    root = voc(0)
+    write_image(root, "IMG_1", suffix=".JPG")
+    write_xml(root, "IMG_1", [("swoosh", 10, 10, 50, 50)])  # <filename>IMG_1.jpg</filename>: case of the extension differs
+    write_image(root, "IMG_2", color=(10, 20, 30))
+    write_xml(root, "IMG_2", [("swoosh", 10, 10, 50, 50)])
+    xml = root / "Annotations" / "IMG_2.xml"
+    xml.write_text(xml.read_text().replace("<filename>IMG_2.jpg</filename>", "<filename>img_2.png</filename>"))
+    records, problems = problems_of(root)
+    assert problems == {} and [Path(r["image"]).name for r in records] == ["IMG_1.JPG", "IMG_2.jpg"]
+
+
+def test_filename_naming_another_image_is_a_warning(voc):
+    root = voc(0)
+    write_image(root, "IMG_3")
+    write_xml(root, "IMG_3", [("swoosh", 10, 10, 50, 50)])
+    xml = root / "Annotations" / "IMG_3.xml"
+    xml.write_text(xml.read_text().replace("<filename>IMG_3.jpg</filename>", "<filename>C:\\photos\\IMG_9.jpg</filename>"))
+    records, problems = problems_of(root)
+    assert len(records) == 1 and records[0]["image"].endswith("IMG_3.jpg")
+    assert problems[("filename-differs", "warning")].message == (
+        "<filename> 'C:\\photos\\IMG_9.jpg' names another image; this XML is paired with IMG_3.jpg by file stem: "
+        "check that its boxes belong to that image")
+
+
+def test_path_and_folder_from_another_machine_are_never_used(voc, tmp_path):
+    root = voc(0)
+    write_image(root, "card")
+    elsewhere = tmp_path / "elsewhere.jpg"  # an existing file the XML points at: still not used
+    Image.new("RGB", (50, 50)).save(elsewhere)
+    extra_fields = f"<folder>train</folder><path>C:\\tensorflow_cards\\train\\card.jpg</path><path>{elsewhere}</path>"
+    write_xml(root, "card", [("swoosh", 10, 10, 50, 50)])
+    xml = root / "Annotations" / "card.xml"
+    xml.write_text(xml.read_text().replace("<annotation>", f"<annotation>{extra_fields}"))
+    records, problems = problems_of(root)
+    assert problems == {} and records[0]["image"] == str(root / "JPEGImages" / "card.jpg")
+    assert records[0]["width"] == 320
+
+
+@pytest.mark.parametrize("name, make", [
+    ("rgba.png", lambda: Image.new("RGBA", (320, 240), (10, 20, 30, 128))),
+    ("palette.png", lambda: Image.new("RGB", (320, 240), (200, 20, 30)).convert("P")),
+    ("gray.jpg", lambda: Image.new("L", (320, 240), 77)),
+    ("cmyk.jpg", lambda: Image.new("CMYK", (320, 240), (10, 200, 30, 0))),
+    ("deep.png", lambda: Image.fromarray(np.full((240, 320), 40000, dtype=np.uint16))),
+])
+def test_png_gray_cmyk_and_16_bit_images_are_accepted(voc, name, make):
+    root = voc(0)
+    make().save(root / "JPEGImages" / name)
+    stem = Path(name).stem
+    write_xml(root, stem, [("swoosh", 10, 10, 50, 50)])
+    records, problems = problems_of(root)
+    assert problems == {} and (records[0]["width"], records[0]["height"]) == (320, 240)
+    pixels = load_rgb(root / "JPEGImages" / name, 50_000_000)
+    assert pixels.shape == (240, 320, 3) and pixels.dtype == np.uint8
+    if name == "deep.png":
+        assert Image.open(root / "JPEGImages" / name).mode.startswith("I") and pixels[0, 0, 0] == 40000 * 255 // 65535
+
+
+def write_rotated_jpeg(root, stem, size=(320, 240), orientation=6):
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    Image.new("RGB", size, (90, 120, 150)).save(root / "JPEGImages" / f"{stem}.jpg", exif=exif.tobytes())
+
+
+def test_exif_rotation_warns_and_the_stored_pixels_are_used(voc):
+    root = voc(0)
+    write_rotated_jpeg(root, "phone")
+    write_xml(root, "phone", [("swoosh", 10, 10, 300, 50)], size=(320, 240))
+    records, problems = problems_of(root)
+    assert list(problems) == [("exif-rotation", "warning")]
+    assert problems[("exif-rotation", "warning")].message == (
+        "EXIF orientation 6: boxes are taken on the image as stored (as LabelImg shows it); the image is used unrotated")
+    assert (records[0]["width"], records[0]["height"]) == (320, 240) and records[0]["objects"][0]["box"] == [10, 10, 300, 50]
+
+
+def test_size_of_the_rotated_view_is_an_error(voc):
+    root = voc(0)
+    write_rotated_jpeg(root, "phone")
+    write_xml(root, "phone", [("swoosh", 10, 10, 200, 300)], size=(240, 320))
+    records, problems = problems_of(root)
+    assert records == [] and ("exif-rotation", "warning") in problems
+    assert problems[("size-mismatch", "error")].message == (
+        "<size> 240x320 is the EXIF-rotated view of the 320x240 stored image: the boxes were drawn on a rotated image; "
+        "re-save the image without EXIF rotation and relabel")
