@@ -8,6 +8,7 @@ A .lst names its images by relative path; a path that is absolute or leads out o
 
 The .lst helpers use the standard library only: the Snakefile lists a .lst's images with them.
 """
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -98,10 +99,19 @@ def _number(node, tag, default=None, context=""):
         if default is not None:
             return default
         raise AnnotationError(f"{context} has no <{tag}>".strip())
+    value = _finite(text)
+    if value is None:
+        raise AnnotationError(f"{context} <{tag}> is not a number: '{text[:40]}'".strip())
+    return value
+
+
+def _finite(text):
+    """The number written in text, or None (also for nan and inf, which float() would accept)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise AnnotationError(f"{context} <{tag}> is not a number: '{text[:40]}'".strip()) from None
+        return None
+    return value if math.isfinite(value) else None
 
 
 # --- im2rec detection lists (.lst), as the original project shipped them ---------------------------------
@@ -133,10 +143,9 @@ def parse_lst_line(line):
     fields = line.rstrip("\r\n").split("\t")
     if len(fields) < 4:
         raise AnnotationError(f"expected tab-separated index, 2, 6, objects and image path; got {len(fields)} fields")
-    try:
-        values = [float(v) for v in fields[1:-1]]
-    except ValueError as error:
-        raise AnnotationError(f"a label value is not a number ({error})") from None
+    values = [_finite(v) for v in fields[1:-1]]
+    if None in values:
+        raise AnnotationError(f"label value {values.index(None) + 1} is not a number: '{fields[1 + values.index(None)][:40]}'")
     header, width = int(values[0]), int(values[1])
     if header < 2 or width < 5 or header > len(values) or (len(values) - header) % width:
         raise AnnotationError(f"{len(values)} label values do not fit header width {values[0]:g} "

@@ -54,6 +54,8 @@ def test_float_coordinates_missing_size_and_upper_case_extension_are_accepted(vo
 
 @pytest.mark.parametrize("objects, problem, words", [
     ([("nike", 10, 10, 50, 50)], "unknown-class", "class 'nike' is not in the configured classes ['swoosh', 'stripes']"),
+    ([("swoosh", "nan", 10, 50, 50)], "xml-invalid", "object 1 ('swoosh') <xmin> is not a number: 'nan'"),
+    ([("swoosh", 10, 10, "inf", 50)], "xml-invalid", "object 1 ('swoosh') <xmax> is not a number: 'inf'"),
     ([("swoosh", 50, 10, 50, 60)], "degenerate-box", "empty box (50, 10, 50, 60)"),
     ([("swoosh", 10, 10, 400, 60)], "box-outside", "lies outside the 320x240 image"),
 ])

@@ -98,18 +98,20 @@ def test_list_errors_name_the_line_and_the_problem(folder, objects, path, proble
 def test_broken_lines_and_slight_overshoot(folder):
     lst = folder / "train.lst"
     lst.write_text("0\t2\t6\t0\t0.1\t0.1\tx\t0.5\t0\tVOC2017/a.jpg\n"
+                   "0\t2\t6\tnan\t0.1\t0.1\t0.2\t0.5\t0\tVOC2017/a.jpg\n"
                    "1\t2\t6\t0\t0.1\t0.1\t0.5\tVOC2017/b.jpg\n"
                    "2\tVOC2017/c.jpg\n"
                    "\n"
                    "3\t2\t6\t1\t-0.01\t0.1\t1.01\t0.5\t0\tVOC2017/c.jpg\n")
     records, table = check.check_dataset(lst, settings())
     assert [(p.file, p.problem, p.severity) for p in table] == [
-        (f"{lst}:1", "lst-invalid", "error"), (f"{lst}:2", "lst-invalid", "error"), (f"{lst}:3", "lst-invalid", "error"),
-        (f"{lst}:5", "box-clipped", "warning")]
-    assert table[0].message == "a label value is not a number (could not convert string to float: 'x')"
-    assert table[1].message == "6 label values do not fit header width 2 and 6 values per object"
-    assert table[2].message == "expected tab-separated index, 2, 6, objects and image path; got 2 fields"
-    assert table[3].message == "object 1 ('adidas'): box (-0.01, 0.1, 1.01, 0.5) clipped to [0, 1] (normalised coordinates)"
+        (f"{lst}:{n}", "lst-invalid", "error") for n in (1, 2, 3, 4)] + [(f"{lst}:6", "box-clipped", "warning")]
+    assert [p.message for p in table] == [
+        "label value 6 is not a number: 'x'",
+        "label value 3 is not a number: 'nan'",
+        "6 label values do not fit header width 2 and 6 values per object",
+        "expected tab-separated index, 2, 6, objects and image path; got 2 fields",
+        "object 1 ('adidas'): box (-0.01, 0.1, 1.01, 0.5) clipped to [0, 1] (normalised coordinates)"]
     assert records[0]["objects"][0]["box"] == pytest.approx([0, 10, 200, 50])
 
 
