@@ -1,0 +1,90 @@
+"""Sweeps (workflow/sweep.py): one file, several runs of the real tiny workflow, one comparison table."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY_CONFIG, copy_sample
+from workflow.sweep import SweepError, load_sweep, variants
+
+
+def sweep(workdir, *args):
+    """Run `python -m workflow.sweep` in `workdir` (stage environments from the repository's .venvs)."""
+    env = dict(os.environ, DEEPLENS_SSD_ENVS=str(REPO / ".venvs"), PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "workflow.sweep", *map(str, args)], cwd=workdir, env=env,
+                          capture_output=True, text=True)
+
+
+def write_sweep(folder, **sweep):
+    (folder / "base.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    (folder / "sweep.yaml").write_text(yaml.safe_dump({"name": "tiny", "base": "base.yaml", **sweep}, sort_keys=False))
+    return folder / "sweep.yaml"
+
+
+def table(workdir, name):
+    with open(workdir / "results" / "sweeps" / name / "comparison.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_grid_gives_one_named_config_per_combination(tmp_path):
+    loaded = load_sweep(write_sweep(tmp_path, set={"epochs": [5, 10]},
+                                    grid={"network": ["tiny", "lite"], "lr_steps": [[], [4, 8]]}))
+    runs = variants(loaded)
+    assert [name for name, _, _ in runs] == ["tiny-tiny-none", "tiny-tiny-4_8", "tiny-lite-none", "tiny-lite-4_8"]
+    name, chosen, config = runs[1]
+    assert chosen == {"network": "tiny", "lr_steps": [4, 8]}
+    assert config == {**TINY_CONFIG, "run": name, "epochs": [5, 10], "network": "tiny", "lr_steps": [4, 8]}
+    assert loaded["target"] == "deeplens_artifacts"
+
+    with pytest.raises(SweepError, match="unknown keys"):
+        load_sweep(write_sweep(tmp_path, grids={"network": ["tiny"]}))
+    with pytest.raises(SweepError, match="grid.network must be a non-empty list"):
+        load_sweep(write_sweep(tmp_path, grid={"network": "tiny"}))
+    with pytest.raises(SweepError, match="'run' is not a sweep key"):
+        load_sweep(write_sweep(tmp_path, grid={"run": ["a", "b"]}))
+    with pytest.raises(SweepError, match="share a name"):
+        variants(load_sweep(write_sweep(tmp_path, grid={"learning_rate": [0.1, "0.1"]})))
+
+
+def test_a_wrong_config_key_stops_the_sweep_before_any_run(tmp_path):
+    copy_sample(tmp_path / "voc", 0, 12)
+    result = sweep(tmp_path, write_sweep(tmp_path, grid={"learning_rat": [0.1, 0.2]}))
+    assert result.returncode != 0
+    assert "tiny-0.1" in result.stderr and "learning_rat" in result.stderr
+    assert not (tmp_path / "results" / "tiny-0.1").exists() and not (tmp_path / "results" / "tiny-0.2").exists()
+
+
+def test_two_tiny_runs_and_their_comparison(tmp_path):
+    copy_sample(tmp_path / "voc", 0, 12)
+    sweep_file = write_sweep(tmp_path, grid={"learning_rate": [0.05], "ir_precision": ["FP16", "FP32"]})
+
+    result = sweep(tmp_path, sweep_file, "--cores", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = table(tmp_path, "tiny")
+    assert [row["run"] for row in rows] == ["tiny-0.05-FP16", "tiny-0.05-FP32"]
+    assert "| tiny-0.05-FP16 | 0.05 | FP16 | done |" in result.stdout
+    for row in rows:
+        results = tmp_path / "results" / row["run"]
+        assert row["status"] == "done" and (results / "deeplens_artifacts" / "manifest.json").exists()
+        assert row["report"] == f"results/{row['run']}/report.html" and (results / "report.html").exists()
+        assert yaml.safe_load((tmp_path / "results" / "sweeps" / "tiny" / f"{row['run']}.yaml").read_text())["run"] == row["run"]
+        metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
+        check = json.loads((results / "ir" / "verify.json").read_text())
+        assert check["precision"] == row["ir_precision"]
+        assert float(row["val_map"]) == metrics["map_voc07"] and float(row["ir_map"]) == check["ir_map_voc07"]
+        assert float(row["ir_latency_ms"]) == check["latency"][f"ir_{row['ir_precision'].lower()}_ms"]
+        assert float(row["mxnet_latency_ms"]) == check["latency"]["mxnet_fp32_ms"]
+        with open(results / "train" / "epoch_30" / "log.csv", newline="") as handle:
+            epochs = list(csv.DictReader(handle))
+        assert len(epochs) == 30 and row["epochs"] == "30"
+        assert float(row["train_seconds"]) == pytest.approx(sum(float(epoch["seconds"]) for epoch in epochs))
+
+    again = sweep(tmp_path, sweep_file, "--cores", "2")  # complete runs: nothing reruns, same table
+    assert again.returncode == 0 and table(tmp_path, "tiny") == rows
+    assert all("Nothing to be done" in (tmp_path / "results" / "sweeps" / "tiny" / f"{row['run']}.log").read_text()
+               for row in rows)
+    assert sweep(tmp_path, sweep_file, "--table-only").returncode == 0 and table(tmp_path, "tiny") == rows
