@@ -26,9 +26,12 @@ def check_config(config):
     if isinstance(deploy_epoch, int) and deploy_epoch > epochs[-1]:
         raise ConfigError(f"deploy_epoch: {deploy_epoch} is after the last training stop {epochs[-1]}")
     for key in ("dataset", "val_dataset"):
-        folder = config.get(key)
-        if folder and not (Path(folder) / "Annotations").is_dir():
-            raise ConfigError(f"{key}: '{folder}' is not a VOC folder (no Annotations/ inside)")
+        path = config.get(key)
+        if path and str(path).lower().endswith(".lst"):
+            if not Path(path).is_file():
+                raise ConfigError(f"{key}: '{path}' is not a file (a dataset ending in .lst is an im2rec detection list)")
+        elif path and not (Path(path) / "Annotations").is_dir():
+            raise ConfigError(f"{key}: '{path}' is not a VOC folder (no Annotations/ inside) nor a .lst list")
 
 
 def model_config(config):
