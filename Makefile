@@ -14,13 +14,12 @@ ORCHESTRATOR := $(VENV)/.lock-$(shell sha256sum envs/orchestrator.txt | cut -c1-
 run: $(ORCHESTRATOR)
 	$(VENV)/bin/snakemake --cores $(CORES) deeplens_artifacts
 
-test: envs
+test: envs lint
 	$(VENV)/bin/python -m workflow.envs exec mxnet -- python -m pytest -q tests/mxnet
 	$(VENV)/bin/python -m workflow.envs exec optimizer -- python -m pytest -q tests/optimizer
 	$(VENV)/bin/python -m pytest -q tests/workflow
 
-# Snakemake's own linter and snakefmt (line length 120, as the code); fails if either reports something. Not part
-# of `test` yet: both still report findings in the rule files.
+# Snakemake's own linter and snakefmt (line length 120, as the code); fails if either reports something.
 lint: $(ORCHESTRATOR)
 	$(VENV)/bin/snakemake --lint; lint=$$?; \
 	$(VENV)/bin/snakefmt --check --line-length 120 Snakefile rules; format=$$?; \

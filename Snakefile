@@ -2,6 +2,7 @@
 # Run: snakemake --cores 4 deeplens_artifacts        (config.yaml, or --configfile yours.yaml)
 # Stage logic lives in workflow/ (Python); each area's rules in rules/*.smk.
 
+
 configfile: f"{workflow.basedir}/config.yaml"
 
 
@@ -13,7 +14,17 @@ include: "rules/deploy.smk"
 include: "rules/report.smk"
 
 
-localrules: check, split, pack, train, evaluate, demo, deploy, optimize, deeplens_artifacts, report
+localrules:
+    check,
+    split,
+    pack,
+    train,
+    evaluate,
+    demo,
+    deploy,
+    optimize,
+    deeplens_artifacts,
+    report,
 
 
 rule check:

@@ -1,14 +1,15 @@
 # Config validation, output paths and the stage environments shared by every rule file.
 import json
 import os
+import shlex
 import sys
 
 from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 sys.path.insert(0, workflow.basedir)
+from workflow import voc
 from workflow.plan import ConfigError, check_config, dataset_files, env_command, model_config, previous_stop
-
 
 validate(config, "../workflow/schemas/config.schema.yaml")
 try:
@@ -60,5 +61,76 @@ def stage_code(*modules):
     return [f"{workflow.basedir}/workflow/{module}.py" for module in modules]
 
 
+def folder_of_output(name):
+    """A params function giving the folder of the rule's named output (derived, so it holds on any file system)."""
+
+    def folder(wildcards, output):
+        return os.path.dirname(output[name])
+
+    return folder
+
+
+def folder_of_input(name):
+    def folder(wildcards, input):
+        return os.path.dirname(input[name])
+
+    return folder
+
+
+def configured(key):
+    """A params function giving a config value; for paths that are also inputs, which --lint flags when literal."""
+
+    def value(wildcards):
+        return config[key]
+
+    return value
+
+
 def yes_no(flag):
     return "yes" if flag else "no"
+
+
+# --- data (rules/data.smk) ---
+
+# Each split's checked records, in list order: a pack job reads only its own split's, so a change that leaves
+# them as they were (same checksum) does not repack that split.
+SPLIT_RECORDS = [f"{R}/split/train.json", f"{R}/split/val.json"]
+
+
+def check_inputs(dataset):
+    """Every file the check reads from a dataset (a VOC folder, or a .lst and the images it names), so that
+    adding or editing one reruns the check."""
+    if dataset and voc.is_lst(dataset):
+        return [dataset] + voc.lst_images(dataset, config.get("lst_root"))
+    return dataset_files(dataset)
+
+
+def option(flag, value):
+    return f"{flag} {shlex.quote(value)}" if value else ""
+
+
+# --- training stops (rules/train.smk) ---
+def stop_out(wildcards):
+    return stop_dir(wildcards.end)
+
+
+def stop_begin(wildcards):
+    return previous_stop(EPOCHS, wildcards.end)
+
+
+def previous_stop_inputs(wildcards):
+    begin = previous_stop(EPOCHS, wildcards.end)
+    return [stop_log(begin)] if begin else []
+
+
+def resume_option(wildcards):
+    begin = previous_stop(EPOCHS, wildcards.end)
+    return f"--resume {stop_dir(begin)}" if begin else ""
+
+
+def first_stop_pretrained(wildcards):
+    return [PRETRAINED] if config["pretrained"] and not previous_stop(EPOCHS, wildcards.end) else []
+
+
+def pretrained_option(wildcards):
+    return " ".join(f"--pretrained {path}" for path in first_stop_pretrained(wildcards))

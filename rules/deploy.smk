@@ -2,15 +2,22 @@
 
 
 rule deploy_model:
-    message:
-        "Exporting the deploy graph (force_nms={params.force_nms}) of epoch '{params.epoch}'"
     input:
         logs=[stop_log(end) for end in EPOCHS],
         lock=LOCK["mxnet"],
         code=stage_code("deploy", "networks"),
     output:
         info=DEPLOY_INFO,
+    log:
+        f"{LOGS}/deploy.log",
+    conda:
+        "../envs/mxnet.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
+        env=MXNET,
         train_dirs=",".join(stop_dir(end) for end in EPOCHS),
         epoch=config["deploy_epoch"],
         network=config["network"],
@@ -20,25 +27,17 @@ rule deploy_model:
         nms_threshold=config["nms_threshold"],
         nms_topk=config["nms_topk"],
         threshold=config["detection_threshold"],
-        out_dir=f"{R}/deploy",
-    log:
-        f"{LOGS}/deploy.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/mxnet.yaml"
+        out_dir=folder_of_output("info"),
+    message:
+        "Exporting the deploy graph (force_nms={params.force_nms}) of epoch '{params.epoch}'"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.deploy --train-dirs {params.train_dirs} --epoch {params.epoch}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.deploy --train-dirs {params.train_dirs} --epoch {params.epoch}"
         " --network {params.network} --classes {params.classes:q} --data-shape {params.data_shape}"
         " --force-nms {params.force_nms} --nms-threshold {params.nms_threshold} --nms-topk {params.nms_topk}"
         " --threshold {params.threshold} --out-dir {params.out_dir} --out {output.info} 2>&1 | tee {log} >&2"
 
 
 rule export_mxnet012:
-    message:
-        "Writing the deploy model in the form MXNet 0.12 (the DeepLens' version) loads"
     input:
         deploy=DEPLOY_INFO,
         val=f"{R}/pack/val.rec",
@@ -47,24 +46,25 @@ rule export_mxnet012:
     output:
         info=f"{LEGACY}/legacy.json",
         reference=f"{LEGACY}/reference.npz",
-    params:
-        out_dir=LEGACY,
     log:
         f"{LOGS}/export_mxnet012.log",
+    conda:
+        "../envs/mxnet.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/mxnet.yaml"
+    params:
+        env=MXNET,
+        out_dir=folder_of_output("info"),
+    message:
+        "Writing the deploy model in the form MXNet 0.12 (the DeepLens' version) loads"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.legacy export --deploy {input.deploy} --val-rec {input.val}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.legacy export --deploy {input.deploy} --val-rec {input.val}"
         " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
 
 
 rule verify_mxnet012:
-    message:
-        "Checking that MXNet 0.12 loads the model and detects what MXNet 1.9.1 detects"
     input:
         info=f"{LEGACY}/legacy.json",
         reference=f"{LEGACY}/reference.npz",
@@ -72,25 +72,26 @@ rule verify_mxnet012:
         code=stage_code("legacy"),
     output:
         result=LEGACY_CHECK,
-    params:
-        folder=LEGACY,
-        min_score=config["parity_threshold"],
     log:
         f"{LOGS}/verify_mxnet012.log",
+    conda:
+        "../envs/deeplens-mxnet.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/deeplens-mxnet.yaml"
+    params:
+        env=DEEPLENS_MXNET,
+        folder=folder_of_input("info"),
+        min_score=config["parity_threshold"],
+    message:
+        "Checking that MXNet 0.12 loads the model and detects what MXNet 1.9.1 detects"
     shell:
-        "OMP_NUM_THREADS={threads} {DEEPLENS_MXNET} python -m workflow.legacy verify --dir {params.folder} --min-score {params.min_score}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.legacy verify --dir {params.folder} --min-score {params.min_score}"
         " --out {output.result} 2>&1 | tee {log} >&2"
 
 
 rule optimize_ir:
-    message:
-        "Converting the deploy graph to an OpenVINO {params.precision} IR with the Model Optimizer"
     input:
         deploy=DEPLOY_INFO,
         lock=LOCK["optimizer"],
@@ -99,28 +100,29 @@ rule optimize_ir:
         xml=IR_XML,
         bin=f"{R}/ir/model.bin",
         contract=f"{R}/ir/model.contract.json",
-    params:
-        precision=config["ir_precision"],
-        color=config["ir_color"],
-        mean_inside=yes_no(config["ir_mean_inside"]),
-        out_dir=f"{R}/ir",
     log:
         f"{LOGS}/optimize.log",
+    conda:
+        "../envs/optimizer.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/optimizer.yaml"
+    params:
+        env=OPTIMIZER,
+        precision=config["ir_precision"],
+        color=config["ir_color"],
+        mean_inside=yes_no(config["ir_mean_inside"]),
+        out_dir=folder_of_output("xml"),
+    message:
+        "Converting the deploy graph to an OpenVINO {params.precision} IR with the Model Optimizer"
     shell:
-        "OMP_NUM_THREADS={threads} {OPTIMIZER} python -m workflow.optimize --deploy {input.deploy} --precision {params.precision}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.optimize --deploy {input.deploy} --precision {params.precision}"
         " --color {params.color} --mean-in-ir {params.mean_inside} --out-dir {params.out_dir} --model-name model"
         " --log {log}"
 
 
 rule verify_ir:
-    message:
-        "Checking the IR against the MXNet deploy model on every val image, and timing both"
     input:
         deploy=DEPLOY_INFO,
         xml=IR_XML,
@@ -131,25 +133,26 @@ rule verify_ir:
         code=stage_code("verify_ir", "ir_infer", "optimize", "detector", "metrics", "networks"),
     output:
         result=IR_CHECK,
-    params:
-        min_score=config["parity_threshold"],
-        iou=config["iou_threshold"],
     log:
         f"{LOGS}/verify_ir.log",
+    conda:
+        "../envs/optimizer.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/optimizer.yaml"
+    params:
+        env=OPTIMIZER,
+        min_score=config["parity_threshold"],
+        iou=config["iou_threshold"],
+    message:
+        "Checking the IR against the MXNet deploy model on every val image, and timing both"
     shell:
-        "OMP_NUM_THREADS={threads} {OPTIMIZER} python -m workflow.verify_ir --deploy {input.deploy} --ir {input.xml} --val-rec {input.val}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.verify_ir --deploy {input.deploy} --ir {input.xml} --val-rec {input.val}"
         " --min-score {params.min_score} --iou-threshold {params.iou} --out {output.result} 2>&1 | tee {log} >&2"
 
 
 rule collect_artifacts:
-    message:
-        "Collecting the DeepLens artifacts with their manifest"
     input:
         deploy=DEPLOY_INFO,
         xml=IR_XML,
@@ -166,19 +169,22 @@ rule collect_artifacts:
         code=stage_code("artifacts"),
     output:
         manifest=MANIFEST,
-    params:
-        out_dir=f"{R}/deeplens_artifacts",
-        config=json.dumps(model_config(config), sort_keys=True),
     log:
         f"{LOGS}/artifacts.log",
+    conda:
+        "../envs/mxnet.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/mxnet.yaml"
+    params:
+        env=MXNET,
+        out_dir=folder_of_output("manifest"),
+        config=json.dumps(model_config(config), sort_keys=True),
+    message:
+        "Collecting the DeepLens artifacts with their manifest"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.artifacts --deploy {input.deploy} --ir {input.xml}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.artifacts --deploy {input.deploy} --ir {input.xml}"
         " --contract {input.contract} --metrics {input.metrics} --legacy {input.legacy}"
         " --legacy-check {input.legacy_check} --ir-check {input.ir_check} --infer {input.infer}"
         " --lambda-function {input.lambda_function} --annotations {input.annotations} --config {params.config:q}"

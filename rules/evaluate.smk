@@ -4,8 +4,6 @@ WORST_INDEX = f"{R}/evaluate/worst_images.json"
 
 
 rule evaluate_model:
-    message:
-        "Evaluating the deploy model on every val image"
     input:
         deploy=DEPLOY_INFO,
         val=f"{R}/pack/val.rec",
@@ -21,29 +19,30 @@ rule evaluate_model:
         ranking=f"{R}/evaluate/worst_images.csv",
         worst=WORST_INDEX,
         worst_dir=directory(f"{R}/evaluate/worst"),
-    params:
-        out_dir=f"{R}/evaluate",
-        iou=config["iou_threshold"],
-        difficult=yes_no(config["use_difficult"]),
-        confusion=config["confusion_threshold"],
-        worst=config["worst_images"],
     log:
         f"{LOGS}/evaluate.log",
+    conda:
+        "../envs/mxnet.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/mxnet.yaml"
+    params:
+        env=MXNET,
+        out_dir=folder_of_output("metrics"),
+        iou=config["iou_threshold"],
+        difficult=yes_no(config["use_difficult"]),
+        confusion=config["confusion_threshold"],
+        worst=config["worst_images"],
+    message:
+        "Evaluating the deploy model on every val image"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.evaluate --deploy {input.deploy} --val-rec {input.val}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.evaluate --deploy {input.deploy} --val-rec {input.val}"
         " --iou-threshold {params.iou} --use-difficult {params.difficult} --confusion-threshold {params.confusion}"
         " --worst-images {params.worst} --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
 
 
 rule demo_images:
-    message:
-        "Drawing detections on {params.images} val images"
     input:
         deploy=DEPLOY_INFO,
         annotations=ANNOTATIONS,
@@ -52,19 +51,22 @@ rule demo_images:
         code=stage_code("demo", "detector", "images", "networks"),
     output:
         index=DEMO_INDEX,
-    params:
-        out_dir=f"{R}/demo",
-        images=config["demo_images"],
-        threshold=config["demo_threshold"],
     log:
         f"{LOGS}/demo.log",
+    conda:
+        "../envs/mxnet.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/mxnet.yaml"
+    params:
+        env=MXNET,
+        out_dir=folder_of_output("index"),
+        images=config["demo_images"],
+        threshold=config["demo_threshold"],
+    message:
+        "Drawing detections on {params.images} val images"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.demo --deploy {input.deploy} --annotations {input.annotations} --ids {input.ids}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.demo --deploy {input.deploy} --annotations {input.annotations} --ids {input.ids}"
         " --count {params.images} --threshold {params.threshold} --out-dir {params.out_dir} --index {output.index}"
         " > {log} 2>&1"

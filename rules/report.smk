@@ -2,8 +2,6 @@
 
 
 rule write_report:
-    message:
-        "Writing the run report {output.html}"
     input:
         table=CHECK_TABLE,
         annotations=ANNOTATIONS,
@@ -25,17 +23,20 @@ rule write_report:
         code=stage_code("report"),
     output:
         html=REPORT,
-    params:
-        config=json.dumps(config, sort_keys=True),
-        results=R,
     log:
         f"{LOGS}/report.log",
+    conda:
+        "../envs/mxnet.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/mxnet.yaml"
+    params:
+        env=MXNET,
+        config=json.dumps(config, sort_keys=True),
+        results=folder_of_output("html"),
+    message:
+        "Writing the run report {output.html}"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.report --results {params.results} --config {params.config:q}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.report --results {params.results} --config {params.config:q}"
         " --out {output.html} 2>&1 | tee {log} >&2"

@@ -2,59 +2,32 @@
 # then each next rule resumes from the previous stop's checkpoint, weights and optimizer state included.
 
 
-def stop_out(wildcards):
-    return stop_dir(wildcards.end)
-
-
-def stop_begin(wildcards):
-    return previous_stop(EPOCHS, wildcards.end)
-
-
-def previous_stop_inputs(wildcards):
-    begin = previous_stop(EPOCHS, wildcards.end)
-    return [stop_log(begin)] if begin else []
-
-
-def resume_option(wildcards):
-    begin = previous_stop(EPOCHS, wildcards.end)
-    return f"--resume {stop_dir(begin)}" if begin else ""
-
-
-def first_stop_pretrained(wildcards):
-    return [PRETRAINED] if config["pretrained"] and not previous_stop(EPOCHS, wildcards.end) else []
-
-
-def pretrained_option(wildcards):
-    return " ".join(f"--pretrained {path}" for path in first_stop_pretrained(wildcards))
-
-
 rule fetch_pretrained:
-    message:
-        "Finding the pretrained checkpoint (downloaded once into {params.cache})"
     input:
         lock=LOCK["mxnet"],
         code=stage_code("pretrained"),
     output:
         link=PRETRAINED,
-    params:
-        spec=json.dumps(config["pretrained"]),
-        cache=PRETRAINED_CACHE,
     log:
         f"{LOGS}/pretrained.log",
+    conda:
+        "../envs/mxnet.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=60,
-    conda:
-        "../envs/mxnet.yaml"
+    params:
+        env=MXNET,
+        spec=json.dumps(config["pretrained"]),
+        cache=PRETRAINED_CACHE,
+    message:
+        "Finding the pretrained checkpoint (downloaded once into {params.cache})"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET} python -m workflow.pretrained --spec {params.spec:q} --cache {params.cache:q} --link {output.link}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.pretrained --spec {params.spec:q} --cache {params.cache:q} --link {output.link}"
         " 2>&1 | tee {log} >&2"
 
 
 rule train_stop:
-    message:
-        "Training {params.network} SSD at {params.data_shape} px up to epoch {wildcards.end}"
     input:
         previous_stop_inputs,
         first_stop_pretrained,
@@ -65,9 +38,19 @@ rule train_stop:
     output:
         log=f"{R}/train/epoch_{{end}}/log.csv",
         symbol=f"{R}/train/epoch_{{end}}/ssd-symbol.json",
+    log:
+        f"{LOGS}/train_epoch_{{end}}.log",
     wildcard_constraints:
         end=r"\d+",
+    conda:
+        f"../envs/{TRAIN_ENV}.yaml"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=24 * 60,
+        gpu=len(config["gpus"]),
     params:
+        env=MXNET_TRAIN,
         out=stop_out,
         begin=stop_begin,
         resume=resume_option,
@@ -86,17 +69,10 @@ rule train_stop:
         freeze=config["freeze"],
         budget=config["train_budget_minutes"],
         gpus=",".join(map(str, config["gpus"])),
-    log:
-        f"{LOGS}/train_epoch_{{end}}.log",
-    threads: 8
-    resources:
-        mem_mb=8000,
-        runtime=24 * 60,
-        gpu=len(config["gpus"]),
-    conda:
-        f"../envs/{TRAIN_ENV}.yaml"
+    message:
+        "Training {params.network} SSD at {params.data_shape} px up to epoch {wildcards.end}"
     shell:
-        "OMP_NUM_THREADS={threads} {MXNET_TRAIN} python -m workflow.train --train-rec {input.train} --val-rec {input.val}"
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.train --train-rec {input.train} --val-rec {input.val}"
         " --classes {params.classes:q} --network {params.network} --data-shape {params.data_shape}"
         " --batch-size {params.batch_size} --begin-epoch {params.begin} --end-epoch {wildcards.end}"
         " {params.resume} {params.pretrained} --learning-rate {params.learning_rate} --momentum {params.momentum}"
