@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from workflow.cli import UserError
 from workflow.train import Validator, WarmupStepSchedule, parse_args, train
 
 REPO = Path(__file__).resolve().parents[2]
+REFERENCE_LAYOUT = REPO.parent / "shared" / "reference" / "resnet50_ssd_voc0712_params.json"
 COLOURS = ((0, 0, 255), (255, 0, 0))  # BGR: class 0 red, class 1 blue
 
 
@@ -118,6 +120,28 @@ def test_pretrained_loads_what_fits_and_initialises_the_class_heads(records, tmp
     for name in before.keys() - heads - {"arg:bn_data_gamma"}:
         if name.startswith("arg:"):
             np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+
+
+def test_finetune_from_a_checkpoint_with_the_public_voc_model_layout(tmp_path, capsys):
+    """A fake resnet50 SSD 300 VOC checkpoint (the reference names and shapes, 20 classes, random values) finetuned
+    to 2 classes for one step: every array but the 12 class-head arrays loads as it was; those get the new shapes."""
+    layout = json.loads(REFERENCE_LAYOUT.read_text())["resnet50_300"]
+    rng = np.random.default_rng(0)
+    fake = {f"arg:{name}": rng.normal(0, 0.01, shape).astype(np.float32) for name, shape in layout["args"].items()}
+    fake.update({f"aux:{name}": rng.uniform(0.5, 1.5, shape).astype(np.float32) for name, shape in layout["aux"].items()})
+    mx.nd.save(str(tmp_path / "voc-0000.params"), {name: mx.nd.array(value) for name, value in fake.items()})
+    one_batch = (write_records(str(tmp_path / "two"), 2), None)
+    train(options(one_batch, tmp_path / "out", network="resnet50", data_shape=300, batch_size=2, end_epoch=1,
+                  val_rec=None, warmup_epochs=0, lr_steps="", learning_rate=0.0, pretrained=str(tmp_path / "voc-0000.params")))
+    heads = sorted(name for name in fake if "_cls_pred_conv_" in name)
+    assert len(heads) == 12 and f"left out (initialised): {', '.join(sorted(h[4:] for h in heads))}" in capsys.readouterr().err
+    tuned = load_params(tmp_path / "out" / "ssd-0001.params")
+    assert tuned.keys() == fake.keys()
+    for name in heads:
+        assert tuned[name].shape[0] == fake[name].shape[0] // 21 * 3, name
+    for name in fake.keys() - set(heads) - {"arg:bn_data_gamma"}:  # bn_data has fix_gamma: MXNet sets it to 1
+        if name.startswith("arg:"):
+            np.testing.assert_array_equal(tuned[name], fake[name], err_msg=name)
 
 
 def test_mistakes_are_user_errors(records, tmp_path):
