@@ -166,7 +166,7 @@ rule collect_artifacts:
         lambda_function=stage_code("deeplens_lambda"),
         annotations=ANNOTATIONS,
         lock=LOCK["mxnet"],
-        code=stage_code("artifacts"),
+        code=stage_code("artifacts", "pretrained"),
     output:
         manifest=MANIFEST,
     log:

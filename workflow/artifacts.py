@@ -11,31 +11,24 @@ import shutil
 from pathlib import Path
 
 from workflow.cli import log, run_main
+from workflow.pretrained import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/*.py", "workflow/schemas/*")
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def tree_hash(paths):
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(f"{path.relative_to(REPO)}\0{sha256_of(path)}\n".encode())
+        digest.update(f"{path.relative_to(REPO)}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 
 def provenance(config_json, annotations):
     code = sorted(p for pattern in CODE_GLOBS for p in REPO.glob(pattern) if p.is_file())
-    locks = {p.stem: sha256_of(p) for p in sorted((REPO / "envs").glob("*.txt"))}
+    locks = {p.stem: sha256_file(p) for p in sorted((REPO / "envs").glob("*.txt"))}
     return {"config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
-            "annotations_sha256": sha256_of(annotations), "code_sha256": tree_hash(code), "env_locks_sha256": locks}
+            "annotations_sha256": sha256_file(annotations), "code_sha256": tree_hash(code), "env_locks_sha256": locks}
 
 
 def folder_readme(manifest):
@@ -86,7 +79,7 @@ def collect(args):
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
     metrics = json.loads(Path(args.metrics).read_text())
     manifest = {
-        "files": {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in files},
+        "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
         "classes": deploy["classes"],
         "ir": {"xml": ir_xml.name, "bin": ir_xml.with_suffix(".bin").name,
                "input_contract": json.loads(Path(args.contract).read_text()),
@@ -100,7 +93,7 @@ def collect(args):
         "provenance": provenance(args.config, args.annotations),
     }
     (out / "README.md").write_text(folder_readme(manifest))
-    manifest["files"]["README.md"] = {"sha256": sha256_of(out / "README.md"), "bytes": (out / "README.md").stat().st_size}
+    manifest["files"]["README.md"] = {"sha256": sha256_file(out / "README.md"), "bytes": (out / "README.md").stat().st_size}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log(f"artifacts: {len(files)} files in {out}, val mAP (VOC07) {metrics['map_voc07']}")
 

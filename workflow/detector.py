@@ -42,9 +42,7 @@ class Detector:
         folder = info_path.parent
         self.data_shape = self.info["data_shape"]
         symbol = mx.sym.load(str(folder / self.info["symbol"]))
-        params = mx.nd.load(str(folder / self.info["params"]))
-        args = {k[4:]: v for k, v in params.items() if k.startswith("arg:")}
-        aux = {k[4:]: v for k, v in params.items() if k.startswith("aux:")}
+        args, aux = mx.model.load_params(str(folder / self.info["params"].rsplit("-", 1)[0]), self.info["epoch"])
         self.batch_size = batch_size
         self.module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=context or mx.cpu())
         self.module.bind(data_shapes=[("data", (batch_size, 3, self.data_shape, self.data_shape))], for_training=False)
