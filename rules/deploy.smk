@@ -5,7 +5,7 @@ rule deploy_model:
     input:
         logs=[stop_log(end) for end in EPOCHS],
         lock=LOCK["mxnet"],
-        code=stage_code("deploy", "networks"),
+        code=stage_code("deploy", "networks", "stopping"),
     output:
         info=DEPLOY_INFO,
     log:

@@ -20,7 +20,7 @@ rule write_report:
         demo=DEMO_INDEX,
         manifest=MANIFEST,
         lock=LOCK["mxnet"],
-        code=stage_code("report"),
+        code=stage_code("report", "stopping"),
     output:
         html=REPORT,
     log:

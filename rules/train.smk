@@ -34,7 +34,7 @@ rule train_stop:
         train=f"{R}/pack/train.rec",
         val=f"{R}/pack/val.rec",
         lock=LOCK[TRAIN_ENV],
-        code=stage_code("train", "networks", "metrics"),
+        code=stage_code("train", "networks", "metrics", "stopping"),
     output:
         log=f"{R}/train/epoch_{{end}}/log.csv",
         symbol=f"{R}/train/epoch_{{end}}/ssd-symbol.json",
@@ -68,6 +68,7 @@ rule train_stop:
         seed=config["seed"],
         freeze=config["freeze"],
         budget=config["train_budget_minutes"],
+        patience=config["early_stop_patience"],
         gpus=",".join(map(str, config["gpus"])),
     message:
         "Training {params.network} SSD at {params.data_shape} px up to epoch {wildcards.end}"
@@ -77,5 +78,5 @@ rule train_stop:
         " --batch-size {params.batch_size} --begin-epoch {params.begin} --end-epoch {wildcards.end}"
         " {params.resume} {params.pretrained} --learning-rate {params.learning_rate} --momentum {params.momentum}"
         " --wd {params.weight_decay} --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}'"
-        " --lr-factor {params.lr_factor} --freeze={params.freeze:q} --budget-minutes {params.budget} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
+        " --lr-factor {params.lr_factor} --freeze={params.freeze:q} --budget-minutes {params.budget} --patience {params.patience} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
         " --out {params.out} 2>&1 | tee {log} >&2"

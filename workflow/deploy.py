@@ -13,6 +13,7 @@ import mxnet as mx
 
 from workflow.cli import UserError, log, run_main
 from workflow.networks import MEAN_RGB, build_deploy_symbol
+from workflow.stopping import best_epoch, val_map
 
 CHECKPOINT_PREFIX = "ssd"
 
@@ -28,11 +29,12 @@ def choose_epoch(stop_dirs, choice):
     if choice == "last":
         epoch, reason = int(rows[-1]["epoch"]), "last epoch trained (deploy_epoch: last)"
     elif choice == "best":
-        scored = [(float(r["val_map"]), int(r["epoch"])) for r in rows if r.get("val_map")]
-        if not scored:
+        best = best_epoch(rows)
+        if best is None:
             raise UserError(f"deploy_epoch: best needs val mAP in {Path(stop_dirs[-1]) / 'log.csv'}, which has none")
-        best_map, epoch = max(scored)
-        reason = f"highest val mAP {best_map:.4f} over {len(scored)} evaluated epochs (deploy_epoch: best)"
+        best_map, epoch = best
+        evaluated = sum(val_map(row) is not None for row in rows)
+        reason = f"highest val mAP {best_map:.4f} over {evaluated} evaluated epochs (deploy_epoch: best)"
     else:
         epoch, reason = int(choice), f"chosen in the config (deploy_epoch: {choice})"
     for folder in stop_dirs:
@@ -42,10 +44,7 @@ def choose_epoch(stop_dirs, choice):
 
 
 def val_map_at(stop_dir, epoch):
-    for row in read_log(stop_dir):
-        if int(row["epoch"]) == epoch and row.get("val_map"):
-            return float(row["val_map"])
-    return None
+    return next((val_map(row) for row in read_log(stop_dir) if int(row["epoch"]) == epoch), None)
 
 
 def export(args):

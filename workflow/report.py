@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow.cli import log, run_main  # noqa: E402
+from workflow.stopping import stop_reason  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -39,7 +40,8 @@ def number(value, digits=4):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def training_section(results, epochs, deploy, metrics):
+def training_section(results, config, deploy, metrics):
+    epochs = config["epochs"]
     log_csv = results / "train" / f"epoch_{epochs[-1]}" / "log.csv"
     frame = pd.read_csv(log_csv)
     figure, (loss_axis, map_axis) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
@@ -55,7 +57,16 @@ def training_section(results, epochs, deploy, metrics):
     for axis in (loss_axis, map_axis):
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    return figure_tag(figure) + map_note(deploy, metrics) + table_html(frame.tail(10))
+    return figure_tag(figure) + stop_note(frame, config) + map_note(deploy, metrics) + table_html(frame.tail(10))
+
+
+def stop_note(frame, config):
+    """The epochs trained, and why training ended before the last configured epoch when it did."""
+    trained, planned = int(frame["epoch"].iloc[-1]), config["epochs"][-1]
+    if trained >= planned:
+        return f"<p>Trained all {planned} epochs.</p>"
+    reason = stop_reason(frame.to_dict("records"), config["train_budget_minutes"], config["early_stop_patience"])
+    return f"<p>Training stopped after epoch {trained} of {planned}: {html.escape(reason or 'unknown reason')}.</p>"
 
 
 def map_note(deploy, metrics):
@@ -137,7 +148,7 @@ def build(results, config):
         table_html(problems.head(50)) if len(problems) else "",
         table_html(pd.read_csv(results / "dataset" / "stats.csv")),
         image_tag((results / "dataset" / "stats.png").read_bytes()),
-        "<h2>Training</h2>", training_section(results, config["epochs"], deploy, metrics),
+        "<h2>Training</h2>", training_section(results, config, deploy, metrics),
         "<h2>Per-class metrics</h2>", per_class_section(results, metrics),
         "<h2>Confusion matrix with background</h2>", confusion_section(results, metrics),
         "<h2>Val images with the most errors</h2>", worst_section(results),

@@ -26,6 +26,7 @@ import numpy as np
 
 from workflow import networks
 from workflow.cli import Progress, UserError, log, run_main
+from workflow.stopping import stop_reason
 
 PREFIX = "ssd"
 PROGRESS_FILE, LOG_FILE = "progress.csv", "log.csv"
@@ -78,6 +79,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (decoding and augmentation)")
     parser.add_argument("--budget-minutes", type=float, default=0,
                         help="stop after the epoch that brings the run's total epoch time past this (0: no budget)")
+    parser.add_argument("--patience", type=int, default=0,
+                        help="stop when val mAP has not improved for this many epochs (0: never; needs --val-rec)")
     parser.add_argument("--gpus", default="", help="'' for the CPU, '0,1' for GPUs 0 and 1")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
@@ -90,8 +93,9 @@ def main(argv=None):
 def train(options):
     """Train from options.begin_epoch to options.end_epoch; returns the log rows of all epochs."""
     _continue_after_interruption(options)
-    if _budget_spent(options):
-        return _finish_without_training(options)
+    reason = options.resume and _stop_reason(options, _read_log(options.resume))
+    if reason:
+        return _finish_without_training(options, reason)
     _check_options(options)
     num_classes = len(options.classes.split(","))
     contexts = [mx.gpu(int(i)) for i in options.gpus.split(",")] if options.gpus else [mx.cpu()]
@@ -127,26 +131,23 @@ def train(options):
         _write_log(options.out, rows, PROGRESS_FILE)
         _remove_states(options.out, epoch)
         log(_format_row(row))
-        if _over_budget(options, rows):
-            log(f"training budget of {options.budget_minutes:g} minutes reached after epoch {epoch + 1}: stopping")
+        reason = _stop_reason(options, rows)
+        if reason:
+            log(f"stopping after epoch {epoch + 1}: {reason}")
             break
     _write_log(options.out, rows, LOG_FILE)
     return rows
 
 
-def _over_budget(options, rows):
-    """Whether the epochs so far (this stop's and the earlier stops') took longer than --budget-minutes."""
-    return options.budget_minutes > 0 and sum(float(row["seconds"]) for row in rows) >= 60 * options.budget_minutes
+def _stop_reason(options, rows):
+    """Why training ends after these rows (this stop's and the earlier stops'), or None."""
+    return stop_reason(rows, options.budget_minutes, options.patience)
 
 
-def _budget_spent(options):
-    return options.resume and _over_budget(options, _read_log(options.resume))
-
-
-def _finish_without_training(options):
-    """An earlier stop used up the budget: this stop only carries its log over (deploy finds the checkpoint there)."""
+def _finish_without_training(options, reason):
+    """An earlier stop ended training: this stop only carries its log over (deploy finds the checkpoint there)."""
     rows = _read_log(options.resume)
-    log(f"training budget of {options.budget_minutes:g} minutes was used up by epoch {rows[-1]['epoch']}: nothing to train")
+    log(f"training ended after epoch {rows[-1]['epoch']}, {reason}: nothing to train")
     os.makedirs(options.out, exist_ok=True)
     symbol = networks.build_training_symbol(options.network, len(options.classes.split(",")), options.data_shape)
     symbol.save(os.path.join(options.out, f"{PREFIX}-symbol.json"))
@@ -174,6 +175,8 @@ def _check_options(options):
             raise UserError(f"record file {path} or its .idx is missing")
     if not 0 <= options.begin_epoch < options.end_epoch:
         raise UserError(f"need 0 <= --begin-epoch < --end-epoch, got {options.begin_epoch} and {options.end_epoch}")
+    if options.patience > 0 and not options.val_rec:
+        raise UserError("--patience stops on the val mAP: it needs --val-rec")
     if options.begin_epoch > 0 and not options.resume:
         raise UserError("--begin-epoch > 0 needs --resume with the previous stop's folder")
     if options.resume:

@@ -185,6 +185,20 @@ def test_budget_stops_after_the_epoch_that_crosses_it_and_later_stops_train_noth
     assert sorted(os.listdir(tmp_path / "second")) == ["log.csv", "progress.csv", "ssd-symbol.json"]
 
 
+def test_patience_stops_on_a_val_map_plateau_and_later_stops_train_nothing(records, tmp_path, monkeypatch):
+    scores = iter([0.1, 0.3, 0.3, 0.2, 0.9])
+    monkeypatch.setattr(Validator, "mean_ap", lambda self, args, auxs: next(scores))
+    rows = train(options(records, tmp_path / "first", end_epoch=6, patience=2))
+    assert [(row["epoch"], row["val_map"]) for row in rows] == [(1, 0.1), (2, 0.3), (3, 0.3), (4, 0.2)]
+    assert [int(row["epoch"]) for row in read_log(tmp_path / "first")] == [1, 2, 3, 4]
+    later = train(options(records, tmp_path / "second", begin_epoch=6, end_epoch=8, resume=str(tmp_path / "first"),
+                          patience=2))
+    assert [int(row["epoch"]) for row in later] == [1, 2, 3, 4]
+    assert sorted(os.listdir(tmp_path / "second")) == ["log.csv", "progress.csv", "ssd-symbol.json"]
+    with pytest.raises(UserError, match="--patience stops on the val mAP: it needs --val-rec"):
+        train(options(records, tmp_path / "no_val", val_rec=None, patience=2))
+
+
 def test_a_killed_run_continues_after_its_last_finished_epoch(records, tmp_path):
     straight = tmp_path / "straight"
     train(options(records, straight, end_epoch=6, val_rec=None))

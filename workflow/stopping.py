@@ -1,0 +1,35 @@
+"""Why training ends before its last configured epoch: a wall-clock budget or a val-mAP plateau.
+
+Functions of the training log rows alone (dicts with 'epoch', 'seconds' and 'val_map'), so that train.py
+decides with them and the report explains the same decision.
+"""
+import math
+
+
+def stop_reason(rows, budget_minutes=0, patience=0):
+    """Why training stops after the last of `rows`, or None when it goes on.
+
+    budget_minutes: the total time of the epochs (their validation included) that ends training (0: none).
+    patience: the number of epochs without a val mAP higher than the best before that ends it (0: never).
+    """
+    spent = sum(float(row["seconds"]) for row in rows)
+    if budget_minutes > 0 and spent >= 60 * budget_minutes:
+        return f"the training budget of {budget_minutes:g} minutes was reached ({spent / 60:.1f} min)"
+    best = best_epoch(rows)
+    if patience > 0 and best and int(rows[-1]["epoch"]) - best[1] >= patience:
+        return f"val mAP did not improve for {patience} epochs (best {best[0]:.4f} at epoch {best[1]})"
+    return None
+
+
+def best_epoch(rows):
+    """(val mAP, epoch) of the first epoch with the highest val mAP, or None when no epoch has one."""
+    scored = [(score, int(row["epoch"])) for row in rows if (score := val_map(row)) is not None]
+    return max(scored, key=lambda pair: (pair[0], -pair[1]), default=None)
+
+
+def val_map(row):
+    """The row's val mAP as a float, None when it was not measured (empty in the CSV, NaN in pandas)."""
+    value = row.get("val_map")
+    if value in ("", None) or math.isnan(float(value)):
+        return None
+    return float(value)
