@@ -97,7 +97,7 @@ def main(argv=None):
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     classes = args.classes.split(",")
-    split_ids = {name: Path(path).read_text().split() for name, path in (("train", args.train), ("val", args.val))}
+    split_ids = {name: Path(path).read_text().splitlines() for name, path in (("train", args.train), ("val", args.val))}
     boxes = box_table(json.loads(Path(args.annotations).read_text()), split_ids, classes)
     boxes["best_anchor_iou"] = best_anchor_iou(boxes[["xmin", "ymin", "xmax", "ymax"]].to_numpy(),
                                                anchor_boxes(args.network, args.data_shape))

@@ -124,7 +124,7 @@ def main(argv=None):
         truths = [None] * len(paths)
     elif args.annotations and args.ids:
         by_id = {r["id"]: r for r in json.loads(Path(args.annotations).read_text())}
-        chosen = [by_id[i] for i in Path(args.ids).read_text().split()[: args.count]]
+        chosen = [by_id[i] for i in Path(args.ids).read_text().splitlines()[: args.count]]
         paths, truths = [r["image"] for r in chosen], [ground_truth_rows(r) for r in chosen]
     else:
         raise UserError("give --images, or --annotations with --ids")

@@ -133,7 +133,7 @@ def build(results, config):
     manifest = json.loads((results / "deeplens_artifacts" / "manifest.json").read_text())
     demo = json.loads((results / "demo" / "demo.json").read_text())
     problems = pd.read_csv(results / "check" / "check.csv")
-    splits = {name: len((results / "split" / f"{name}.txt").read_text().split()) for name in ("train", "val")}
+    splits = {name: len((results / "split" / f"{name}.txt").read_text().splitlines()) for name in ("train", "val")}
     images = len(json.loads((results / "check" / "annotations.json").read_text()))
     parts = [
         f"<h1>deeplens-ssd run <code>{html.escape(config['run'])}</code></h1>",

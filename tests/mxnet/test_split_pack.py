@@ -167,3 +167,33 @@ def test_split_writes_each_splits_records_in_list_order(voc, tmp_path):
         ids = outputs[f"{name}.txt"].read_text().split()
         assert ids and json.loads(outputs[f"{name}.json"].read_text()) == [by_id[i] for i in ids]
     assert len(outputs["train.json"].read_text().splitlines()) == len(outputs["train.txt"].read_text().split()) + 2
+
+
+def test_image_names_with_spaces_go_through_split_pack_and_the_dataset_report(voc, tmp_path):
+    """Google-image downloads are often named like 'nike logo (1).jpg'."""
+    from workflow import dataset_stats
+
+    root = voc(6)
+    for xml in sorted((root / "Annotations").glob("*.xml")):
+        spaced = f"logo {xml.stem} (1)"
+        (root / "JPEGImages" / f"{xml.stem}.jpg").rename(root / "JPEGImages" / f"{spaced}.jpg")
+        xml.write_text(xml.read_text().replace(f"{xml.stem}.jpg", f"{spaced}.jpg"))
+        xml.rename(xml.with_name(f"{spaced}.xml"))
+    records = checked(root)
+    assert all(" " in record["id"] for record in records)
+    (tmp_path / "a.json").write_text(json.dumps(records))
+    lists = {name: tmp_path / f"{name}.txt" for name in ("train", "val")}
+    split.main(["--annotations", str(tmp_path / "a.json"), "--dataset", str(root), "--val-fraction", "0.3",
+                "--train-out", str(lists["train"]), "--val-out", str(lists["val"]),
+                "--train-records", str(tmp_path / "train.json"), "--val-records", str(tmp_path / "val.json")])
+    ids = {name: path.read_text().splitlines() for name, path in lists.items()}
+    assert sorted(ids["train"] + ids["val"]) == sorted(record["id"] for record in records)
+    pack.pack(json.loads((tmp_path / "train.json").read_text()), tmp_path / "train", max_side=160, quality=90,
+              max_pixels=50_000_000, processes=1)
+    packed = mx.recordio.MXIndexedRecordIO(str(tmp_path / "train.idx"), str(tmp_path / "train.rec"), "r")
+    assert len(packed.keys) == len(ids["train"])
+    dataset_stats.main(["--annotations", str(tmp_path / "a.json"), "--train", str(lists["train"]),
+                        "--val", str(lists["val"]), "--classes", ",".join(CLASSES), "--network", "tiny",
+                        "--data-shape", "64", "--out-dir", str(tmp_path)])
+    stats = [line.split(",")[:2] for line in (tmp_path / "stats.csv").read_text().splitlines()[1:3]]
+    assert stats == [["train", str(len(ids["train"]))], ["val", str(len(ids["val"]))]]
