@@ -20,7 +20,6 @@ from pathlib import Path
 
 from workflow.cli import UserError, log, run_main
 
-MEAN_RGB = (123, 117, 104)
 VARIANCES = (0.1, 0.1, 0.2, 0.2)
 DETECTION_OP = "_contrib_MultiBoxDetection"
 LOG_TAIL_LINES = 15
@@ -33,6 +32,9 @@ def parse_args(argv):
     parser.add_argument("--symbol", type=Path, help="deploy symbol, P-symbol.json")
     parser.add_argument("--params", type=Path, help="weights, P-NNNN.params")
     parser.add_argument("--data-shape", type=int, help="square input side in pixels")
+    parser.add_argument("--mean-rgb", type=float, nargs=3, default=(123, 117, 104),
+                        help="the mean the network was trained with (deploy.json's input.mean_rgb with --deploy; "
+                             "default: MXNet's SSD example's)")
     parser.add_argument("--precision", choices=("FP16", "FP32"), default="FP16")
     parser.add_argument("--color", choices=("RGB", "BGR"), default="BGR",
                         help="channel order of the frames given to the IR (OpenCV and awscam frames are BGR)")
@@ -47,6 +49,7 @@ def parse_args(argv):
         args.symbol = args.deploy.parent / info["symbol"]
         args.params = args.deploy.parent / info["params"]
         args.data_shape = info["data_shape"]
+        args.mean_rgb = info["input"]["mean_rgb"]
     if not (args.symbol and args.params and args.data_shape):
         parser.error("give --deploy, or --symbol, --params and --data-shape")
     return args
@@ -89,7 +92,7 @@ def mo_command(args, symbol, params):
                "--output_dir", str(args.out_dir), "--model_name", args.model_name,
                f"--compress_to_fp16={args.precision == 'FP16'}"]
     if args.mean_in_ir == "yes":
-        command += ["--mean_values", "[{},{},{}]".format(*MEAN_RGB)]
+        command += ["--mean_values", "[{:g},{:g},{:g}]".format(*args.mean_rgb)]
     if args.color == "BGR":
         command.append("--reverse_input_channels")
     return command
@@ -109,7 +112,7 @@ def run_mo(command, header, log_path):
 
 
 def contract(args, nms):
-    mean = list(MEAN_RGB) if args.color == "RGB" else list(reversed(MEAN_RGB))
+    mean = list(args.mean_rgb) if args.color == "RGB" else list(reversed(args.mean_rgb))
     return {
         "model": f"{args.model_name}.xml",
         "precision": args.precision,

@@ -232,3 +232,15 @@ def test_unreadable_or_wrong_symbol_is_a_user_error(checkpoint, tmp_path):
         with pytest.raises(UserError, match=message):
             optimize.main(["--symbol", str(symbol), "--params", str(checkpoint[1]), "--data-shape", str(SIDE),
                            "--out-dir", str(tmp_path / "ir"), "--model-name", "x", "--log", str(tmp_path / "x.log")])
+
+
+def test_deploy_json_gives_symbol_params_shape_and_mean(tmp_path):
+    info = {"symbol": "d-symbol.json", "params": "d-0003.params", "data_shape": 96,
+            "input": {"layout": "NCHW", "color": "RGB", "mean_rgb": [120.5, 115, 100], "scale": 1.0}}
+    (tmp_path / "deploy.json").write_text(json.dumps(info))
+    args = optimize.parse_args(["--deploy", str(tmp_path / "deploy.json"), "--out-dir", str(tmp_path),
+                                "--model-name", "m", "--log", str(tmp_path / "m.log")])
+    assert (args.symbol, args.params, args.data_shape) == (tmp_path / "d-symbol.json", tmp_path / "d-0003.params", 96)
+    command = optimize.mo_command(args, args.symbol, args.params)
+    assert command[command.index("--mean_values") + 1] == "[120.5,115,100]"
+    assert optimize.contract(args, {})["mean_values"] == [100, 115, 120.5]  # BGR by default
