@@ -124,7 +124,16 @@ def ir_section(check):
             f"(tolerance {check['map_tolerance']}).</p>"
             + table_html(pd.DataFrame([{"model": k.removesuffix("_ms"), "ms per image (batch 1, median)": v}
                                        for k, v in latency.items() if k.endswith("_ms")]))
-            + f"<p>IR speed-up over MXNet on this CPU: {latency['ir_speedup']:.1f}x</p>")
+            + f"<p>IR speed-up over MXNet on this CPU: {latency['ir_speedup']:.1f}x</p>"
+            + differences_list(check.get("differences", [])))
+
+
+def differences_list(differences, shown=10):
+    if not differences:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in differences[:shown])
+    more = f"<li>... and {len(differences) - shown} more</li>" if len(differences) > shown else ""
+    return f"<p>Detections that differ:</p><ul>{items}{more}</ul>"
 
 
 def build(results, config):
