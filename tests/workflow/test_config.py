@@ -26,3 +26,13 @@ def test_dry_run_plans_every_stage(tiny_run):
                  "demo_images", "optimize_ir", "collect_artifacts", "write_report"):
         assert rule in output
     assert "results/tiny/train/epoch_30/log.csv" in output and "results/tiny/train/epoch_15/log.csv" in output
+
+
+def test_training_keys_reach_every_training_stop(tiny_run):
+    workdir, config = tiny_run()
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**config, "early_stop_patience": 5,
+                                                         "train_budget_minutes": 2.5}))
+    output = snakemake(workdir, "-n", "-p", "--cores", "1", "train").stdout
+    commands = [line for line in output.splitlines() if "python -m workflow.train " in line]
+    assert len(commands) == len(config["epochs"])
+    assert all("--patience 5 " in line and "--budget-minutes 2.5 " in line for line in commands)
