@@ -15,9 +15,10 @@ def stop_reason(rows, budget_minutes=0, patience=0):
     spent = sum(float(row["seconds"]) for row in rows)
     if budget_minutes > 0 and spent >= 60 * budget_minutes:
         return f"the training budget of {budget_minutes:g} minutes was reached ({spent / 60:.1f} min)"
-    best = best_epoch(rows)
-    if patience > 0 and best and int(rows[-1]["epoch"]) - best[1] >= patience:
-        return f"val mAP did not improve for {patience} epochs (best {best[0]:.4f} at epoch {best[1]})"
+    if patience > 0:
+        best = best_epoch(rows)
+        if best and int(rows[-1]["epoch"]) - best[1] >= patience:
+            return f"val mAP did not improve for {patience} epochs (best {best[0]:.4f} at epoch {best[1]})"
     return None
 
 

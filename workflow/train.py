@@ -93,9 +93,10 @@ def main(argv=None):
 def train(options):
     """Train from options.begin_epoch to options.end_epoch; returns the log rows of all epochs."""
     _continue_after_interruption(options)
-    reason = options.resume and _stop_reason(options, _read_log(options.resume))
+    earlier_rows = _read_log(options.resume) if options.resume else []
+    reason = earlier_rows and _stop_reason(options, earlier_rows)
     if reason:
-        return _finish_without_training(options, reason)
+        return _finish_without_training(options, earlier_rows, reason)
     _check_options(options)
     num_classes = len(options.classes.split(","))
     contexts = [mx.gpu(int(i)) for i in options.gpus.split(",")] if options.gpus else [mx.cpu()]
@@ -112,7 +113,7 @@ def train(options):
     rows = []
     if options.resume:
         module.load_optimizer_states(_checkpoint_path(options.resume, options.begin_epoch, "states"))
-        rows = [row for row in _read_log(options.resume) if int(row["epoch"]) <= options.begin_epoch]
+        rows = [row for row in earlier_rows if int(row["epoch"]) <= options.begin_epoch]
     validator = Validator(options, num_classes, contexts) if options.val_rec else None
 
     records = _record_iter(options.train_rec, options, seed=options.seed, augment=True, max_objects=max_objects)
@@ -144,9 +145,8 @@ def _stop_reason(options, rows):
     return stop_reason(rows, options.budget_minutes, options.patience)
 
 
-def _finish_without_training(options, reason):
+def _finish_without_training(options, rows, reason):
     """An earlier stop ended training: this stop only carries its log over (deploy finds the checkpoint there)."""
-    rows = _read_log(options.resume)
     log(f"training ended after epoch {rows[-1]['epoch']}, {reason}: nothing to train")
     os.makedirs(options.out, exist_ok=True)
     symbol = networks.build_training_symbol(options.network, len(options.classes.split(",")), options.data_shape)
