@@ -73,35 +73,155 @@ def evaluate_detections(ground_truth, detections, num_classes, iou_threshold=0.5
     ground_truth, detections: sequences with one array per image (same length, same image order).
     Returns an EvaluationResult; coco_map repeats the same matching at IoU 0.50, 0.55, ..., 0.95.
     """
-    if len(ground_truth) != len(detections):
-        raise ValueError(f"{len(ground_truth)} ground-truth images but {len(detections)} detection images")
-    gts = [_as_rows(g, "ground truth", difficult_optional=True) for g in ground_truth]
-    dets = [_as_rows(d, "detections") for d in detections]
-    thresholds = np.concatenate(([iou_threshold], COCO_IOU_THRESHOLDS))
+    return MatchedImages(ground_truth, detections, num_classes, iou_threshold, use_difficult).result()
 
-    per_class = []
-    for class_id in range(num_classes):
-        scores, outcomes, npos = _match_class(gts, dets, class_id, thresholds, use_difficult)
-        curves = [_pr_curve(scores, row, npos) for row in outcomes]
-        precision, recall, tp, fp = curves[0]
-        has_data = npos > 0 or len(scores) > 0
-        nan = float("nan")
-        per_class.append(ClassResult(
-            class_id=class_id, npos=npos, tp=tp, fp=fp,
-            ap_voc07=voc07_ap(recall, precision) if has_data else nan,
-            ap_area=area_ap(recall, precision) if has_data else nan,
-            ap_coco=float(np.mean([area_ap(c[1], c[0]) for c in curves[1:]])) if has_data else nan,
-            precision_curve=precision, recall_curve=recall,
-        ))
 
-    return EvaluationResult(
-        per_class=per_class,
-        map_voc07=_mean_ignoring_nan([c.ap_voc07 for c in per_class]),
-        map_area=_mean_ignoring_nan([c.ap_area for c in per_class]),
-        coco_map=_mean_ignoring_nan([c.ap_coco for c in per_class]),
-        iou_threshold=iou_threshold,
-        use_difficult=use_difficult,
-    )
+class MatchedImages:
+    """The devkit matching of every image, done once.
+
+    Matching is decided inside each image (greedy by score against that image's boxes), so any multiset of the
+    images, such as a bootstrap resample, is evaluated by pooling their stored outcomes: no image is matched again.
+    """
+
+    def __init__(self, ground_truth, detections, num_classes, iou_threshold=0.5, use_difficult=False):
+        if len(ground_truth) != len(detections):
+            raise ValueError(f"{len(ground_truth)} ground-truth images but {len(detections)} detection images")
+        gts = [_as_rows(g, "ground truth", difficult_optional=True) for g in ground_truth]
+        dets = [_as_rows(d, "detections") for d in detections]
+        thresholds = np.concatenate(([iou_threshold], COCO_IOU_THRESHOLDS))
+        self.images, self.num_classes = len(gts), num_classes
+        self.iou_threshold, self.use_difficult = iou_threshold, use_difficult
+        # per class, per image: (scores (n,), outcomes (len(thresholds), n), npos)
+        self.matched = [[_match_image_class(gt, det, class_id, thresholds, use_difficult) for gt, det in zip(gts, dets)]
+                        for class_id in range(num_classes)]
+
+    def pooled(self, class_id, images=None, threshold_index=None):
+        """(scores, outcomes, npos) of one class over `images` (indices, repeats allowed; default all in order)."""
+        per_image = self.matched[class_id]
+        chosen = [per_image[i] for i in (range(self.images) if images is None else images)]
+        npos = sum(c[2] for c in chosen)
+        scores = np.concatenate([c[0] for c in chosen]) if chosen else np.zeros(0)
+        outcomes = np.concatenate([c[1] for c in chosen], axis=1) if chosen else np.zeros((1 + len(COCO_IOU_THRESHOLDS), 0), int)
+        return scores, (outcomes if threshold_index is None else outcomes[threshold_index]), npos
+
+    def result(self, images=None):
+        """The EvaluationResult of `images` (indices, repeats allowed; default all in order)."""
+        per_class = []
+        for class_id in range(self.num_classes):
+            scores, outcomes, npos = self.pooled(class_id, images)
+            curves = [_pr_curve(scores, row, npos) for row in outcomes]
+            precision, recall, tp, fp = curves[0]
+            has_data = npos > 0 or len(scores) > 0
+            nan = float("nan")
+            per_class.append(ClassResult(
+                class_id=class_id, npos=npos, tp=tp, fp=fp,
+                ap_voc07=voc07_ap(recall, precision) if has_data else nan,
+                ap_area=area_ap(recall, precision) if has_data else nan,
+                ap_coco=float(np.mean([area_ap(c[1], c[0]) for c in curves[1:]])) if has_data else nan,
+                precision_curve=precision, recall_curve=recall,
+            ))
+        return EvaluationResult(
+            per_class=per_class,
+            map_voc07=_mean_ignoring_nan([c.ap_voc07 for c in per_class]),
+            map_area=_mean_ignoring_nan([c.ap_area for c in per_class]),
+            coco_map=_mean_ignoring_nan([c.ap_coco for c in per_class]),
+            iou_threshold=self.iou_threshold,
+            use_difficult=self.use_difficult,
+        )
+
+
+# ---------------------------------------------------------------- bootstrap intervals over the val images
+
+MAP_KEYS = ("map_voc07", "map_area", "coco_map")
+AP_KEYS = ("ap_voc07", "ap_area", "ap_coco")
+
+
+def resample_draws(images, resamples, seed):
+    """`resamples` bootstrap draws of image indices (each `images` long, with replacement), from numpy's PCG64."""
+    return np.random.default_rng(seed).integers(0, images, size=(resamples, images))
+
+
+def resampled_values(matched, draws):
+    """{key: array over draws} of the three mAPs, and per class {key: array} of its three APs (NaN: no data)."""
+    results = [matched.result(draw) for draw in draws]
+    maps = {key: np.array([getattr(r, key) for r in results]) for key in MAP_KEYS}
+    per_class = [{key: np.array([getattr(r.per_class[c], key) for r in results]) for key in AP_KEYS}
+                 for c in range(matched.num_classes)]
+    return maps, per_class
+
+
+def percentile_interval(values, confidence):
+    """(low, high) percentile interval of the finite values; (None, None) when there are none."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if not values.size:
+        return None, None
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_intervals(matched, resamples=1000, seed=0, confidence=0.95):
+    """Percentile bootstrap intervals, resampling the val images: {map key: (low, high)}, [{ap key: (low, high)}]."""
+    maps, per_class = resampled_values(matched, resample_draws(matched.images, resamples, seed))
+    return ({key: percentile_interval(values, confidence) for key, values in maps.items()},
+            [{key: percentile_interval(values, confidence) for key, values in c.items()} for c in per_class])
+
+
+def paired_difference(matched_a, matched_b, resamples=1000, seed=0, confidence=0.95, key="map_voc07"):
+    """mAP of a minus mAP of b on the same val images, with its paired bootstrap interval (both models scored on
+    the same resamples) and the share of resamples where a scores higher."""
+    if matched_a.images != matched_b.images:
+        raise ValueError(f"paired comparison needs the same images: {matched_a.images} vs {matched_b.images}")
+    draws = resample_draws(matched_a.images, resamples, seed)
+    a, b = resampled_values(matched_a, draws)[0][key], resampled_values(matched_b, draws)[0][key]
+    low, high = percentile_interval(a - b, confidence)
+    return {"metric": key, "difference": getattr(matched_a.result(), key) - getattr(matched_b.result(), key),
+            "low": low, "high": high, "share_a_higher": float(np.mean(a > b)), "resamples": resamples}
+
+
+# ---------------------------------------------------------------- the score threshold that maximises F1
+
+def f1_curve(scores, outcome, npos):
+    """F1, precision and recall when keeping the detections scoring at least each threshold, for every distinct
+    score (descending): (thresholds, f1, precision, recall, tp, fp). Ignored detections count neither way."""
+    counted = outcome != IGNORED
+    scores, outcome = scores[counted], outcome[counted]
+    order = np.argsort(-scores, kind="stable")
+    scores, outcome = scores[order], outcome[order]
+    tp = np.cumsum(outcome == TRUE_POSITIVE)
+    fp = np.cumsum(outcome == FALSE_POSITIVE)
+    last_of_score = np.flatnonzero(np.append(scores[1:] != scores[:-1], len(scores) > 0))  # a threshold keeps all ties
+    tp, fp = tp[last_of_score], fp[last_of_score]
+    f1 = 2 * tp / np.maximum(tp + fp + npos, 1)
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / npos if npos else np.zeros(len(tp))
+    return scores[last_of_score], f1, precision, recall, tp, fp
+
+
+def best_f1(scores, outcome, npos):
+    """The threshold with the highest F1 (the highest such threshold on ties) and its figures; threshold None
+    without detections."""
+    thresholds, f1, precision, recall, tp, fp = f1_curve(scores, outcome, npos)
+    if not len(thresholds):
+        return {"threshold": None, "f1": 0.0, "precision": None, "recall": 0.0 if npos else None,
+                "tp": 0, "fp": 0, "npos": int(npos)}
+    i = int(np.argmax(f1))
+    return {"threshold": float(thresholds[i]), "f1": float(f1[i]), "precision": float(precision[i]),
+            "recall": float(recall[i]) if npos else None, "tp": int(tp[i]), "fp": int(fp[i]), "npos": int(npos)}
+
+
+def f1_thresholds(matched):
+    """The F1-maximising score threshold at the evaluation IoU, over all classes pooled and per class.
+
+    Returns ({'overall': best_f1, 'per_class': [best_f1 ...]}, {'overall': curve, 'per_class': [curve ...]}),
+    matching as in the AP (devkit rules: duplicates false, difficult ignored unless use_difficult).
+    """
+    pooled = [matched.pooled(c, threshold_index=0) for c in range(matched.num_classes)]
+    overall = (np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled]), sum(p[2] for p in pooled))
+    best = {"overall": best_f1(*overall), "per_class": [best_f1(*p) for p in pooled]}
+    curves = {"overall": f1_curve(*overall)[:2], "per_class": [f1_curve(*p)[:2] for p in pooled]}
+    return best, curves
 
 
 def per_class_table(result, class_names=None):
@@ -143,23 +263,17 @@ def iou_matrix(boxes_a, boxes_b):
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
 
 
-def _match_class(gts, dets, class_id, thresholds, use_difficult):
-    """Pool one class over all images: scores (n,), outcomes (len(thresholds), n) and npos."""
-    scores, outcomes, npos = [], [], 0
-    for gt, det in zip(gts, dets):
-        gt = gt[gt[:, 0] == class_id]
-        difficult = (gt[:, 5] > 0) & (not use_difficult)
-        npos += int(np.sum(~difficult))
-        det = det[det[:, 0] == class_id]
-        if len(det) == 0:
-            continue
-        det = det[np.argsort(-det[:, 1], kind="stable")]
-        ious = iou_matrix(det[:, 2:6], gt[:, 1:5])
-        scores.append(det[:, 1])
-        outcomes.append([_match_image(ious, difficult, t) for t in thresholds])
-    if not scores:
+def _match_image_class(gt, det, class_id, thresholds, use_difficult):
+    """One class in one image: scores (n,) in descending order, outcomes (len(thresholds), n) and npos."""
+    gt = gt[gt[:, 0] == class_id]
+    difficult = (gt[:, 5] > 0) & (not use_difficult)
+    npos = int(np.sum(~difficult))
+    det = det[det[:, 0] == class_id]
+    if len(det) == 0:
         return np.zeros(0), np.zeros((len(thresholds), 0), int), npos
-    return np.concatenate(scores), np.concatenate(outcomes, axis=1), npos
+    det = det[np.argsort(-det[:, 1], kind="stable")]
+    ious = iou_matrix(det[:, 2:6], gt[:, 1:5])
+    return det[:, 1], np.array([_match_image(ious, difficult, t) for t in thresholds]), npos
 
 
 def _match_image(ious, difficult, threshold):

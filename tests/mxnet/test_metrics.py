@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow.metrics import evaluate_detections, per_class_table
+from workflow.metrics import (MatchedImages, best_f1, bootstrap_intervals, evaluate_detections, f1_thresholds,
+                              paired_difference, per_class_table, percentile_interval, resample_draws,
+                              resampled_values)
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared/reference/voc_metric_cases.json"
 UNIT = [0.0, 0.0, 1.0, 1.0]  # a box; a detection on it has IoU 1 with a gt on it
@@ -154,3 +156,106 @@ def test_padding_rows_and_empty_images_are_accepted():
               (np.zeros((0, 6)), [])]
     result = evaluate(images)
     assert (result.per_class[0].tp, result.per_class[0].fp, result.map_area) == (1, 0, 1.0)
+
+
+# ---------------------------------------------------------------- bootstrap over images
+
+def matched(images, num_classes=1, **kwargs):
+    return MatchedImages([g for g, _ in images], [d for _, d in images], num_classes, **kwargs)
+
+
+FOUND = ([gt(0, UNIT)], [det(0, 0.9, UNIT)])  # an image whose one object is found
+MISSED = ([gt(0, UNIT)], [])  # an image whose one object is missed
+
+
+def test_every_resample_of_two_images_by_hand():
+    # found+found: AP 1; found+missed either way: recall 1/2 at precision 1, 6 of 11 levels; missed+missed: AP 0
+    maps, per_class = resampled_values(matched([FOUND, MISSED]), [[0, 0], [0, 1], [1, 0], [1, 1]])
+    assert maps["map_voc07"].tolist() == pytest.approx([1.0, 6 / 11, 6 / 11, 0.0], abs=1e-12)
+    assert per_class[0]["ap_voc07"].tolist() == maps["map_voc07"].tolist()
+    # the middle half of {0, 6/11, 6/11, 1} with linear interpolation: 0.75 * 6/11 and 6/11 + 0.25 * 5/11
+    assert percentile_interval(maps["map_voc07"], 0.5) == pytest.approx((4.5 / 11, 7.25 / 11), abs=1e-12)
+
+
+def random_images(rng, count, num_classes):
+    images = []
+    for _ in range(count):
+        boxes = rng.uniform(0, 0.6, (rng.integers(0, 4), 2))
+        truth = [gt(int(rng.integers(num_classes)), [x, y, x + 0.3, y + 0.3], int(rng.random() < 0.2)) for x, y in boxes]
+        found = [det(int(rng.integers(num_classes)), float(rng.random()), [x, y, x + 0.3, y + 0.3])
+                 for x, y in rng.uniform(0, 0.6, (rng.integers(0, 6), 2))]
+        found += [det(int(t[0]), float(rng.random()), [v + rng.normal(0, 0.03) for v in t[1:5]]) for t in truth]
+        images.append((truth, found))
+    return images
+
+
+@pytest.mark.parametrize("use_difficult", [False, True])
+def test_a_resample_scores_as_the_resampled_image_list_would(use_difficult):
+    images = random_images(np.random.default_rng(3), 9, num_classes=3)
+    once = matched(images, 3, use_difficult=use_difficult)
+    for draw in resample_draws(len(images), 25, seed=1):
+        expected = evaluate(([images[i] for i in draw]), 3, use_difficult=use_difficult)
+        got = once.result(draw)
+        for key in ("map_voc07", "map_area", "coco_map"):
+            assert getattr(got, key) == pytest.approx(getattr(expected, key), abs=1e-12, nan_ok=True)
+        for c_got, c_expected in zip(got.per_class, expected.per_class):
+            assert (c_got.npos, c_got.tp, c_got.fp) == (c_expected.npos, c_expected.tp, c_expected.fp)
+
+
+def test_bootstrap_interval_is_the_percentile_interval_of_brute_force_resamples_and_reproducible():
+    images = random_images(np.random.default_rng(5), 12, num_classes=2)
+    once = matched(images, 2)
+    brute = [evaluate([images[i] for i in draw], 2).map_area for draw in resample_draws(len(images), 200, seed=7)]
+    maps, per_class = bootstrap_intervals(once, resamples=200, seed=7, confidence=0.9)
+    assert maps["map_area"] == pytest.approx(tuple(np.percentile(brute, [5, 95])), abs=1e-12)
+    assert bootstrap_intervals(once, resamples=200, seed=7, confidence=0.9) == (maps, per_class)
+    assert bootstrap_intervals(once, resamples=200, seed=8, confidence=0.9)[0] != maps
+    low, high = maps["map_voc07"]
+    assert low <= once.result().map_voc07 <= high
+
+
+def test_paired_difference_scores_both_models_on_the_same_resamples():
+    perfect = matched([FOUND, FOUND])
+    half = matched([FOUND, MISSED])
+    compared = paired_difference(perfect, half, resamples=1000, seed=0, confidence=0.95)
+    assert compared["difference"] == pytest.approx(1 - 6 / 11)
+    # the resamples where `half` drew its found image twice tie (1 - 1); in a quarter of them on average
+    assert 0.7 < compared["share_a_higher"] < 0.8
+    assert (compared["low"], compared["high"]) == (0.0, 1.0)
+    same = paired_difference(half, half, resamples=50)
+    assert (same["difference"], same["low"], same["high"], same["share_a_higher"]) == (0.0, 0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same images: 2 vs 1"):
+        paired_difference(half, matched([FOUND]))
+
+
+# ---------------------------------------------------------------- F1-optimal score threshold
+
+def test_f1_threshold_by_hand():
+    # by score: 0.9 TP, 0.8 FP, 0.7 TP and 0.7 FP (a tie: one threshold keeps both), 0.5 TP, 0.4 FP; 3 objects
+    images = [([gt(0, UNIT), gt(0, ELSEWHERE)], [det(0, 0.9, UNIT), det(0, 0.8, [9, 9, 10, 10]),
+                                                 det(0, 0.7, ELSEWHERE), det(0, 0.7, [7, 7, 8, 8])]),
+              ([gt(0, UNIT), gt(1, UNIT)], [det(0, 0.5, UNIT), det(0, 0.4, ELSEWHERE), det(1, 0.6, UNIT)])]
+    best, curves = f1_thresholds(matched(images, 2))
+    thresholds, f1 = curves["per_class"][0]
+    # F1 = 2 tp / (tp + fp + npos): 0.9: 2/4, 0.8: 2/5, 0.7: 4/7, 0.5: 6/8, 0.4: 6/9
+    assert thresholds.tolist() == [0.9, 0.8, 0.7, 0.5, 0.4]
+    assert f1.tolist() == pytest.approx([2 / 4, 2 / 5, 4 / 7, 6 / 8, 6 / 9])
+    assert best["per_class"][0] == {"threshold": 0.5, "f1": pytest.approx(0.75), "precision": pytest.approx(0.6),
+                                    "recall": 1.0, "tp": 3, "fp": 2, "npos": 3}
+    assert best["per_class"][1]["threshold"] == 0.6
+    # pooled: 0.9 T, 0.8 F, 0.7 T+F, 0.6 T, 0.5 T, 0.4 F over 4 objects; best 0.5 with tp 4, fp 2: 8/10
+    assert best["overall"] == {"threshold": 0.5, "f1": pytest.approx(0.8), "precision": pytest.approx(4 / 6),
+                               "recall": 1.0, "tp": 4, "fp": 2, "npos": 4}
+
+
+def test_f1_ties_take_the_higher_threshold_and_difficult_matches_count_neither_way():
+    # 0.9 TP (F1 2/3 with 2 objects), 0.8 on the difficult box (ignored), 0.7 and 0.65 FP, 0.6 TP (F1 4/6 too)
+    images = [([gt(0, UNIT), gt(0, ELSEWHERE, difficult=1), gt(0, [2, 2, 3, 3])],
+               [det(0, 0.9, UNIT), det(0, 0.8, ELSEWHERE), det(0, 0.7, [9, 9, 10, 10]), det(0, 0.65, [8, 8, 9, 9]),
+                det(0, 0.6, [2, 2, 3, 3])])]
+    best, curves = f1_thresholds(matched(images))
+    assert curves["overall"][0].tolist() == [0.9, 0.7, 0.65, 0.6]
+    assert curves["overall"][1].tolist() == pytest.approx([2 / 3, 2 / 4, 2 / 5, 4 / 6])
+    assert best["overall"]["threshold"] == 0.9
+    assert best_f1(np.zeros(0), np.zeros(0, int), 2) == {"threshold": None, "f1": 0.0, "precision": None,
+                                                           "recall": 0.0, "tp": 0, "fp": 0, "npos": 2}
