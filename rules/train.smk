@@ -69,6 +69,7 @@ rule train_stop:
         freeze=config["freeze"],
         budget=config["train_budget_minutes"],
         patience=config["early_stop_patience"],
+        smoothing=config["early_stop_smoothing"],
         gpus=",".join(map(str, config["gpus"])),
     message:
         "Training {params.network} SSD at {params.data_shape} px up to epoch {wildcards.end}"
@@ -78,5 +79,5 @@ rule train_stop:
         " --batch-size {params.batch_size} --begin-epoch {params.begin} --end-epoch {wildcards.end}"
         " {params.resume} {params.pretrained} --learning-rate {params.learning_rate} --momentum {params.momentum}"
         " --wd {params.weight_decay} --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}'"
-        " --lr-factor {params.lr_factor} --freeze={params.freeze:q} --budget-minutes {params.budget} --patience {params.patience} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
+        " --lr-factor {params.lr_factor} --freeze={params.freeze:q} --budget-minutes {params.budget} --patience {params.patience} --patience-smoothing {params.smoothing} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
         " --out {params.out} 2>&1 | tee {log} >&2"

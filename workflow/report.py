@@ -65,7 +65,8 @@ def stop_note(frame, config):
     trained, planned = int(frame["epoch"].iloc[-1]), config["epochs"][-1]
     if trained >= planned:
         return f"<p>Trained all {planned} epochs.</p>"
-    reason = stop_reason(frame.to_dict("records"), config["train_budget_minutes"], config["early_stop_patience"])
+    reason = stop_reason(frame.to_dict("records"), config["train_budget_minutes"], config["early_stop_patience"],
+                         config["early_stop_smoothing"])
     return f"<p>Training stopped after epoch {trained} of {planned}: {html.escape(reason or 'unknown reason')}.</p>"
 
 

@@ -6,25 +6,36 @@ decides with them and the report explains the same decision.
 import math
 
 
-def stop_reason(rows, budget_minutes=0, patience=0):
+def stop_reason(rows, budget_minutes=0, patience=0, smoothing=1):
     """Why training stops after the last of `rows`, or None when it goes on.
 
     budget_minutes: the total time of the epochs (their validation included) that ends training (0: none).
     patience: the number of epochs without a val mAP higher than the best before that ends it (0: never).
+    smoothing: patience watches the moving average of the val mAP over this many evaluated epochs (1: the
+    val mAP itself), so that one lucky epoch does not restart the count.
     """
     spent = sum(float(row["seconds"]) for row in rows)
     if budget_minutes > 0 and spent >= 60 * budget_minutes:
         return f"the training budget of {budget_minutes:g} minutes was reached ({spent / 60:.1f} min)"
     if patience > 0:
-        best = best_epoch(rows)
+        best = best_epoch(rows, smoothing)
         if best and int(rows[-1]["epoch"]) - best[1] >= patience:
-            return f"val mAP did not improve for {patience} epochs (best {best[0]:.4f} at epoch {best[1]})"
+            what = "val mAP" if smoothing <= 1 else f"val mAP (moving average over {smoothing} epochs)"
+            return f"{what} did not improve for {patience} epochs (best {best[0]:.4f} at epoch {best[1]})"
     return None
 
 
-def best_epoch(rows):
-    """(val mAP, epoch) of the first epoch with the highest val mAP, or None when no epoch has one."""
+def best_epoch(rows, smoothing=1):
+    """(val mAP, epoch) of the first epoch with the highest val mAP, or None when no epoch has one.
+
+    With smoothing k > 1 the value of an epoch is the mean of its val mAP and that of the k - 1 evaluated epochs
+    before it (fewer at the start).
+    """
     scored = [(score, int(row["epoch"])) for row in rows if (score := val_map(row)) is not None]
+    if smoothing > 1:
+        scores = [score for score, _ in scored]
+        scored = [(sum(scores[max(0, i + 1 - smoothing):i + 1]) / min(i + 1, smoothing), epoch)
+                  for i, (_, epoch) in enumerate(scored)]
     return max(scored, key=lambda pair: (pair[0], -pair[1]), default=None)
 
 

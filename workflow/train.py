@@ -81,6 +81,8 @@ def parse_args(argv=None):
                         help="stop after the epoch that brings the run's total epoch time past this (0: no budget)")
     parser.add_argument("--patience", type=int, default=0,
                         help="stop when val mAP has not improved for this many epochs (0: never; needs --val-rec)")
+    parser.add_argument("--patience-smoothing", type=int, default=1,
+                        help="--patience watches the moving average of val mAP over this many epochs (1: none)")
     parser.add_argument("--gpus", default="", help="'' for the CPU, '0,1' for GPUs 0 and 1")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
@@ -142,7 +144,7 @@ def train(options):
 
 def _stop_reason(options, rows):
     """Why training ends after these rows (this stop's and the earlier stops'), or None."""
-    return stop_reason(rows, options.budget_minutes, options.patience)
+    return stop_reason(rows, options.budget_minutes, options.patience, options.patience_smoothing)
 
 
 def _finish_without_training(options, rows, reason):

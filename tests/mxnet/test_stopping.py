@@ -62,8 +62,20 @@ def test_the_report_says_why_training_ended_early():
 
     from workflow.report import stop_note
 
-    config = {"epochs": [3, 6], "train_budget_minutes": 0, "early_stop_patience": 2}
+    config = {"epochs": [3, 6], "train_budget_minutes": 0, "early_stop_patience": 2, "early_stop_smoothing": 1}
     frame = pd.DataFrame(rows(0.1, 0.3, 0.3, 0.2)).astype(float)
     assert stop_note(frame, config) == ("<p>Training stopped after epoch 4 of 6: val mAP did not improve for 2 epochs "
                                         "(best 0.3000 at epoch 2).</p>")
     assert stop_note(pd.DataFrame(rows(*[0.1] * 6)).astype(float), config) == "<p>Trained all 6 epochs.</p>"
+
+
+def test_smoothed_patience_watches_the_moving_average_of_the_val_map():
+    # one lucky epoch (0.9 at epoch 4) restarts the raw count; the 3-epoch average is 0.6333 at epochs 4 and 5,
+    # peaks at epoch 6 ((0.9 + 0.5 + 0.6) / 3) and is 0.5333 after
+    maps = (0.5, 0.5, 0.5, 0.9, 0.5, 0.6, 0.5, 0.5)
+    assert best_epoch(rows(*maps), smoothing=3) == (pytest.approx(2 / 3), 6)
+    assert best_epoch(rows(0.3, 0.6), smoothing=3) == (pytest.approx(0.45), 2)  # fewer epochs at the start
+    assert stop_reason(rows(*maps), patience=2, smoothing=3) == \
+        "val mAP (moving average over 3 epochs) did not improve for 2 epochs (best 0.6667 at epoch 6)"
+    assert stop_reason(rows(*maps), patience=5) is None  # raw best 0.9 at epoch 4, 4 epochs ago
+    assert best_epoch(rows(None, 0.2, None, 0.4), smoothing=2) == (pytest.approx(0.3), 4)  # unmeasured epochs skipped

@@ -31,8 +31,8 @@ def test_dry_run_plans_every_stage(tiny_run):
 def test_training_keys_reach_every_training_stop(tiny_run):
     workdir, config = tiny_run()
     (workdir / "config.yaml").write_text(yaml.safe_dump({**config, "early_stop_patience": 5,
-                                                         "train_budget_minutes": 2.5}))
+                                                         "early_stop_smoothing": 3, "train_budget_minutes": 2.5}))
     output = snakemake(workdir, "-n", "-p", "--cores", "1", "train").stdout
     commands = [line for line in output.splitlines() if "python -m workflow.train " in line]
     assert len(commands) == len(config["epochs"])
-    assert all("--patience 5 " in line and "--budget-minutes 2.5 " in line for line in commands)
+    assert all("--patience 5 --patience-smoothing 3 " in line and "--budget-minutes 2.5 " in line for line in commands)
