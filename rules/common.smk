@@ -24,7 +24,7 @@ DEEPLENS_MXNET = env_command("deeplens-mxnet", USE_CONDA)
 
 LOCK = {name: f"{workflow.basedir}/envs/{name}.txt" for name in ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")}
 TRAIN_ENV = "mxnet-cuda" if config["gpus"] else "mxnet"
-MXNET_TRAIN = env_command(TRAIN_ENV, USE_CONDA)
+MXNET_TRAIN = env_command(TRAIN_ENV, USE_CONDA, config["gpus"])
 R = f"results/{config['run']}"
 LOGS = f"{R}/logs"
 EPOCHS = config["epochs"]

@@ -5,6 +5,8 @@ new folder, an unchanged one is reused. Building takes a file lock, so parallel 
 Snakemake runs) that need the same environment wait for one build instead of racing.
 
     python -m workflow.envs exec mxnet -- python -m workflow.check ...   # build if needed, then run
+    python -m workflow.envs exec --gpus 0 mxnet-cuda -- python ...       # check the GPU first (workflow.gpus)
+    python -m workflow.envs exec --active mxnet-cuda -- python ...       # in the environment Python runs in (conda)
     python -m workflow.envs build mxnet optimizer                        # build only
     python -m workflow.envs path mxnet                                   # print the folder
 
@@ -19,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from workflow import gpus
 
 REPO = Path(__file__).resolve().parent.parent
 LOCKS = REPO / "envs"
@@ -75,17 +79,31 @@ def _add_libgfortran3(target):
     shutil.copy2(source, target / "lib" / "libgfortran.so.3")
 
 
-def run_environment(name):
-    """The variables a command needs to run inside the environment."""
-    target = ensure(name)
+def run_environment(name, active=False):
+    """The variables a command needs to run inside the environment: the venv built from its lock, or with
+    active, the environment this Python runs in (a conda environment Snakemake activated)."""
     env = dict(os.environ)
-    env["PATH"] = f"{target / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["VIRTUAL_ENV"] = str(target)
+    if active:
+        target = Path(sys.prefix)
+    else:
+        target = ensure(name)
+        env["PATH"] = f"{target / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["VIRTUAL_ENV"] = str(target)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONNOUSERSITE"] = "1"
-    if name == "deeplens-mxnet":
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(target / "lib"), env.get("LD_LIBRARY_PATH")]))
+    libraries = library_dirs(name, target)
+    if libraries:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, libraries + [env.get("LD_LIBRARY_PATH")]))
     return env
+
+
+def library_dirs(name, target):
+    """Folders of shared libraries the environment's packages link but do not find themselves."""
+    if name == "deeplens-mxnet":
+        return [str(target / "lib")]
+    if name == "mxnet-cuda":  # the CUDA 11 libraries libmxnet.so links, from NVIDIA's nvidia-*-cu11 wheels
+        return sorted(str(path) for path in target.glob("lib/python3*/site-packages/nvidia/*/lib"))
+    return []
 
 
 def main(argv=None):
@@ -94,6 +112,8 @@ def main(argv=None):
     sub.add_parser("build").add_argument("names", nargs="+")
     sub.add_parser("path").add_argument("name")
     run = sub.add_parser("exec")
+    run.add_argument("--gpus", help="GPU ids: check that they can train before building the environment")
+    run.add_argument("--active", action="store_true", help="use the environment this Python runs in")
     run.add_argument("name")
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -106,7 +126,9 @@ def main(argv=None):
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             parser.error("exec needs a command after --")
-        env = run_environment(args.name)
+        if args.gpus:
+            gpus.main(["--gpus", args.gpus])
+        env = run_environment(args.name, args.active)
         os.execvpe(command[0], command, env)
 
 

@@ -58,9 +58,12 @@ def previous_stop(epochs, end):
     return epochs[index - 1] if index else 0
 
 
-def env_command(name, use_conda):
-    """Shell prefix that runs a command inside the named stage environment."""
+def env_command(name, use_conda, gpus=()):
+    """Shell prefix that runs a command inside the named stage environment. With gpus it first checks that the
+    machine can train on them (workflow.gpus), before the environment is built; with conda it also puts the
+    mxnet-cuda environment's CUDA libraries on the library path."""
     pythonpath = f"PYTHONPATH={shlex.quote(str(REPO))}"
+    check = f" --gpus {','.join(map(str, gpus))}" if gpus else ""
     if use_conda:
-        return f"{pythonpath}"
-    return f"{pythonpath} {shlex.quote(sys.executable)} -m workflow.envs exec {name} --"
+        return f"{pythonpath} python -m workflow.envs exec --active{check} {name} --" if gpus else pythonpath
+    return f"{pythonpath} {shlex.quote(sys.executable)} -m workflow.envs exec{check} {name} --"

@@ -23,9 +23,13 @@ def test_locks_pin_every_package_exactly():
     assert "mxnet==1.9.1" in lock_pins("mxnet") and "mxnet==0.12.0" in lock_pins("deeplens-mxnet")
 
 
-def test_cuda_lock_is_the_mxnet_lock_with_the_cuda_build():
+def test_cuda_lock_is_the_mxnet_lock_with_the_cuda_build_and_nvidia_cuda_11_libraries():
     cuda = lock_pins("mxnet-cuda")
-    assert cuda == [pin.replace("mxnet==1.9.1", "mxnet-cu112==1.9.1") for pin in lock_pins("mxnet")]
+    nvidia = [pin for pin in cuda if pin.startswith("nvidia-")]
+    assert [pin for pin in cuda if pin not in nvidia] == [pin.replace("mxnet==1.9.1", "mxnet-cu112==1.9.1")
+                                                          for pin in lock_pins("mxnet")]
+    assert all(pin.split("==")[0].endswith("-cu11") for pin in nvidia)
+    assert any(pin.startswith("nvidia-cudnn-cu11==8.") for pin in nvidia)  # libmxnet.so links libcudnn.so.8
 
 
 def test_env_folder_follows_the_lock_and_parallel_requests_build_once(tmp_path, monkeypatch):
