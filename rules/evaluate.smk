@@ -8,12 +8,14 @@ rule evaluate_model:
         deploy=DEPLOY_INFO,
         val=f"{R}/pack/val.rec",
         names=f"{R}/pack/val.lst",
+        logs=[stop_log(end) for end in EPOCHS],
         lock=LOCK["mxnet"],
-        code=stage_code("evaluate", "detector", "metrics", "networks", "demo"),
+        code=stage_code("evaluate", "detector", "metrics", "networks", "demo", "deploy", "stopping"),
     output:
         metrics=METRICS,
         table=f"{R}/evaluate/per_class.csv",
         curves=f"{R}/evaluate/pr_curves.png",
+        f1_curves=f"{R}/evaluate/f1_curves.png",
         confusion=f"{R}/evaluate/confusion.csv",
         confusion_plot=f"{R}/evaluate/confusion.png",
         ranking=f"{R}/evaluate/worst_images.csv",
@@ -34,12 +36,15 @@ rule evaluate_model:
         difficult=yes_no(config["use_difficult"]),
         confusion=config["confusion_threshold"],
         worst=config["worst_images"],
+        resamples=config["bootstrap_resamples"],
+        train_dirs=",".join(stop_dir(end) for end in EPOCHS),
     message:
         "Evaluating the deploy model on every val image"
     shell:
         "OMP_NUM_THREADS={threads} {params.env} python -m workflow.evaluate --deploy {input.deploy} --val-rec {input.val}"
         " --iou-threshold {params.iou} --use-difficult {params.difficult} --confusion-threshold {params.confusion}"
-        " --worst-images {params.worst} --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
+        " --worst-images {params.worst} --bootstrap-resamples {params.resamples} --train-dirs {params.train_dirs}"
+        " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
 
 
 rule demo_images:

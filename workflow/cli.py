@@ -1,4 +1,4 @@
-"""Shared plumbing for stage entry points: user-facing errors and progress lines."""
+"""Shared plumbing for stage entry points: user-facing errors, progress lines, a figure with its interval."""
 import sys
 import time
 
@@ -35,3 +35,13 @@ class Progress:
         rate = done / max(now - self.start, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float("inf")
         log(f"{self.label}: {done}/{self.total} ({rate:.1f}/s, ETA {eta:.0f} s) {extra}".rstrip())
+
+
+def with_interval(value, interval=None, images=None):
+    """A metric as every output shows it: '0.880 (0.79-0.94, 23 images)'; 'n/a' without a value."""
+    if value is None:
+        return "n/a"
+    low, high = interval or (None, None)
+    inside = [f"{low:.2f}-{high:.2f}"] if low is not None else []
+    inside += [f"{images} images"] if images is not None else []
+    return f"{value:.3f} ({', '.join(inside)})" if inside else f"{value:.3f}"

@@ -47,21 +47,30 @@ def val_map_at(stop_dir, epoch):
     return next((val_map(row) for row in read_log(stop_dir) if int(row["epoch"]) == epoch), None)
 
 
-def export(args):
-    stop_dirs = args.train_dirs.split(",")
-    epoch, folder, reason = choose_epoch(stop_dirs, args.epoch)
-    _, arg_params, aux_params = mx.model.load_checkpoint(str(folder / CHECKPOINT_PREFIX), epoch)
-    symbol = build_deploy_symbol(args.network, len(args.classes.split(",")), args.data_shape, force_nms=args.force_nms == "yes",
-                                 nms_threshold=args.nms_threshold, nms_topk=args.nms_topk, threshold=args.threshold)
+def deploy_graph(folder, epoch, network, num_classes, data_shape, **detection):
+    """(deploy symbol, its arg params, its aux params) of the training checkpoint of `epoch` in `folder`.
+
+    detection: force_nms, nms_threshold, nms_topk and threshold of build_deploy_symbol.
+    """
+    _, arg_params, aux_params = mx.model.load_checkpoint(str(Path(folder) / CHECKPOINT_PREFIX), epoch)
+    symbol = build_deploy_symbol(network, num_classes, data_shape, **detection)
     needed_args = [n for n in symbol.list_arguments() if n != "data"]
     missing = [n for n in needed_args if n not in arg_params]
     if missing:
-        raise UserError(f"checkpoint {folder}/{CHECKPOINT_PREFIX}-{epoch:04d}.params lacks {missing[:5]} for network {args.network}")
+        raise UserError(f"checkpoint {folder}/{CHECKPOINT_PREFIX}-{epoch:04d}.params lacks {missing[:5]} for network {network}")
+    return symbol, {n: arg_params[n] for n in needed_args}, {n: aux_params[n] for n in symbol.list_auxiliary_states()}
+
+
+def export(args):
+    stop_dirs = args.train_dirs.split(",")
+    epoch, folder, reason = choose_epoch(stop_dirs, args.epoch)
+    symbol, arg_params, aux_params = deploy_graph(
+        folder, epoch, args.network, len(args.classes.split(",")), args.data_shape, force_nms=args.force_nms == "yes",
+        nms_threshold=args.nms_threshold, nms_topk=args.nms_topk, threshold=args.threshold)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / f"deploy_ssd_{args.network}_{args.data_shape}"
-    mx.model.save_checkpoint(str(prefix), epoch, symbol, {n: arg_params[n] for n in needed_args},
-                             {n: aux_params[n] for n in symbol.list_auxiliary_states()})
+    mx.model.save_checkpoint(str(prefix), epoch, symbol, arg_params, aux_params)
     info = {
         "symbol": f"{prefix.name}-symbol.json", "params": f"{prefix.name}-{epoch:04d}.params", "epoch": epoch,
         "epoch_choice": args.epoch, "epoch_reason": reason, "val_map_at_epoch": val_map_at(stop_dirs[-1], epoch),

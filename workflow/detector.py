@@ -38,12 +38,21 @@ class Detector:
 
     def __init__(self, deploy_info_path, batch_size=1, context=None):
         info_path = Path(deploy_info_path)
-        self.info = json.loads(info_path.read_text())
+        info = json.loads(info_path.read_text())
         folder = info_path.parent
-        self.data_shape = self.info["data_shape"]
-        symbol = mx.sym.load(str(folder / self.info["symbol"]))
-        args, aux = mx.model.load_params(str(folder / self.info["params"].rsplit("-", 1)[0]), self.info["epoch"])
-        self.batch_size = batch_size
+        symbol = mx.sym.load(str(folder / info["symbol"]))
+        args, aux = mx.model.load_params(str(folder / info["params"].rsplit("-", 1)[0]), info["epoch"])
+        self._bind(info, symbol, args, aux, batch_size, context)
+
+    @classmethod
+    def from_graph(cls, info, symbol, args, aux, batch_size=1, context=None):
+        """A detector of a deploy graph held in memory; info as in deploy.json (data_shape, classes, epoch ...)."""
+        detector = cls.__new__(cls)
+        detector._bind(info, symbol, args, aux, batch_size, context)
+        return detector
+
+    def _bind(self, info, symbol, args, aux, batch_size, context):
+        self.info, self.data_shape, self.batch_size = info, info["data_shape"], batch_size
         self.module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=context or mx.cpu())
         self.module.bind(data_shapes=[("data", (batch_size, 3, self.data_shape, self.data_shape))], for_training=False)
         self.module.set_params(args, aux, allow_missing=False, allow_extra=False)

@@ -177,7 +177,8 @@ def paired_difference(matched_a, matched_b, resamples=1000, seed=0, confidence=0
     a, b = resampled_values(matched_a, draws)[0][key], resampled_values(matched_b, draws)[0][key]
     low, high = percentile_interval(a - b, confidence)
     return {"metric": key, "difference": getattr(matched_a.result(), key) - getattr(matched_b.result(), key),
-            "low": low, "high": high, "share_a_higher": float(np.mean(a > b)), "resamples": resamples}
+            "low": low, "high": high, "share_a_higher": float(np.mean(a > b)) if resamples else None,
+            "resamples": resamples}
 
 
 # ---------------------------------------------------------------- the score threshold that maximises F1

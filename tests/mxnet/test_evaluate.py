@@ -139,3 +139,52 @@ def test_images_are_ranked_by_false_positives_plus_missed_objects():
     # ties: more false positives first, then record order
     tied = evaluate.rank_images([[(0, -1)], [(-1, 0)], [(1, -1)]], ["miss", "alarm", "miss2"])
     assert [row["image"] for row in tied] == ["alarm", "miss", "miss2"]
+
+
+def test_metrics_carry_bootstrap_intervals_and_f1_thresholds(model_and_records, tmp_path):
+    deploy, rec, _ = model_and_records
+    metrics = run(deploy, rec, tmp_path / "a", "--bootstrap-resamples", "200", "--bootstrap-seed", "4")
+    assert metrics["bootstrap"] == {"resamples": 200, "seed": 4, "confidence": 0.95,
+                                    "method": "percentile, val images drawn with replacement"}
+    for key in ("map_voc07", "map_area", "coco_map"):
+        low, high = metrics["intervals"][key]
+        assert 0 <= low <= high <= 1
+    for row in metrics["per_class"]:
+        assert row["ap_area_low"] <= row["ap_area_high"]
+    chosen = metrics["score_threshold"]["overall"]
+    assert chosen["npos"] == sum(row["npos"] for row in metrics["per_class"])
+    assert chosen["f1"] == pytest.approx(2 * chosen["tp"] / (chosen["tp"] + chosen["fp"] + chosen["npos"]))
+    assert set(metrics["score_threshold"]["per_class"]) == set(CLASSES)
+    assert metrics["last_epoch"] is None  # no training folders given
+    assert (tmp_path / "a" / "f1_curves.png").stat().st_size > 1000
+    again = run(deploy, rec, tmp_path / "b", "--bootstrap-resamples", "200", "--bootstrap-seed", "4")
+    assert again["intervals"] == metrics["intervals"]
+
+
+def training_stop(folder, epochs_and_seeds, logged):
+    """A training stop folder: ssd-NNNN checkpoints with the tiny deploy graph's weights of each seed, and log.csv."""
+    folder.mkdir(parents=True)
+    for epoch, seed in epochs_and_seeds:
+        saved = make_tiny_deploy(folder / f"seed{seed}", seed)
+        symbol, args, aux = mx.model.load_checkpoint(str(saved.parent / "deploy_ssd_tiny_64"), 3)
+        mx.model.save_checkpoint(str(folder / "ssd"), epoch, symbol, args, aux)
+    (folder / "log.csv").write_text("epoch,seconds,val_map\n" + "".join(f"{e},1.0,0.1\n" for e in range(1, logged + 1)))
+    return str(folder)
+
+
+def test_the_deployed_epoch_is_compared_with_the_last_on_the_same_images(model_and_records, tmp_path):
+    deploy, rec, _ = model_and_records  # epoch 3, weights of seed 0
+    other = run(make_tiny_deploy(tmp_path / "other", seed=1), rec, tmp_path / "other_eval")
+    stop = training_stop(tmp_path / "train", [(3, 0), (5, 1)], logged=5)
+    metrics = run(deploy, rec, tmp_path / "a", "--train-dirs", stop, "--bootstrap-resamples", "300")
+    compared = metrics["last_epoch"]
+    assert compared["last_epoch"] == 5 and compared["last_map_voc07"] == other["map_voc07"]
+    assert compared["difference"] == pytest.approx(metrics["map_voc07"] - other["map_voc07"])
+    assert compared["low"] <= compared["difference"] <= compared["high"]
+    assert compared["distinguishable"] == (compared["low"] > 0 or compared["high"] < 0)
+
+    same = training_stop(tmp_path / "same", [(3, 0), (5, 0)], logged=5)  # the last epoch has the same weights
+    compared = run(deploy, rec, tmp_path / "b", "--train-dirs", same, "--bootstrap-resamples", "50")["last_epoch"]
+    assert (compared["difference"], compared["low"], compared["high"], compared["distinguishable"]) == (0, 0, 0, False)
+    last = training_stop(tmp_path / "last", [(3, 0)], logged=3)  # epoch 3 is the last: nothing to compare
+    assert run(deploy, rec, tmp_path / "c", "--train-dirs", last)["last_epoch"] is None
