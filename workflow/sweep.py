@@ -16,9 +16,12 @@ A sweep file names a base config and a grid; every combination of the grid's val
 Each run's full config is written to results/sweeps/<name>/<run>.yaml and checked by a dry run before anything
 trains; then the runs go one after the other (`snakemake --cores N <target> --configfile <run>.yaml`, output in
 results/sweeps/<name>/<run>.log; a run already complete does nothing). Options after `--` go to every snakemake
-call, e.g. `-- --profile profiles/slurm` to run each run's jobs on a cluster. Finally the comparison (val mAP, IR
-mAP and latency, training time) is written to comparison.csv and comparison.md and printed. Exit status 1 if any
-run failed. Runs in the orchestrator environment (Snakemake's); standard library and PyYAML only.
+call, e.g. `-- --profile profiles/slurm` to run each run's jobs on a cluster. Finally the comparison (val mAP with
+its bootstrap interval, IR mAP and latency, training time) is written to comparison.csv and comparison.md and
+printed. When the grid varies `seed`, the runs that differ only in seed form a group, and seed_groups.csv (also at
+the end of comparison.md) gives each group's mean, standard deviation (n - 1) and range: the training noise, which
+the bootstrap interval of one run does not hold. Exit status 1 if any run failed. Runs in the orchestrator
+environment (Snakemake's); standard library and PyYAML only.
 """
 import argparse
 import csv
@@ -26,6 +29,7 @@ import io
 import itertools
 import json
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -33,9 +37,14 @@ from pathlib import Path
 
 import yaml
 
+from workflow.cli import with_interval
+
 REPO = Path(__file__).resolve().parent.parent
 SWEEP_KEYS = {"name", "base", "set", "grid", "target"}
-COLUMNS = ["val_map", "ir_map", "ir_latency_ms", "mxnet_latency_ms", "train_seconds", "epochs"]
+COLUMNS = ["val_map", "val_map_low", "val_map_high", "val_images", "ir_map", "ir_latency_ms", "mxnet_latency_ms",
+           "train_seconds", "epochs"]
+SHOWN = [c for c in COLUMNS if c not in ("val_map_low", "val_map_high", "val_images")]  # in val_map's cell instead
+SPREAD_COLUMNS = ["val_map", "ir_map", "train_seconds"]
 
 
 class SweepError(Exception):
@@ -100,7 +109,9 @@ def run_results(run, config):
     row = dict.fromkeys(COLUMNS)
     metrics = results / "evaluate" / "metrics.json"
     if metrics.exists():
-        row["val_map"] = json.loads(metrics.read_text())["map_voc07"]
+        scores = json.loads(metrics.read_text())
+        row["val_map"], row["val_images"] = scores["map_voc07"], scores["images"]
+        row["val_map_low"], row["val_map_high"] = scores.get("intervals", {}).get("map_voc07", (None, None))
     verify = results / "ir" / "verify.json"
     if verify.exists():
         check = json.loads(verify.read_text())
@@ -121,10 +132,18 @@ def run_results(run, config):
 FORMATS = {"val_map": ".4f", "ir_map": ".4f", "ir_latency_ms": ".2f", "mxnet_latency_ms": ".2f", "train_seconds": ".1f"}
 
 
-def cell(key, value):
+def cell(key, value, row=None):
     if value is None:
         return ""
+    if key == "val_map" and row is not None:
+        return with_interval(value, (row.get("val_map_low"), row.get("val_map_high")), row.get("val_images"))
     return format(value, FORMATS[key]) if key in FORMATS else str(value)
+
+
+def markdown_table(rows, shown):
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(cell(key, row.get(key), row) for key in shown) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def comparison(rows, keys):
@@ -134,8 +153,46 @@ def comparison(rows, keys):
     writer = csv.DictWriter(out, header, lineterminator="\n")
     writer.writeheader()
     writer.writerows({key: row.get(key) for key in header} for row in rows)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(key, row.get(key)) for key in header) + " |" for row in rows]
+    return out.getvalue(), markdown_table(rows, ["run", *keys, "status", *SHOWN, "report"])
+
+
+def seed_groups(rows, keys):
+    """One row per group of runs that differ only in seed: the other grid keys, the runs, and the mean, standard
+    deviation (n - 1) and range of SPREAD_COLUMNS over the runs that have the figure."""
+    others = [key for key in keys if key != "seed"]
+    groups = {}
+    for row in rows:
+        groups.setdefault(tuple(str(row[key]) for key in others), []).append(row)
+    summary = []
+    for values, members in groups.items():
+        entry = {**dict(zip(others, values)), "runs": len(members), "seeds": " ".join(str(r["seed"]) for r in members)}
+        for column in SPREAD_COLUMNS:
+            figures = [r[column] for r in members if r.get(column) is not None]
+            entry[f"{column}_mean"] = statistics.mean(figures) if figures else None
+            entry[f"{column}_sd"] = statistics.stdev(figures) if len(figures) > 1 else None
+            entry[f"{column}_min"], entry[f"{column}_max"] = (min(figures), max(figures)) if figures else (None, None)
+        summary.append(entry)
+    return summary
+
+
+def seed_table(groups, keys):
+    """seed_groups as (CSV text, Markdown text): 'mean ± sd (min-max)' per figure in the Markdown."""
+    others = [key for key in keys if key != "seed"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(groups[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(groups)
+    shown = [*others, "runs", "seeds", *SPREAD_COLUMNS]
+    lines = ["| " + " | ".join(f"{key} mean ± sd (min-max)" if key in SPREAD_COLUMNS else key for key in shown) + " |",
+             "|" + "---|" * len(shown)]
+    for group in groups:
+        cells = [str(group[key]) for key in [*others, "runs", "seeds"]]
+        for column in SPREAD_COLUMNS:
+            mean, sd, low, high = (group[f"{column}_{part}"] for part in ("mean", "sd", "min", "max"))
+            spread = f" ± {format(sd, FORMATS[column])}" if sd is not None else ""
+            cells.append("" if mean is None else f"{format(mean, FORMATS[column])}{spread} "
+                                                 f"({format(low, FORMATS[column])}-{format(high, FORMATS[column])})")
+        lines.append("| " + " | ".join(cells) + " |")
     return out.getvalue(), "\n".join(lines) + "\n"
 
 
@@ -189,6 +246,10 @@ def main(argv=None):
     rows = [{"run": name, **chosen, "status": status[name], **run_results(name, config)} for name, chosen, config in runs]
     csv_text, markdown = comparison(rows, list(sweep["grid"]))
     (folder / "comparison.csv").write_text(csv_text)
+    if "seed" in sweep["grid"]:
+        seeds_csv, seeds_markdown = seed_table(seed_groups(rows, list(sweep["grid"])), list(sweep["grid"]))
+        (folder / "seed_groups.csv").write_text(seeds_csv)
+        markdown += f"\nOver the seeds (training noise; each run's interval above is the val-set noise):\n\n{seeds_markdown}"
     (folder / "comparison.md").write_text(markdown)
     print(f"\n{markdown}\nTable: {folder / 'comparison.csv'}, {folder / 'comparison.md'}")
     if any(value == "failed" for value in status.values()):

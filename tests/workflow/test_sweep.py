@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG, copy_sample
-from workflow.sweep import SweepError, load_sweep, variants
+from workflow.sweep import SweepError, comparison, load_sweep, seed_groups, seed_table, variants
 
 
 def sweep(workdir, *args):
@@ -88,3 +88,21 @@ def test_two_tiny_runs_and_their_comparison(tmp_path):
     assert all("Nothing to be done" in (tmp_path / "results" / "sweeps" / "tiny" / f"{row['run']}.log").read_text()
                for row in rows)
     assert sweep(tmp_path, sweep_file, "--table-only").returncode == 0 and table(tmp_path, "tiny") == rows
+
+
+def test_runs_that_differ_only_in_seed_get_their_mean_and_spread():
+    rows = [{"run": f"s-{network}-{seed}", "network": network, "seed": seed, "status": "done", "val_map": val_map,
+             "val_map_low": val_map - 0.1, "val_map_high": val_map + 0.05, "val_images": 23, "ir_map": val_map,
+             "train_seconds": 100.0 + seed}
+            for network, seed, val_map in [("tiny", 0, 0.80), ("tiny", 1, 0.84), ("tiny", 2, 0.88), ("lite", 0, 0.5)]]
+    groups = seed_groups(rows, ["network", "seed"])
+    assert [(g["network"], g["runs"], g["seeds"]) for g in groups] == [("tiny", 3, "0 1 2"), ("lite", 1, "0")]
+    assert (groups[0]["val_map_mean"], groups[0]["val_map_sd"]) == (pytest.approx(0.84), pytest.approx(0.04))
+    assert (groups[0]["val_map_min"], groups[0]["val_map_max"]) == (0.80, 0.88)
+    assert groups[1]["val_map_sd"] is None  # one run has no spread
+    csv_text, markdown = seed_table(groups, ["network", "seed"])
+    assert "| tiny | 3 | 0 1 2 | 0.8400 ± 0.0400 (0.8000-0.8800) | 0.8400 ± 0.0400 (0.8000-0.8800) | 101.0 ± 1.0" \
+           in markdown
+    assert "| lite | 1 | 0 | 0.5000 (0.5000-0.5000) |" in markdown
+    assert csv_text.splitlines()[0].startswith("network,runs,seeds,val_map_mean,val_map_sd,val_map_min,val_map_max")
+    assert "| s-tiny-0 | tiny | 0 | done | 0.800 (0.70-0.85, 23 images) |" in comparison(rows, ["network", "seed"])[1]
