@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-from workflow import gpus
-
 REPO = Path(__file__).resolve().parent.parent
 LOCKS = REPO / "envs"
 ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")
@@ -127,6 +125,8 @@ def main(argv=None):
         if not command:
             parser.error("exec needs a command after --")
         if args.gpus:
+            from workflow import gpus  # here: the file also runs as a script, without the repository on sys.path
+
             gpus.main(["--gpus", args.gpus])
         env = run_environment(args.name, args.active)
         os.execvpe(command[0], command, env)
