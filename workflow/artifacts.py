@@ -3,6 +3,10 @@
 IR .xml/.bin and its input contract, the MXNet deploy symbol/params, labels.txt, infer.py (OpenVINO
 runtime + numpy + OpenCV only) and manifest.json: every file with sha256 and size, the classes,
 thresholds, metrics, and the hashes of config, data, code and environment locks that made it.
+
+The shipped model.contract.json is optimize's plus score_threshold (and class_score_thresholds): the score that
+maximised F1 on val in evaluate's metrics.json, infer.py's and the Lambda's default. It is added here rather than
+by optimize so that a change of evaluation does not run the Model Optimizer again.
 """
 import argparse
 import hashlib
@@ -43,7 +47,7 @@ Val mAP (VOC07, IoU {manifest["metrics"]["iou_threshold"]}): MXNet {check["mxnet
 |---|---|
 | {contract["model"]}, model.bin | OpenVINO IR ({contract["precision"]}), input {contract["input_shape"]} {contract["layout"]} {contract["color_order"]}, mean {"inside the IR" if contract["mean_in_ir"] else "subtracted by the caller"} |
 | model.contract.json | the IR's input and output contract |
-| infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then `detect(compiled, frame_bgr, contract, threshold)` |
+| infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then `detect(compiled, frame_bgr, contract)` |
 | deeplens_lambda.py | the DeepLens inference Lambda: camera frames (awscam) in, detections published to IoT (greengrasssdk) |
 | {manifest["mxnet"]["symbol"]}, {manifest["mxnet"]["params"]} | the MXNet deploy model (MXNet 1.x) |
 | {manifest["mxnet012"]["symbol"]}, {manifest["mxnet012"]["params"]} | the same model for MXNet 0.12, the DeepLens' version |
@@ -52,13 +56,36 @@ Val mAP (VOC07, IoU {manifest["metrics"]["iou_threshold"]}): MXNet {check["mxnet
 The IR does no non-maximum suppression: infer.py applies it ({"across classes (force_nms)" if contract["force_nms"] else "per class"},
 IoU {contract["nms_threshold"]}), so its detections equal the MXNet deploy model's.
 
+Score threshold: {threshold_sentence(contract)}
+
 Example:
 
     import cv2, infer
     compiled, contract = infer.load("model.xml")
-    for cls, score, xmin, ymin, xmax, ymax in infer.detect(compiled, cv2.imread("photo.jpg"), contract, 0.5):
+    for cls, score, xmin, ymin, xmax, ymax in infer.detect(compiled, cv2.imread("photo.jpg"), contract):
         print(open("labels.txt").read().split()[cls], score, xmin, ymin, xmax, ymax)
 """
+
+
+def threshold_sentence(contract):
+    if "score_threshold" not in contract:
+        return "none was chosen (no val detections); infer.py and the Lambda use 0.5 unless given one."
+    return (f"infer.py and the Lambda keep detections scoring at least {contract['score_threshold']:.3f} unless given "
+            f"a threshold (`--threshold`, DETECTION_THRESHOLD, or detect()'s argument): "
+            f"{contract['score_threshold_source']}.")
+
+
+def shipped_contract(contract, metrics):
+    """optimize's contract plus the score threshold chosen on val (none when there were no val detections)."""
+    chosen = metrics["score_threshold"]
+    if chosen["overall"]["threshold"] is None:
+        return contract
+    overall = chosen["overall"]
+    return {**contract, "score_threshold": overall["threshold"],
+            "class_score_thresholds": {name: c["threshold"] for name, c in chosen["per_class"].items()},
+            "score_threshold_source": f"the score that maximises F1 over all classes on the {metrics['images']} val "
+                                      f"images at IoU {chosen['iou_threshold']} (F1 {overall['f1']:.3f}, precision "
+                                      f"{overall['precision']:.3f}, recall {overall['recall'] or 0.0:.3f}; evaluate/metrics.json)"}
 
 
 def collect(args):
@@ -69,26 +96,29 @@ def collect(args):
     out.mkdir(parents=True, exist_ok=True)
     legacy = json.loads(Path(args.legacy).read_text())
     legacy_dir = Path(args.legacy).parent
-    copies = [ir_xml, ir_xml.with_suffix(".bin"), Path(args.contract), deploy_dir / deploy["symbol"],
+    copies = [ir_xml, ir_xml.with_suffix(".bin"), deploy_dir / deploy["symbol"],
               deploy_dir / deploy["params"], Path(args.deploy), legacy_dir / legacy["symbol"], legacy_dir / legacy["params"]]
     for source in copies:
         shutil.copy2(source, out / source.name)
+    metrics = json.loads(Path(args.metrics).read_text())
+    contract = shipped_contract(json.loads(Path(args.contract).read_text()), metrics)
+    (out / Path(args.contract).name).write_text(json.dumps(contract, indent=2) + "\n")
     shutil.copy2(args.infer, out / "infer.py")
     shutil.copy2(args.lambda_function, out / "deeplens_lambda.py")
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in deploy["classes"]))
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
-    metrics = json.loads(Path(args.metrics).read_text())
     manifest = {
         "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
         "classes": deploy["classes"],
         "ir": {"xml": ir_xml.name, "bin": ir_xml.with_suffix(".bin").name,
-               "input_contract": json.loads(Path(args.contract).read_text()),
+               "input_contract": contract,
                "check": json.loads(Path(args.ir_check).read_text())},
         "mxnet": {"symbol": deploy["symbol"], "params": deploy["params"], "epoch": deploy["epoch"],
                   "epoch_reason": deploy["epoch_reason"], "input": deploy["input"]},
         "mxnet012": {"symbol": legacy["symbol"], "params": legacy["params"],
                      "check": json.loads(Path(args.legacy_check).read_text())},
-        "thresholds": {k: deploy[k] for k in ("force_nms", "nms_threshold", "nms_topk", "threshold")},
+        "thresholds": {**{k: deploy[k] for k in ("force_nms", "nms_threshold", "nms_topk", "threshold")},
+                       "score_threshold": contract.get("score_threshold")},
         "metrics": {k: metrics[k] for k in ("images", "iou_threshold", "map_voc07", "map_area", "coco_map")},
         "provenance": provenance(args.config, args.annotations),
     }

@@ -5,7 +5,8 @@ and labels.txt. On the device it reads camera frames with awscam.getLastFrame(),
 through infer.py (which applies the cross-class NMS the IR leaves out) and publishes one JSON message per
 frame to the IoT topic $aws/things/<AWS_IOT_THING_NAME>/infer with greengrasssdk.
 
-Environment: DETECTION_THRESHOLD (default 0.5), OPENVINO_DEVICE (default GPU on the device; CPU works
+Environment: DETECTION_THRESHOLD (default: model.contract.json's score_threshold, the score that
+maximised F1 on the val images; 0.5 without one), OPENVINO_DEVICE (default GPU on the device; CPU works
 anywhere), AWS_IOT_THING_NAME (set by Greengrass).
 """
 import json
@@ -40,8 +41,9 @@ def infinite_infer_run(frames=None):
     """Detect on camera frames and publish each result; `frames` bounds the loop (None: run forever)."""
     client = greengrasssdk.client("iot-data")
     topic = "$aws/things/{}/infer".format(os.environ.get("AWS_IOT_THING_NAME", "deeplens"))
-    threshold = float(os.environ.get("DETECTION_THRESHOLD", "0.5"))
     compiled, contract, labels = load_model(os.environ.get("OPENVINO_DEVICE", "GPU"))
+    setting = os.environ.get("DETECTION_THRESHOLD")
+    threshold = float(setting) if setting else infer.default_threshold(contract)
     done = 0
     while frames is None or done < frames:
         ok, frame = awscam.getLastFrame()

@@ -4,8 +4,12 @@ Standalone (openvino, numpy, OpenCV and the standard library only): it is copied
 the device. The IR's contract (N.contract.json beside N.xml) says how to feed it; the IR does no
 non-maximum suppression, `nms` below applies the deploy symbol's (across classes when force_nms).
 
+Score threshold: `detect` keeps the detections scoring at least `threshold`. Without one it takes the
+contract's `score_threshold`: in the artifact folder, the score that maximised F1 over the val images (written
+by the artifacts stage from evaluate's metrics.json); 0.5 where the contract has none.
+
     compiled, contract = load("model/ssd.xml")
-    for cls, score, xmin, ymin, xmax, ymax in detect(compiled, frame_bgr, contract, threshold=0.5): ...
+    for cls, score, xmin, ymin, xmax, ymax in detect(compiled, frame_bgr, contract): ...
 
 As a command (in the artifact folder, where it is infer.py):
     python infer.py photo.jpg more_photos/ --threshold 0.5 --out-dir annotated/
@@ -76,9 +80,18 @@ def raw_output(compiled, tensor):
     return rows[:end[0] if len(end) else len(rows), 1:]
 
 
-def detect(compiled, image_bgr, contract, threshold):
+FALLBACK_THRESHOLD = 0.5
+
+
+def default_threshold(contract):
+    """The contract's score_threshold (chosen on val), else FALLBACK_THRESHOLD."""
+    return contract.get("score_threshold", FALLBACK_THRESHOLD)
+
+
+def detect(compiled, image_bgr, contract, threshold=None):
     """Rows [cls (0-based), score, xmin, ymin, xmax, ymax] (box normalised to [0, 1]) scoring at least
-    threshold, best first: what the MXNet deploy model returns for the image."""
+    threshold (default_threshold(contract) when None), best first: what the MXNet deploy model returns."""
+    threshold = default_threshold(contract) if threshold is None else threshold
     candidates = raw_output(compiled, preprocess(image_bgr, contract))
     # only better-scoring rows can suppress a row, so dropping the low scores first changes nothing but the time
     candidates = candidates[candidates[:, 1] >= threshold]
@@ -118,7 +131,8 @@ def main(argv=None):
     parser.add_argument("images", nargs="+", help="images or folders")
     parser.add_argument("--model", default=str(here / "model.xml"))
     parser.add_argument("--labels", default=str(here / "labels.txt"))
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float,
+                        help="lowest score kept (default: the contract's score_threshold, chosen on val; else 0.5)")
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--out-dir", help="write the images with their detections drawn here")
     args = parser.parse_args(argv)

@@ -12,7 +12,8 @@ from workflow import ir_infer
 compiled, contract = ir_infer.load(sys.argv[1])
 image = cv2.imread(sys.argv[2])
 raw = compiled(ir_infer.preprocess(image, contract))[compiled.output(0)]
-print(json.dumps({"raw_shape": list(raw.shape), "detections": ir_infer.detect(compiled, image, contract, 0.0)}))
+print(json.dumps({"raw_shape": list(raw.shape), "detections": ir_infer.detect(compiled, image, contract, 0.0),
+                  "by_default": ir_infer.detect(compiled, image, contract), "contract": contract}))
 """
 
 LAMBDA_PROBE = """
@@ -26,6 +27,8 @@ os.environ.update(OPENVINO_DEVICE="CPU", DETECTION_THRESHOLD="0.0")
 sys.path.insert(0, sys.argv[1])
 import deeplens_lambda
 deeplens_lambda.infinite_infer_run(frames=2)
+del os.environ["DETECTION_THRESHOLD"]  # then the contract's score threshold
+deeplens_lambda.infinite_infer_run(frames=1)
 print(json.dumps(published))
 """
 
@@ -64,6 +67,11 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     probe = in_optimizer_env(IR_PROBE, artifacts / "model.xml", image)
     assert probe["raw_shape"][:3] == [1, 1, 400] and probe["raw_shape"][3] == 7
     assert probe["detections"] and all(len(row) == 6 and row[0] in (0, 1) for row in probe["detections"])
+    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
+    chosen = metrics["score_threshold"]["overall"]["threshold"]
+    assert probe["contract"]["score_threshold"] == chosen and manifest["thresholds"]["score_threshold"] == chosen
+    assert set(probe["contract"]["class_score_thresholds"]) == set(config["classes"])
+    assert probe["by_default"] == [row for row in probe["detections"] if row[1] >= chosen]  # infer's default
 
     command = [sys.executable, str(REPO / "workflow" / "envs.py"), "exec", "optimizer", "--", "python",
                str(artifacts / "infer.py"), str(image.parent), "--threshold", "0", "--out-dir", str(workdir / "drawn")]
@@ -72,10 +80,10 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert len(list((workdir / "drawn").glob("*.jpg"))) == 12
 
     published = in_optimizer_env(LAMBDA_PROBE, artifacts, image)
-    assert len(published) == 2 and published[0][0] == "$aws/things/deeplens/infer"
+    assert len(published) == 3 and published[0][0] == "$aws/things/deeplens/infer"
     assert {d["label"] for d in published[0][1]["detections"]} <= set(config["classes"]) and published[0][1]["detections"]
+    assert [d["score"] for d in published[2][1]["detections"]] == [round(row[1], 4) for row in probe["by_default"]]
 
-    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
     assert metrics["images"] == len((results / "split" / "val.txt").read_text().split()) and 0 <= metrics["map_voc07"] <= 1
     demo = json.loads((results / "demo" / "demo.json").read_text())
     assert len(demo["images"]) == 2 and all((results / "demo" / d["output"]).stat().st_size > 1000 for d in demo["images"])
