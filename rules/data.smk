@@ -11,7 +11,8 @@ rule annotate_check:
         annotations=ANNOTATIONS,
         table=CHECK_TABLE,
     log:
-        f"{LOGS}/check.log",
+        main=f"{LOGS}/check.log",
+        problems=f"{LOGS}/check_problems.csv",
     conda:
         "../envs/mxnet.yaml"
     threads: 1
@@ -34,7 +35,7 @@ rule annotate_check:
         "OMP_NUM_THREADS={threads} {params.env} python -m workflow.check --dataset {params.dataset:q} {params.val_dataset} {params.lst_root}"
         " --classes {params.classes:q} --class-map {params.class_map:q} --keep-empty-images {params.keep_empty}"
         " --skip-bad-files {params.skip_bad} --max-image-pixels {params.max_pixels}"
-        " --out {output.annotations} --table {output.table} 2>&1 | tee {log} >&2"
+        " --out {output.annotations} --table {output.table} --problems-log {log.problems} 2>&1 | tee {log.main} >&2"
 
 
 rule split_data:

@@ -134,7 +134,8 @@ rule verify_ir:
     output:
         result=IR_CHECK,
     log:
-        f"{LOGS}/verify_ir.log",
+        main=f"{LOGS}/verify_ir.log",
+        differences=f"{LOGS}/verify_ir_differences.txt",
     conda:
         "../envs/optimizer.yaml"
     threads: 2
@@ -149,7 +150,8 @@ rule verify_ir:
         "Checking the IR against the MXNet deploy model on every val image, and timing both"
     shell:
         "OMP_NUM_THREADS={threads} {params.env} python -m workflow.verify_ir --deploy {input.deploy} --ir {input.xml} --val-rec {input.val}"
-        " --min-score {params.min_score} --iou-threshold {params.iou} --out {output.result} 2>&1 | tee {log} >&2"
+        " --min-score {params.min_score} --iou-threshold {params.iou} --out {output.result}"
+        " --differences {log.differences} 2>&1 | tee {log.main} >&2"
 
 
 rule collect_artifacts:

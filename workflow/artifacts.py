@@ -46,7 +46,8 @@ Val mAP (VOC07, IoU {manifest["metrics"]["iou_threshold"]}): MXNet {check["mxnet
 | file | what |
 |---|---|
 | {contract["model"]}, model.bin | OpenVINO IR ({contract["precision"]}), input {contract["input_shape"]} {contract["layout"]} {contract["color_order"]}, mean {"inside the IR" if contract["mean_in_ir"] else "subtracted by the caller"} |
-| model.contract.json | the IR's input and output contract |
+| model.contract.json | the IR's input and output contract, with the inference precision infer.py uses: \
+{contract["inference_precision"]}, the one at which {check["agreement"]:.1%} of the IR's detections paired with MXNet's |
 | infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then `detect(compiled, frame_bgr, contract)` |
 | deeplens_lambda.py | the DeepLens inference Lambda: camera frames (awscam) in, detections published to IoT (greengrasssdk) |
 | {manifest["mxnet"]["symbol"]}, {manifest["mxnet"]["params"]} | the MXNet deploy model (MXNet 1.x) |

@@ -235,6 +235,9 @@ def main(argv=None):
     parser.add_argument("--skip-bad-files", choices=["yes", "no"], default="no")
     parser.add_argument("--out", required=True, help="annotations JSON to write")
     parser.add_argument("--table", required=True, help="problem table CSV to write")
+    parser.add_argument("--problems-log", required=True,
+                        help="a copy of the problem table kept where a failed run leaves it (Snakemake deletes the "
+                             "outputs of a failed job, not its logs)")
     args = parser.parse_args(argv)
     settings = Settings(json.loads(args.classes), json.loads(args.class_map), args.max_image_pixels,
                         args.keep_empty_images == "yes", args.lst_root)
@@ -243,12 +246,13 @@ def main(argv=None):
     if args.val_dataset:
         val_records, val_problems = check_dataset(args.val_dataset, settings, source="val_dataset")
         records, problems = records + val_records, problems + val_problems
-    write_table(problems, args.table)
-    errors = summarize(records, problems, settings.classes, args.table)
+    for table in (args.table, args.problems_log):
+        write_table(problems, table)
+    errors = summarize(records, problems, settings.classes, args.problems_log)
     if errors and args.skip_bad_files == "no":
         shown = "\n".join(f"  {p.file}: {p.problem}: {p.message}" for p in errors[:SHOWN_ERRORS])
         more = f"\n  ... and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
-        raise UserError(f"{len(errors)} annotation errors (full table: {args.table}; set skip_bad_files: true to "
+        raise UserError(f"{len(errors)} annotation errors (full table: {args.problems_log}; set skip_bad_files: true to "
                         f"leave those files out):\n{shown}{more}")
     for p in errors:
         log(f"check: skipped {p.file}: {p.problem}: {p.message}")

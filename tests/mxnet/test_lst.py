@@ -134,7 +134,8 @@ def test_cli_checks_train_and_val_lists_and_split_takes_the_val_list(folder, tmp
     out = tmp_path / "out"
     out.mkdir()
     command = [sys.executable, "-m", "workflow.check", "--dataset", str(folder / "train.lst"), "--val-dataset",
-               str(folder / "val.lst"), "--classes", json.dumps(CLASSES), "--out", str(out / "a.json"), "--table", str(out / "t.csv")]
+               str(folder / "val.lst"), "--classes", json.dumps(CLASSES), "--out", str(out / "a.json"), "--table", str(out / "t.csv"),
+               "--problems-log", str(out / "problems.csv")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "3 usable images, 3 objects (nike 1, adidas 2); 0 errors" in result.stderr
