@@ -25,6 +25,10 @@ class GpuError(Exception):
     pass
 
 
+class UnsupportedGpu(GpuError):
+    """A GPU is there, but MXNet's kernels cannot run on it."""
+
+
 def version_tuple(text):
     return tuple(int(part) for part in text.split("."))
 
@@ -90,9 +94,9 @@ def check(gpu_ids, environ=os.environ):
     chosen = [usable[i] for i in gpu_ids]
     unfit = [row for row in chosen if row["compute_cap"] and not mxnet_runs_on(row["compute_cap"])]
     if unfit:
-        raise GpuError(f"MXNet 1.9.1's CUDA build has machine code for compute capability 5.0 to 8.9 only "
-                       f"(sm_50 to sm_86 and no PTX, so nothing is compiled for newer GPUs), not for "
-                       f"{'; '.join(describe(row) for row in unfit)}")
+        raise UnsupportedGpu(f"MXNet 1.9.1's CUDA build has machine code for compute capability 5.0 to 8.9 only "
+                             f"(sm_50 to sm_86 and no PTX, so nothing is compiled for newer GPUs), not for "
+                             f"{'; '.join(describe(row) for row in unfit)}")
     return chosen
 
 
