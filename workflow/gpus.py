@@ -69,13 +69,11 @@ def visible(rows, environ=os.environ):
     by_index = {row["index"]: row for row in rows}
     picked = []
     for entry in (part.strip() for part in names.split(",")):
-        if entry in by_index:
-            picked.append(by_index[entry])
-        elif entry.startswith(("GPU-", "MIG-")):  # a UUID: not in our query, assume it names a usable device
-            picked.append({"index": entry, "name": entry, "driver_version": rows[0]["driver_version"],
-                           "compute_cap": ""})
-        else:
+        if not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
             break  # CUDA ignores an invalid entry and every entry after it
+        # A UUID, or an index that nvidia-smi numbers otherwise (a Slurm job's cgroup renumbers): taken to be a GPU
+        # like the first one listed.
+        picked.append(by_index.get(entry, dict(rows[0], index=entry)))
     return picked
 
 

@@ -43,6 +43,9 @@ def test_no_driver_no_device_or_too_few_devices_say_what_was_found(tmp_path):
     assert "1 GPU(s) are visible (CUDA_VISIBLE_DEVICES='1')" in error_of([1], only_second)
     assert [row["index"] for row in gpus.check([0], only_second)] == ["1"]
     assert "0 GPU(s) are visible" in error_of([0], dict(two, CUDA_VISIBLE_DEVICES="-1"))
+    slurm_job = dict(fake_nvidia_smi(tmp_path / "d", "3, Tesla T4, 535.104.05, 7.5"), CUDA_VISIBLE_DEVICES="0")
+    assert gpus.check([0], slurm_job) == [{"index": "0", "name": "Tesla T4", "driver_version": "535.104.05",
+                                           "compute_cap": "7.5"}]
 
 
 def test_driver_too_old_for_cuda_11(tmp_path):
