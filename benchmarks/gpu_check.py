@@ -238,7 +238,13 @@ def main(argv=None):
         say(f"ERROR: run this with Python 3.11, not {platform.python_version()}: the environments' locks pin "
             "numpy 1.23.5, which has no wheels for newer Pythons.")
         return NO_PYTHON
-    timed(summary, "build_environments", build_environments)
+    try:
+        timed(summary, "build_environments", build_environments)
+    except subprocess.CalledProcessError as error:
+        summary["build_error"] = f"{' '.join(error.cmd[-4:])} failed with exit {error.returncode} (its output is above)"
+        report(summary, options)
+        say(f"ERROR: building the environments failed: {summary['build_error']}")
+        return GPU_FAILED
     summary["probes"] = {}
     for name, extra in [("first", {}), ("again", {}), ("lazy loading", {"CUDA_MODULE_LOADING": "LAZY"})]:
         summary["probes"][name] = timed(summary, f"probe {name}", probe_mxnet, extra)
