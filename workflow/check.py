@@ -15,7 +15,8 @@ from pathlib import Path, PureWindowsPath
 
 from workflow import voc
 from workflow.cli import UserError, log, run_main
-from workflow.images import ROTATING_ORIENTATIONS, ImageProblem, decode_rgb, exif_orientation, open_image
+from workflow.images import (ROTATING_ORIENTATIONS, ImageProblem, decode_rgb, exif_orientation, jpeg_ends_early,
+                             missing_rows, open_image)
 
 CLIP_TOLERANCE = 0.02  # boxes up to 2% of the image side (at least 2 px) outside are clipped with a warning
 SHOWN_ERRORS = 10
@@ -82,13 +83,14 @@ def check_pair(stem, xml, image, settings):
     except voc.AnnotationError as error:
         return None, [Problem(str(xml), "error", "xml-invalid", str(error))]
     try:
-        width, height, orientation = _read_image(image, settings)
+        width, height, orientation, ends_early = _read_image(image, settings)
     except ImageProblem as error:
         return None, [Problem(str(image), "error", "image-unreadable", str(error))]
-    problems = _filename_problems(xml, annotation, image) + _size_problems(xml, annotation, width, height, orientation)
+    problems = (_ending_problems(image, ends_early) + _filename_problems(xml, annotation, image)
+                + _size_problems(xml, annotation, width, height, orientation))
     checked = [_check_object(str(xml), index, obj, width, height, settings)
                for index, obj in enumerate(annotation.objects, start=1)]
-    return _record(stem, image, str(xml), width, height, checked, problems, settings)
+    return _record(stem, image, str(xml), width, height, checked, problems, settings, ends_early)
 
 
 def check_lst_line(where, line, root, settings):
@@ -104,24 +106,40 @@ def check_lst_line(where, line, root, settings):
     if not image.is_file():
         return None, [Problem(where, "error", "image-missing", f"no image at {image} (written '{entry.path}')")]
     try:
-        width, height, orientation = _read_image(image, settings)
+        width, height, orientation, ends_early = _read_image(image, settings)
     except ImageProblem as error:
         return None, [Problem(str(image), "error", "image-unreadable", str(error))]
     checked = [_check_lst_object(where, index, values, width, height, settings)
                for index, values in enumerate(entry.objects, start=1)]
     image_id = image.relative_to(root).with_suffix("").as_posix()
-    return _record(image_id, image, where, width, height, checked, _rotation_problems(where, orientation), settings)
+    problems = _ending_problems(image, ends_early) + _rotation_problems(where, orientation)
+    return _record(image_id, image, where, width, height, checked, problems, settings, ends_early)
 
 
 def _read_image(image, settings):
-    """(width, height, EXIF orientation) of an image that decodes completely; ImageProblem otherwise."""
+    """(width, height, EXIF orientation, whether the JPEG data ends early) of an image whose every pixel row
+    decodes; ImageProblem otherwise."""
     opened = open_image(image, settings.max_pixels)
     orientation = exif_orientation(opened)
-    height, width = decode_rgb(opened).shape[:2]
-    return width, height, orientation
+    ends_early = opened.format == "JPEG" and jpeg_ends_early(Path(image).read_bytes())
+    rgb = decode_rgb(opened, ends_early)
+    height, width = rgb.shape[:2]
+    lost = missing_rows(rgb) if ends_early else 0
+    if lost:
+        raise ImageProblem(f"the JPEG data ends early: the bottom {lost} of its {height} pixel rows "
+                           f"({lost / height:.0%}) are missing")
+    return width, height, orientation, ends_early
 
 
-def _record(image_id, image, annotation, width, height, checked, problems, settings):
+def _ending_problems(image, ends_early):
+    if not ends_early:
+        return []
+    return [Problem(str(image), "warning", "jpeg-ends-early",
+                    "the JPEG data stops before its end marker (a download cut short?); every pixel row decodes, "
+                    "what is missing at the end comes out gray as in any viewer; packed re-encoded")]
+
+
+def _record(image_id, image, annotation, width, height, checked, problems, settings, ends_early=False):
     """(record of a usable image or None, problems) from the checked objects [(object or None, problems)]."""
     objects = [obj for obj, _ in checked if obj]
     problems = problems + [p for _, found in checked for p in found]
@@ -130,6 +148,8 @@ def _record(image_id, image, annotation, width, height, checked, problems, setti
         return None, problems
     record = {"id": image_id, "image": str(image), "annotation": annotation, "width": width, "height": height,
               "objects": objects, "sha256": hashlib.sha256(Path(image).read_bytes()).hexdigest()}
+    if ends_early:
+        record["jpeg_ends_early"] = True  # only then: the records of complete images stay as they were
     return record, problems
 
 

@@ -1,4 +1,5 @@
 """Shared plumbing for stage entry points: user-facing errors, progress lines, a figure with its interval."""
+import os
 import sys
 import time
 
@@ -13,6 +14,7 @@ def log(message):
 
 def run_main(main, argv=None):
     """Run a stage's main(argv); a UserError becomes 'ERROR: ...' on stderr and exit status 1."""
+    os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # else MXNet announces its oneDNN backend at every bind
     try:
         main(argv)
     except UserError as error:

@@ -1,8 +1,8 @@
 """pack: one split's images into an im2rec-format .lst and an MXNet RecordIO .rec/.idx.
 
 Record i holds the image and the label [2, 6, cls, xmin, ymin, xmax, ymax, difficult, ...] with
-coordinates normalised to [0, 1], which mx.io.ImageDetRecordIter reads. A baseline RGB or gray JPEG without
-EXIF rotation that needs no downscaling is stored as it is (its pixels are exactly what the check saw);
+coordinates normalised to [0, 1], which mx.io.ImageDetRecordIter reads. A complete baseline RGB or gray JPEG
+without EXIF rotation that needs no downscaling is stored as it is (its pixels are exactly what the check saw);
 any other image is decoded as workflow.images does, downscaled so its longer side is at most --max-side
 (a JPEG is decoded at 1/2, 1/4 or 1/8 scale first where that stays above the target), and JPEG-encoded as
 im2rec does. Images are prepared in parallel but written in list order, so identical input gives identical
@@ -45,16 +45,16 @@ def target_size(width, height, max_side):
 
 def encode(task):
     """The JPEG bytes of one record, or an error message; runs in a worker process."""
-    path, max_side, quality, max_pixels, pass_through = task
+    path, max_side, quality, max_pixels, pass_through, ends_early = task
     try:
         data = Path(path).read_bytes()
         image = open_image(io.BytesIO(data), max_pixels)
         size = target_size(image.width, image.height, max_side)
-        if size == image.size and pass_through and is_plain_jpeg(image):
+        if size == image.size and pass_through and not ends_early and is_plain_jpeg(image):
             return data
         if size != image.size:
             image.draft(None, size)  # JPEG only: decode at a reduced scale, never below the target size
-        rgb = decode_rgb(image)
+        rgb = decode_rgb(image, ends_early)
     except (ImageProblem, OSError) as error:
         return f"{path}: {error}"
     if rgb.shape[1::-1] != size:
@@ -98,7 +98,8 @@ def pack(records, out_prefix, max_side, quality, max_pixels, processes, pass_thr
     out_prefix = Path(out_prefix)
     tmp = {suffix: out_prefix.with_suffix(f".{suffix}.part") for suffix in ("rec", "idx", "lst")}
     progress = Progress(f"pack {out_prefix.name}", len(records))
-    tasks = [(r["image"], max_side, quality, max_pixels, pass_through) for r in records]
+    tasks = [(r["image"], max_side, quality, max_pixels, pass_through, r.get("jpeg_ends_early", False))
+             for r in records]
     with (Pool(processes) as pool, open(tmp["rec"], "wb") as rec, open(tmp["idx"], "w") as idx,
           open(tmp["lst"], "w") as lst):
         for index, (record, jpeg) in enumerate(zip(records, pool.imap(encode, tasks, chunksize=4))):

@@ -358,7 +358,7 @@ def _record_iter(path, options, seed, augment, max_objects):
         data_shape=(3, options.data_shape, options.data_shape), label_pad_width=2 + 6 * max_objects,
         label_pad_value=-1, shuffle=augment, seed=seed, preprocess_threads=options.threads,
         mean_r=networks.MEAN_RGB[0], mean_g=networks.MEAN_RGB[1], mean_b=networks.MEAN_RGB[2],
-        **augmentation)
+        verbose=False, **augmentation)
 
 
 def _objects(raw_label):

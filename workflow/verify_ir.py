@@ -74,6 +74,13 @@ def match(mxnet_rows, ir_rows, min_score, data_shape):
     return paired, only_mxnet, only_ir, (int(mxnet_thin.sum()), int(ir_thin.sum()))
 
 
+def agreement(paired, only_mxnet, only_ir):
+    """The share of compared detections that paired; 1 when no detection reached the parity threshold (an
+    undertrained model): then only the mAP, over every detection, compares the two."""
+    compared = paired + only_mxnet + only_ir
+    return float(paired / compared) if compared else 1.0
+
+
 def describe(image, model, row, classes):
     box = ", ".join(f"{value:.3f}" for value in row[2:])
     return f"val image {image}: only {model}: {classes[int(row[0])]} {row[1]:.3f} at [{box}]"
@@ -146,7 +153,7 @@ def compare(reference, ir_all, args):
         differences += [describe(index, "IR", row, reference.classes) for row in only_ir]
     ir_map = evaluate_detections(reference.truths, ir_all, len(reference.classes), args.iou_threshold).map_voc07
     return {"matched": int(totals[0]), "only_mxnet": int(totals[1]), "only_ir": int(totals[2]),
-            "degenerate_mxnet": int(totals[3]), "degenerate_ir": int(totals[4]), "agreement": totals[0] / max(1, totals[:3].sum()),
+            "degenerate_mxnet": int(totals[3]), "degenerate_ir": int(totals[4]), "agreement": agreement(*totals[:3]),
             "ir_map_voc07": ir_map, "map_difference": abs(ir_map - reference.mxnet_map), "differences": differences}
 
 

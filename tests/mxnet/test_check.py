@@ -1,4 +1,5 @@
 import hashlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from PIL import Image
 
 from conftest import REPO
 from workflow import check
-from workflow.images import EXIF_ORIENTATION, load_rgb
+from workflow.images import EXIF_ORIENTATION, jpeg_ends_early, load_rgb
 
 CLASSES = ["swoosh", "stripes"]
 
@@ -108,17 +109,19 @@ def test_entities_are_refused_not_expanded(voc):
     assert "refused for safety" in problems[("xml-invalid", "error")].message
 
 
-def test_truncated_and_oversized_images_are_refused(voc):
+def test_broken_and_oversized_images_are_refused(voc):
     root = voc(0)
-    write_image(root, "cut")
-    data = (root / "JPEGImages" / "cut.jpg").read_bytes()
-    (root / "JPEGImages" / "cut.jpg").write_bytes(data[: len(data) // 2])
-    write_xml(root, "cut", [("swoosh", 1, 1, 50, 50)])
+    write_image(root, "broken")
+    data = bytearray((root / "JPEGImages" / "broken.jpg").read_bytes())
+    table = data.index(b"\xff\xc4")
+    data[table + 5:table + 21] = b"\xff" * 16  # Huffman code counts no table can hold
+    (root / "JPEGImages" / "broken.jpg").write_bytes(bytes(data))
+    write_xml(root, "broken", [("swoosh", 1, 1, 50, 50)])
     _, problems = problems_of(root)
-    assert "truncated" in problems[("image-unreadable", "error")].message
+    assert "image data is broken or truncated" in problems[("image-unreadable", "error")].message
     root2 = voc(0)
-    (root2 / "JPEGImages" / "cut.jpg").unlink()
-    (root2 / "Annotations" / "cut.xml").unlink()
+    (root2 / "JPEGImages" / "broken.jpg").unlink()
+    (root2 / "Annotations" / "broken.xml").unlink()
     write_image(root2, "big")
     write_xml(root2, "big", [("swoosh", 1, 1, 50, 50)])
     _, problems = problems_of(root2, max_pixels=1000)
@@ -250,3 +253,48 @@ def test_size_of_the_rotated_view_is_an_error(voc):
     assert problems[("size-mismatch", "error")].message == (
         "<size> 240x320 is the EXIF-rotated view of the 320x240 stored image: the boxes were drawn on a rotated image; "
         "re-save the image without EXIF rotation and relabel")
+
+
+CARDS = REPO.parent / "shared" / "datasets" / "cards" / "train"
+CARD_CLASSES = ["nine", "ten", "jack", "queen", "king", "ace"]
+
+
+def cut_card_photo(root, kept):
+    """A real phone photo of the cards dataset (a 504-row baseline JPEG) with its XML in root, keeping only
+    kept(data) of the JPEG's bytes: a download cut short."""
+    xml = sorted((CARDS / "Annotations").glob("*.xml"))[0]
+    data = (CARDS / "JPEGImages" / f"{xml.stem}.JPG").read_bytes()
+    (root / "Annotations" / xml.name).write_bytes(xml.read_bytes())
+    image = root / "JPEGImages" / f"{xml.stem}.JPG"
+    image.write_bytes(kept(data))
+    return image
+
+
+@pytest.mark.parametrize("kept", [lambda data: data[:-2], lambda data: data[:-20]], ids=["no-end-marker", "last-bytes"])
+def test_a_jpeg_missing_only_its_end_is_accepted_with_a_warning(voc, kept):
+    image = cut_card_photo(voc(0), kept)
+    records, problems = problems_of(image.parent.parent, classes=CARD_CLASSES)
+    assert list(problems) == [("jpeg-ends-early", "warning")]
+    assert problems[("jpeg-ends-early", "warning")].file == str(image)
+    assert "every pixel row decodes" in problems[("jpeg-ends-early", "warning")].message
+    assert len(records) == 1 and records[0]["jpeg_ends_early"] is True and records[0]["height"] == 504
+
+
+def test_a_jpeg_that_lost_rows_is_an_error_saying_how_many(voc):
+    image = cut_card_photo(voc(0), lambda data: data[: len(data) * 6 // 10])
+    records, problems = problems_of(image.parent.parent, classes=CARD_CLASSES)
+    message = problems[("image-unreadable", "error")].message
+    assert records == [] and message.startswith("the JPEG data ends early: the bottom ")
+    missing = int(message.split("the bottom ")[1].split()[0])
+    assert 100 < missing < 300 and "of its 504 pixel rows" in message
+
+
+def test_jpeg_ends_early_walks_markers_and_scans(tmp_path):
+    photo = (CARDS / "JPEGImages" / f"{sorted((CARDS / 'Annotations').glob('*.xml'))[0].stem}.JPG").read_bytes()
+    progressive = tmp_path / "progressive.jpg"
+    Image.open(io.BytesIO(photo)).save(progressive, progressive=True, quality=90)
+    for data in (photo, progressive.read_bytes()):
+        assert not jpeg_ends_early(data)
+        assert not jpeg_ends_early(data + b"trailing bytes after the end marker")
+        for cut in (1, 2, 20, len(data) // 2):
+            assert jpeg_ends_early(data[:-cut])

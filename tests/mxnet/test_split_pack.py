@@ -11,7 +11,7 @@ from PIL import Image
 
 from workflow import check, pack, split
 from workflow.cli import UserError
-from workflow.images import exif_orientation, load_rgb
+from workflow.images import exif_orientation, jpeg_ends_early, load_rgb
 
 CLASSES = ["swoosh", "stripes"]
 
@@ -139,6 +139,20 @@ def test_other_images_are_re_encoded(voc, tmp_path, name, save):
     assert jpeg != Path(record["image"]).read_bytes()
     decoded = Image.open(io.BytesIO(jpeg))
     assert (decoded.format, decoded.mode, decoded.size, exif_orientation(decoded)) == ("JPEG", "RGB", (64, 48), 1)
+
+
+def test_a_jpeg_that_ends_early_is_stored_re_encoded_and_complete(voc, tmp_path):
+    root = voc(1)
+    record = checked(root)[0]
+    image = Path(record["image"])
+    image.write_bytes(image.read_bytes()[:-30])
+    records, problems = check.check_dataset(root, check.Settings(CLASSES, {}, 50_000_000, True))
+    assert [p.problem for p in problems] == ["jpeg-ends-early"] and records[0]["jpeg_ends_early"]
+    jpeg = packed_image(tmp_path, records[0])
+    assert jpeg != image.read_bytes() and not jpeg_ends_early(jpeg)
+    Image.open(io.BytesIO(jpeg)).load()  # strict: complete data
+    stored = mx.image.imdecode(jpeg).asnumpy().astype(int)
+    assert np.abs(stored - load_rgb(image, 50_000_000)).mean() < 2  # the check's pixels, through JPEG quality 90
 
 
 def test_downscaling_decodes_a_jpeg_at_reduced_scale_to_the_same_size(voc, tmp_path):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from workflow.verify_ir import match
+from workflow.verify_ir import agreement, match
 
 
 SIDE = 192
@@ -50,3 +50,9 @@ def test_thin_boxes_pair_by_their_corners():
     assert paired == 0
     np.testing.assert_array_equal(only_mxnet, rows(thin))
     np.testing.assert_array_equal(only_ir, rows(far))
+
+
+def test_agreement_with_nothing_to_compare_is_not_a_failure():
+    """An undertrained model may score no val detection above the parity threshold: nothing disagrees."""
+    assert agreement(0, 0, 0) == 1.0
+    assert agreement(3, 1, 0) == 0.75

@@ -61,6 +61,12 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     ir_check = manifest["ir"]["check"]
     assert ir_check["map_difference"] <= 0.005 and ir_check["agreement"] >= 0.97
     assert ir_check["precision"] == "FP16" and ir_check["force_nms"] is True
+    assert manifest["ir"]["input_contract"]["inference_precision"] == "f32"
+    assert ir_check["inference_precision"] == {"requested": "f32", "ran": "f32"}  # on every CPU
+    assert ir_check["fast_precision"]["inference_precision"] == "bf16"
+    for train_log in (results / "logs").glob("train_*.log"):  # our progress lines, not MXNet's chatter
+        text = train_log.read_text()
+        assert "val mAP" in text and "Subgraph backend" not in text and "ImageDetRecordIOParser" not in text
     assert manifest["mxnet012"]["check"]["mxnet_version"] == "0.12.0" and manifest["mxnet012"]["check"]["mismatches"] == []
 
     image = sorted((workdir / "voc" / "JPEGImages").iterdir())[0]
