@@ -4,10 +4,11 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from conftest import REPO
 from workflow import networks
 
-REFERENCE = "/work/shared/reference/resnet50_ssd_voc0712_params.json"
-SEED_SYMBOL = "/work/shared/reference/seed_project/ssd_resnet50_512-symbol.json"
+REFERENCE = REPO.parent / "shared" / "reference" / "resnet50_ssd_voc0712_params.json"
+SEED_SYMBOL = REPO.parent / "shared" / "reference" / "seed_project" / "ssd_resnet50_512-symbol.json"
 # Ops that both MXNet 0.12 (DeepLens) and the OpenVINO 2024.4 MXNet front end know.
 DEPLOY_OPS = {"null", "Convolution", "BatchNorm", "Activation", "Pooling", "Flatten", "Concat", "Reshape",
               "transpose", "elemwise_add", "SoftmaxActivation", "_contrib_MultiBoxPrior", "_contrib_MultiBoxDetection"}
@@ -30,7 +31,7 @@ def test_resnet50_matches_public_voc_model(data_shape):
 
 
 def test_resnet50_matches_seed_project_two_class_symbol():
-    seed = mx.sym.load(SEED_SYMBOL)
+    seed = mx.sym.load(str(SEED_SYMBOL))
     assert shapes(networks.build_training_symbol("resnet50", 2, 512), 512) == shapes(seed, 512)
 
 
