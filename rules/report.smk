@@ -12,6 +12,7 @@ rule write_report:
         deploy=DEPLOY_INFO,
         metrics=METRICS,
         curves=f"{R}/evaluate/pr_curves.png",
+        f1_curves=f"{R}/evaluate/f1_curves.png",
         confusion=f"{R}/evaluate/confusion.csv",
         confusion_plot=f"{R}/evaluate/confusion.png",
         ranking=f"{R}/evaluate/worst_images.csv",
@@ -20,7 +21,7 @@ rule write_report:
         demo=DEMO_INDEX,
         manifest=MANIFEST,
         lock=LOCK["mxnet"],
-        code=stage_code("report", "stopping"),
+        code=stage_code("report"),
     output:
         html=REPORT,
     log:
@@ -32,11 +33,12 @@ rule write_report:
         mem_mb=2000,
         runtime=10,
     params:
-        env=MXNET,
         config=json.dumps(config, sort_keys=True),
         results=folder_of_output("html"),
     message:
         "Writing the run report {output.html}"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.report --results {params.results} --config {params.config:q}"
-        " --out {output.html} 2>&1 | tee {log} >&2"
+        stage(
+            "report",
+            "--results {params.results} --config {params.config:q} --out {output.html}",
+        )

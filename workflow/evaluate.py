@@ -7,8 +7,9 @@ errors (worst_images.csv) and the worst ones drawn (worst/*.jpg, listed in worst
 of (model, val records with their .lst, settings).
 
 Intervals: --bootstrap-resamples draws of the val images with replacement (seeded, numpy PCG64), each scored
-like the whole set; the interval is the middle --confidence of the resampled values (percentile bootstrap). They
-say how much the figure depends on which images happen to be in val, not how training noise moves it.
+like the whole set; the interval covers --confidence of the resampled values, bias-corrected (metrics.
+percentile_interval: resampled APs run high). They say how much the figure depends on which images happen to be
+in val, not how training noise moves it.
 
 Deployed epoch against the last: when the deployed epoch is not the last trained (deploy_epoch: best or a
 number), the last epoch's checkpoint is turned into the same deploy graph and scored on the same images; the
@@ -279,12 +280,13 @@ def evaluate(detector, rec_path, out, settings, last_detector=None):
                **{key: clean(getattr(result, key)) for key in MAP_KEYS},
                "intervals": {key: list(map_intervals[key]) for key in MAP_KEYS},
                "bootstrap": {"resamples": settings.bootstrap_resamples, "seed": settings.bootstrap_seed,
-                             "confidence": settings.confidence, "method": "percentile, val images drawn with replacement"},
+                             "confidence": settings.confidence, "method": "bias-corrected percentile, val images drawn with replacement"},
                "score_threshold": {"iou_threshold": settings.iou_threshold, "overall": best_f1["overall"],
                                    "per_class": dict(zip(classes, best_f1["per_class"]))},
-               "last_epoch": (compare_with_last(matched, last_detector, rec_path, len(names), settings)
-                              if last_detector else None),
-               "per_class": table}
+               "last_epoch": None, "per_class": table}
+    if last_detector:
+        metrics["last_epoch"] = compare_with_last(matched, last_detector, rec_path, len(names), settings)
+        metrics["last_epoch"]["summary"] = last_epoch_note(metrics)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     chosen = best_f1["overall"]
     log(f"evaluate: {len(ground_truth)} val images, mAP VOC07 {with_interval(result.map_voc07, map_intervals['map_voc07'])}, "
@@ -294,7 +296,7 @@ def evaluate(detector, rec_path, out, settings, last_detector=None):
         f"at confusion_threshold {settings.confusion_threshold}: {matrix[-1, :-1].sum()} false alarms, "
         f"{matrix[:-1, -1].sum()} missed objects, {matrix[:-1, :-1].sum() - np.trace(matrix[:-1, :-1])} class confusions")
     if metrics["last_epoch"]:
-        log(f"evaluate: {last_epoch_note(metrics)}")
+        log(f"evaluate: {metrics['last_epoch']['summary']}")
     return metrics
 
 

@@ -22,6 +22,7 @@ Rules (PASCAL VOC devkit, VOCevaldet.m):
     left out of the means.
 """
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -150,22 +151,40 @@ def resampled_values(matched, draws):
     return maps, per_class
 
 
-def percentile_interval(values, confidence):
-    """(low, high) percentile interval of the finite values; (None, None) when there are none."""
+def percentile_interval(values, confidence, point=None):
+    """(low, high) bootstrap interval of the finite resampled values; (None, None) when there are none.
+
+    Without `point`, the plain percentile interval (the middle `confidence` of the values). With the estimate
+    `point`, Efron's bias-corrected percentile interval: AP takes the maximum precision beyond each recall, so
+    resampled APs run higher than the estimate (on the sample the resampled VOC07 mAP averages 0.899 against
+    0.880, only 30% below it), and the plain percentiles would sit mostly above the estimate. With z0 the normal
+    quantile of the share of values below `point` (ties count half), the bounds are the values at the normal
+    probabilities of 2 z0 -+ z; z0 = 0 (no bias) gives the plain interval.
+    """
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if not values.size:
         return None, None
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
+    tail = (1 - confidence) / 2
+    probabilities = [tail, 1 - tail]
+    if point is not None and not np.isnan(point):
+        share = np.mean(values < point) + 0.5 * np.mean(values == point)
+        share = min(max(share, 0.5 / values.size), 1 - 0.5 / values.size)  # all on one side: as far as n allows
+        normal = NormalDist()
+        z0, z = normal.inv_cdf(share), normal.inv_cdf(1 - tail)
+        probabilities = [normal.cdf(2 * z0 - z), normal.cdf(2 * z0 + z)]
+    low, high = np.percentile(values, [100 * p for p in probabilities])
     return float(low), float(high)
 
 
 def bootstrap_intervals(matched, resamples=1000, seed=0, confidence=0.95):
-    """Percentile bootstrap intervals, resampling the val images: {map key: (low, high)}, [{ap key: (low, high)}]."""
+    """Bias-corrected percentile bootstrap intervals, resampling the val images: {map key: (low, high)} and
+    [{ap key: (low, high)}] per class."""
     maps, per_class = resampled_values(matched, resample_draws(matched.images, resamples, seed))
-    return ({key: percentile_interval(values, confidence) for key, values in maps.items()},
-            [{key: percentile_interval(values, confidence) for key, values in c.items()} for c in per_class])
+    point = matched.result()
+    return ({key: percentile_interval(values, confidence, getattr(point, key)) for key, values in maps.items()},
+            [{key: percentile_interval(values, confidence, getattr(point.per_class[c], key)) for key, values in v.items()}
+             for c, v in enumerate(per_class)])
 
 
 def paired_difference(matched_a, matched_b, resamples=1000, seed=0, confidence=0.95, key="map_voc07"):
@@ -175,9 +194,9 @@ def paired_difference(matched_a, matched_b, resamples=1000, seed=0, confidence=0
         raise ValueError(f"paired comparison needs the same images: {matched_a.images} vs {matched_b.images}")
     draws = resample_draws(matched_a.images, resamples, seed)
     a, b = resampled_values(matched_a, draws)[0][key], resampled_values(matched_b, draws)[0][key]
-    low, high = percentile_interval(a - b, confidence)
-    return {"metric": key, "difference": getattr(matched_a.result(), key) - getattr(matched_b.result(), key),
-            "low": low, "high": high, "share_a_higher": float(np.mean(a > b)) if resamples else None,
+    difference = getattr(matched_a.result(), key) - getattr(matched_b.result(), key)
+    low, high = percentile_interval(a - b, confidence, difference)
+    return {"metric": key, "difference": difference, "low": low, "high": high, "share_a_higher": float(np.mean(a > b)) if resamples else None,
             "resamples": resamples}
 
 

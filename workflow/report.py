@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from workflow.cli import log, run_main  # noqa: E402
+from workflow.cli import log, run_main, with_interval  # noqa: E402
 from workflow.stopping import stop_reason  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -81,23 +81,59 @@ def map_note(deploy, metrics):
             f"<b>{number(metrics['map_voc07'])}</b>.</p>")
 
 
+def map_figure(metrics, key):
+    """An mAP with its bootstrap interval and the number of val images, as metrics.json holds them."""
+    return with_interval(metrics[key], metrics["intervals"][key], metrics["images"])
+
+
+def epoch_note(deploy, metrics):
+    """Which epoch is deployed, and whether the val set tells it apart from the last one."""
+    note = f"Deployed epoch {deploy['epoch']}: {html.escape(deploy['epoch_reason'])}."
+    if metrics["last_epoch"]:
+        note += f" Against the last epoch: {html.escape(metrics['last_epoch']['summary'])}."
+    elif deploy["epoch_choice"] != "last":
+        note += " It is the last epoch trained."
+    return note
+
+
+def threshold_note(metrics):
+    """The score threshold the device code uses by default, chosen on val."""
+    chosen = metrics["score_threshold"]["overall"]
+    if chosen["threshold"] is None:
+        return "No val detections, so no score threshold was chosen; the device code uses 0.5."
+    return (f"Score threshold of the device code (infer.py, the Lambda) unless set: <b>{chosen['threshold']:.3f}</b>, "
+            f"the one that maximises F1 over all classes on val at IoU {metrics['score_threshold']['iou_threshold']} "
+            f"(F1 {chosen['f1']:.3f}, precision {chosen['precision']:.3f}, recall {number(chosen['recall'], 3)}).")
+
+
 PER_CLASS_COLUMNS = {"name": "class", "ap_voc07": "AP VOC07", "ap_area": "AP area", "ap_coco": "AP COCO 0.5:0.95",
-                     "npos": "objects", "precision_at_threshold": "precision at score threshold",
-                     "recall_at_threshold": "recall at score threshold"}
+                     "npos": "objects", "precision_at_threshold": "precision at confusion_threshold",
+                     "recall_at_threshold": "recall at confusion_threshold", "f1_threshold": "F1-optimal threshold",
+                     "f1": "F1 there", "f1_precision": "precision there", "f1_recall": "recall there"}
 
 
 def per_class_section(results, metrics):
     frame = pd.DataFrame(metrics["per_class"])
+    for key in ("ap_voc07", "ap_area", "ap_coco"):
+        if f"{key}_low" in frame:
+            frame[key] = [with_interval(None if pd.isna(row[key]) else row[key],
+                                        (None if pd.isna(row[f"{key}_low"]) else row[f"{key}_low"], row[f"{key}_high"]))
+                          for _, row in frame.iterrows()]
     columns = {key: title for key, title in PER_CLASS_COLUMNS.items() if key in frame}
-    note = (f"<p>AP from every detection; precision and recall from those scoring &ge; {metrics['confusion_threshold']}, "
-            f"matched as in the confusion matrix below. All columns in <code>evaluate/per_class.csv</code>.</p>")
+    note = (f"<p>AP from every detection, with its {metrics['bootstrap']['confidence']:.0%} bootstrap interval over the "
+            f"{metrics['images']} val images ({metrics['bootstrap']['resamples']} resamples). Precision and recall at "
+            f"confusion_threshold from the detections scoring &ge; {metrics['confusion_threshold']}, matched as in the "
+            f"confusion matrix below; the F1-optimal threshold and the figures there match as the AP does. "
+            f"All columns in <code>evaluate/per_class.csv</code>.</p>")
     return (table_html(frame[list(columns)].rename(columns=columns)) + note
-            + image_tag((results / "evaluate" / "pr_curves.png").read_bytes()))
+            + image_tag((results / "evaluate" / "pr_curves.png").read_bytes())
+            + image_tag((results / "evaluate" / "f1_curves.png").read_bytes()))
 
 
 def confusion_section(results, metrics):
     frame = pd.read_csv(results / "evaluate" / "confusion.csv").rename(columns={"true": "true \\ predicted"})
-    return (f"<p>Detections scoring &ge; {metrics['confusion_threshold']} on the {metrics['images']} val images, in "
+    return (f"<p>Detections scoring &ge; {metrics['confusion_threshold']} (confusion_threshold; the device's default is "
+            f"{number(metrics['score_threshold']['overall']['threshold'], 3)}) on the {metrics['images']} val images, in "
             f"descending score order, each matched to the unmatched ground-truth box of any class with the highest IoU "
             f"(&gt; {metrics['iou_threshold']}). Rows: true class; columns: predicted class. The <i>background</i> row "
             f"counts false alarms (detections matching no box), the <i>background</i> column missed objects; off the "
@@ -163,10 +199,13 @@ def build(results, config):
     images = len(json.loads((results / "check" / "annotations.json").read_text()))
     parts = [
         f"<h1>deeplens-ssd run <code>{html.escape(config['run'])}</code></h1>",
-        f"<p class=big>val mAP (VOC07 11-point, IoU {metrics['iou_threshold']}): <b>{number(metrics['map_voc07'])}</b>; "
-        f"area mAP {number(metrics['map_area'])}; COCO mAP@0.5:0.95 {number(metrics['coco_map'])} on {metrics['images']} images"
-        f", difficult boxes {'counted' if metrics['use_difficult'] else 'ignored'}</p>",
-        f"<p>Deployed epoch {deploy['epoch']}: {html.escape(deploy['epoch_reason'])}. Network {deploy['network']} at "
+        f"<p class=big>val mAP (VOC07 11-point, IoU {metrics['iou_threshold']}): <b>{map_figure(metrics, 'map_voc07')}</b>; "
+        f"area mAP {map_figure(metrics, 'map_area')}; COCO mAP@0.5:0.95 {map_figure(metrics, 'coco_map')}; "
+        f"difficult boxes {'counted' if metrics['use_difficult'] else 'ignored'}</p>",
+        f"<p>In brackets: the {metrics['bootstrap']['confidence']:.0%} bootstrap interval over the val images "
+        f"({metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']}): how much the figure depends "
+        f"on which images are in val. {threshold_note(metrics)}</p>",
+        f"<p>{epoch_note(deploy, metrics)} Network {deploy['network']} at "
         f"{deploy['data_shape']} px, force_nms={deploy['force_nms']}, nms_threshold={deploy['nms_threshold']}.</p>",
         "<h2>Data</h2>",
         f"<p>{images} usable images ({splits['train']} train, {splits['val']} val); {len(problems)} problems found "
@@ -178,7 +217,7 @@ def build(results, config):
         "<h2>Per-class metrics</h2>", per_class_section(results, metrics),
         "<h2>Confusion matrix with background</h2>", confusion_section(results, metrics),
         "<h2>Val images with the most errors</h2>", worst_section(results),
-        f"<h2>Demo (score &ge; {demo['threshold']}; detections left, ground truth right)</h2>",
+        f"<h2>Demo (score &ge; {demo['threshold']}, demo_threshold; detections left, ground truth right)</h2>",
         "".join(image_tag((results / "demo" / d["output"]).read_bytes(), "image/jpeg") for d in demo["images"]),
         "<h2>OpenVINO IR against MXNet</h2>", ir_section(json.loads((results / "ir" / "verify.json").read_text())),
         "<h2>DeepLens artifacts</h2>",

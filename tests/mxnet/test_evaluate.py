@@ -145,7 +145,7 @@ def test_metrics_carry_bootstrap_intervals_and_f1_thresholds(model_and_records, 
     deploy, rec, _ = model_and_records
     metrics = run(deploy, rec, tmp_path / "a", "--bootstrap-resamples", "200", "--bootstrap-seed", "4")
     assert metrics["bootstrap"] == {"resamples": 200, "seed": 4, "confidence": 0.95,
-                                    "method": "percentile, val images drawn with replacement"}
+                                    "method": "bias-corrected percentile, val images drawn with replacement"}
     for key in ("map_voc07", "map_area", "coco_map"):
         low, high = metrics["intervals"][key]
         assert 0 <= low <= high <= 1

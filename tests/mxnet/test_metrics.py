@@ -175,6 +175,17 @@ def test_every_resample_of_two_images_by_hand():
     assert per_class[0]["ap_voc07"].tolist() == maps["map_voc07"].tolist()
     # the middle half of {0, 6/11, 6/11, 1} with linear interpolation: 0.75 * 6/11 and 6/11 + 0.25 * 5/11
     assert percentile_interval(maps["map_voc07"], 0.5) == pytest.approx((4.5 / 11, 7.25 / 11), abs=1e-12)
+    # the estimate 6/11 has a quarter of the values below and a quarter equal (counted half): no bias to correct
+    assert percentile_interval(maps["map_voc07"], 0.5, 6 / 11) == pytest.approx((4.5 / 11, 7.25 / 11), abs=1e-12)
+
+
+def test_bias_corrected_interval_by_hand():
+    # values 0..9, estimate 2.5: 30% below, z0 = -0.5244; 50% coverage, z = 0.6745: the bounds are the values at
+    # probabilities Phi(2 z0 - z) = 0.0424 and Phi(2 z0 + z) = 0.3541, i.e. 0.3818 and 3.1868 (linear, 9 steps)
+    assert percentile_interval(np.arange(10), 0.5, 2.5) == pytest.approx((0.3818, 3.1868), abs=1e-4)
+    assert percentile_interval(np.arange(10), 0.5, 4.5) == pytest.approx(percentile_interval(np.arange(10), 0.5))
+    assert percentile_interval([np.nan, 0.3, 0.3], 0.9, 0.3) == (0.3, 0.3)
+    assert percentile_interval([np.nan], 0.9, 0.3) == (None, None)
 
 
 def random_images(rng, count, num_classes):
@@ -202,12 +213,12 @@ def test_a_resample_scores_as_the_resampled_image_list_would(use_difficult):
             assert (c_got.npos, c_got.tp, c_got.fp) == (c_expected.npos, c_expected.tp, c_expected.fp)
 
 
-def test_bootstrap_interval_is_the_percentile_interval_of_brute_force_resamples_and_reproducible():
+def test_bootstrap_interval_is_that_of_brute_force_resamples_and_reproducible():
     images = random_images(np.random.default_rng(5), 12, num_classes=2)
     once = matched(images, 2)
     brute = [evaluate([images[i] for i in draw], 2).map_area for draw in resample_draws(len(images), 200, seed=7)]
     maps, per_class = bootstrap_intervals(once, resamples=200, seed=7, confidence=0.9)
-    assert maps["map_area"] == pytest.approx(tuple(np.percentile(brute, [5, 95])), abs=1e-12)
+    assert maps["map_area"] == pytest.approx(percentile_interval(brute, 0.9, evaluate(images, 2).map_area), abs=1e-12)
     assert bootstrap_intervals(once, resamples=200, seed=7, confidence=0.9) == (maps, per_class)
     assert bootstrap_intervals(once, resamples=200, seed=8, confidence=0.9)[0] != maps
     low, high = maps["map_voc07"]
