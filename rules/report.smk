@@ -21,7 +21,7 @@ rule write_report:
         demo=DEMO_INDEX,
         manifest=MANIFEST,
         lock=LOCK["mxnet"],
-        code=stage_code("report"),
+        code=stage_code("report", "stopping"),
     output:
         html=REPORT,
     log:
@@ -33,12 +33,11 @@ rule write_report:
         mem_mb=2000,
         runtime=10,
     params:
+        env=MXNET,
         config=json.dumps(config, sort_keys=True),
         results=folder_of_output("html"),
     message:
         "Writing the run report {output.html}"
     shell:
-        stage(
-            "report",
-            "--results {params.results} --config {params.config:q} --out {output.html}",
-        )
+        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.report --results {params.results} --config {params.config:q}"
+        " --out {output.html} 2>&1 | tee {log} >&2"
