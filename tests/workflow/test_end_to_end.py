@@ -94,7 +94,10 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     demo = json.loads((results / "demo" / "demo.json").read_text())
     assert len(demo["images"]) == 2 and all((results / "demo" / d["output"]).stat().st_size > 1000 for d in demo["images"])
     report = (results / "report.html").read_text()
-    assert "val mAP" in report and report.count("<img") >= 4
+    assert "val mAP" in report and report.count("<img") >= 5
+    low, high = metrics["intervals"]["map_voc07"]
+    assert f"{metrics['map_voc07']:.3f} ({low:.2f}-{high:.2f}, {metrics['images']} images)" in report
+    assert f"<b>{chosen:.3f}</b>, the one that maximises F1" in report
 
 
 
