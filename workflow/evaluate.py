@@ -292,7 +292,8 @@ def evaluate(detector, rec_path, out, settings, last_detector=None):
     log(f"evaluate: {len(ground_truth)} val images, mAP VOC07 {with_interval(result.map_voc07, map_intervals['map_voc07'])}, "
         f"area {with_interval(result.map_area, map_intervals['map_area'])}, "
         f"COCO {with_interval(result.coco_map, map_intervals['coco_map'])} ({settings.confidence:.0%} bootstrap intervals); "
-        f"F1-optimal score threshold {chosen['threshold']} (F1 {chosen['f1']:.3f}); "
+        f"F1-optimal score threshold {'none' if chosen['threshold'] is None else format(chosen['threshold'], '.3f')} "
+        f"(F1 {chosen['f1']:.3f}); "
         f"at confusion_threshold {settings.confusion_threshold}: {matrix[-1, :-1].sum()} false alarms, "
         f"{matrix[:-1, -1].sum()} missed objects, {matrix[:-1, :-1].sum() - np.trace(matrix[:-1, :-1])} class confusions")
     if metrics["last_epoch"]:
