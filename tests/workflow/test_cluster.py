@@ -136,4 +136,4 @@ def test_slurm_profile_is_valid_for_the_plugin_and_plans_gpu_training(tiny_run):
     stats = output.split("Job stats:")[1]
     assert all(re.search(rf"^{rule}\s+{count}$", stats, re.M) for rule, count in planned(REPO / "Snakefile", workdir).items())
     train_commands = [line for line in output.splitlines() if "python -m workflow.train" in line]
-    assert len(train_commands) == 2 and all("exec mxnet-cuda" in line and "--gpus '0'" in line for line in train_commands)
+    assert len(train_commands) == 2 and all("exec --gpus 0 mxnet-cuda --" in line and "--gpus '0'" in line for line in train_commands)
