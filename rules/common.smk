@@ -3,13 +3,23 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 sys.path.insert(0, workflow.basedir)
 from workflow import voc
-from workflow.plan import ConfigError, check_config, dataset_files, env_command, model_config, previous_stop
+from workflow.plan import (
+    ConfigError,
+    check_config,
+    content_hash,
+    dataset_files,
+    env_command,
+    model_config,
+    module_files,
+    previous_stop,
+)
 
 validate(config, "../workflow/schemas/config.schema.yaml")
 try:
@@ -17,14 +27,23 @@ try:
 except ConfigError as error:
     raise WorkflowError(f"config: {error}")
 
-USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-MXNET = env_command("mxnet", USE_CONDA)
-OPTIMIZER = env_command("optimizer", USE_CONDA)
-DEEPLENS_MXNET = env_command("deeplens-mxnet", USE_CONDA)
+# Nothing machine-specific goes into what Snakemake tracks (commands, params, input paths): the interpreter and the
+# repository reach the stage commands through the environment, and code and environment locks are tracked by
+# content. So a finished run has nothing to do after it moves (another clone, another mount point on a cluster,
+# a renamed checkout), and editing a module reruns exactly the stages that import it.
+os.environ["DEEPLENS_SSD_PYTHON"] = sys.executable
+os.environ["DEEPLENS_SSD_REPO"] = workflow.basedir
 
-LOCK = {name: f"{workflow.basedir}/envs/{name}.txt" for name in ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")}
+
+envvars:
+    "DEEPLENS_SSD_PYTHON",
+    "DEEPLENS_SSD_REPO",
+
+
+USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 TRAIN_ENV = "mxnet-cuda" if config["gpus"] else "mxnet"
-MXNET_TRAIN = env_command(TRAIN_ENV, USE_CONDA, config["gpus"])
+ENV = {name: env_command(name, USE_CONDA) for name in ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")}
+ENV[TRAIN_ENV] = env_command(TRAIN_ENV, USE_CONDA, config["gpus"])
 R = f"results/{config['run']}"
 LOGS = f"{R}/logs"
 EPOCHS = config["epochs"]
@@ -45,7 +64,6 @@ IR_CHECK = f"{R}/ir/verify.json"
 MANIFEST = f"{R}/deeplens_artifacts/manifest.json"
 REPORT = f"{R}/report.html"
 PRETRAINED = f"{R}/pretrained/pretrained.params"
-PRETRAINED_CACHE = os.environ.get("DEEPLENS_SSD_CACHE", os.path.expanduser("~/.cache/deeplens-ssd"))
 
 
 def stop_dir(end):
@@ -56,9 +74,18 @@ def stop_log(end):
     return f"{stop_dir(end)}/log.csv"
 
 
-def stage_code(*modules):
-    """A stage's modules, as inputs so that editing one reruns the stage and what follows."""
-    return [f"{workflow.basedir}/workflow/{module}.py" for module in modules]
+def stage_code(module, env="mxnet", files=()):
+    """A params value that changes when the code of a stage changes: the sha256 of workflow.<module>, of every
+    workflow module it imports, of its environment's lock and of any other repository `files` it uses."""
+    repo = Path(workflow.basedir)
+    paths = module_files(f"workflow.{module}", repo) + [repo / "envs" / f"{env}.txt"] + [repo / f for f in files]
+    return content_hash(paths, repo)
+
+
+def stage(module, arguments, env="mxnet"):
+    """A rule's shell command: `python -m workflow.<module> ARGUMENTS` in the stage environment, with the rule's
+    threads, everything it prints going to the rule's first log and to the terminal."""
+    return f"OMP_NUM_THREADS={{threads}} {ENV[env]} python -m workflow.{module} {arguments} 2>&1" " | tee {log[0]} >&2"
 
 
 def folder_of_output(name):

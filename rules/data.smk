@@ -5,8 +5,6 @@ rule annotate_check:
     input:
         check_inputs(config["dataset"]),
         check_inputs(config["val_dataset"]),
-        lock=LOCK["mxnet"],
-        code=stage_code("check", "voc", "images"),
     output:
         annotations=ANNOTATIONS,
         table=CHECK_TABLE,
@@ -20,7 +18,7 @@ rule annotate_check:
         mem_mb=2000,
         runtime=30,
     params:
-        env=MXNET,
+        code=stage_code("check"),
         dataset=configured("dataset"),
         val_dataset=option("--val-dataset", config["val_dataset"]),
         lst_root=option("--lst-root", config.get("lst_root")),
@@ -32,17 +30,18 @@ rule annotate_check:
     message:
         "Checking every annotation and image of {params.dataset}"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.check --dataset {params.dataset:q} {params.val_dataset} {params.lst_root}"
-        " --classes {params.classes:q} --class-map {params.class_map:q} --keep-empty-images {params.keep_empty}"
-        " --skip-bad-files {params.skip_bad} --max-image-pixels {params.max_pixels}"
-        " --out {output.annotations} --table {output.table} --problems-log {log.problems} 2>&1 | tee {log.main} >&2"
+        stage(
+            "check",
+            "--dataset {params.dataset:q} {params.val_dataset} {params.lst_root} --classes {params.classes:q}"
+            " --class-map {params.class_map:q} --keep-empty-images {params.keep_empty}"
+            " --skip-bad-files {params.skip_bad} --max-image-pixels {params.max_pixels}"
+            " --out {output.annotations} --table {output.table} --problems-log {log.problems}",
+        )
 
 
 rule split_data:
     input:
         annotations=ANNOTATIONS,
-        lock=LOCK["mxnet"],
-        code=stage_code("split"),
     output:
         train=SPLIT_LISTS[0],
         val=SPLIT_LISTS[1],
@@ -57,24 +56,25 @@ rule split_data:
         mem_mb=1000,
         runtime=10,
     params:
-        env=MXNET,
+        code=stage_code("split"),
         dataset=configured("dataset"),
         val_fraction=config["val_fraction"],
         seed=config["seed"],
     message:
         "Splitting the checked images into train and val"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.split --annotations {input.annotations} --dataset {params.dataset:q}"
-        " --val-fraction {params.val_fraction} --seed {params.seed}"
-        " --train-out {output.train} --val-out {output.val} --train-records {output.train_records}"
-        " --val-records {output.val_records} 2>&1 | tee {log} >&2"
+        stage(
+            "split",
+            "--annotations {input.annotations} --dataset {params.dataset:q}"
+            " --val-fraction {params.val_fraction} --seed {params.seed} --train-out {output.train}"
+            " --val-out {output.val} --train-records {output.train_records}"
+            " --val-records {output.val_records}",
+        )
 
 
 rule pack_split:
     input:
         records=f"{R}/split/{{split}}.json",
-        lock=LOCK["mxnet"],
-        code=stage_code("pack", "images"),
     output:
         multiext(f"{R}/pack/{{split}}", ".rec", ".idx", ".lst"),
     log:
@@ -88,7 +88,7 @@ rule pack_split:
         mem_mb=2000,
         runtime=30,
     params:
-        env=MXNET,
+        code=stage_code("pack"),
         prefix=f"{R}/pack/{{split}}",
         max_side=config["pack_max_side"],
         quality=config["jpeg_quality"],
@@ -96,9 +96,11 @@ rule pack_split:
     message:
         "Packing the {wildcards.split} images into RecordIO"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.pack --records {input.records}"
-        " --out-prefix {params.prefix} --max-side {params.max_side} --jpeg-quality {params.quality}"
-        " --max-image-pixels {params.max_pixels} --processes {threads} 2>&1 | tee {log} >&2"
+        stage(
+            "pack",
+            "--records {input.records} --out-prefix {params.prefix} --max-side {params.max_side}"
+            " --jpeg-quality {params.quality} --max-image-pixels {params.max_pixels} --processes {threads}",
+        )
 
 
 rule dataset_stats:
@@ -106,8 +108,6 @@ rule dataset_stats:
         annotations=ANNOTATIONS,
         train=SPLIT_LISTS[0],
         val=SPLIT_LISTS[1],
-        lock=LOCK["mxnet"],
-        code=stage_code("dataset_stats", "networks"),
     output:
         stats=DATASET_STATS,
         boxes=f"{R}/dataset/boxes.csv",
@@ -121,7 +121,7 @@ rule dataset_stats:
         mem_mb=2000,
         runtime=10,
     params:
-        env=MXNET,
+        code=stage_code("dataset_stats"),
         classes=",".join(config["classes"]),
         network=config["network"],
         data_shape=config["data_shape"],
@@ -129,6 +129,9 @@ rule dataset_stats:
     message:
         "Dataset statistics per split and anchor coverage of the {params.network} network"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.dataset_stats --annotations {input.annotations}"
-        " --train {input.train} --val {input.val} --classes {params.classes:q} --network {params.network}"
-        " --data-shape {params.data_shape} --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
+        stage(
+            "dataset_stats",
+            "--annotations {input.annotations} --train {input.train} --val {input.val}"
+            " --classes {params.classes:q} --network {params.network} --data-shape {params.data_shape}"
+            " --out-dir {params.out_dir}",
+        )

@@ -4,8 +4,6 @@
 rule deploy_model:
     input:
         logs=[stop_log(end) for end in EPOCHS],
-        lock=LOCK["mxnet"],
-        code=stage_code("deploy", "networks", "stopping"),
     output:
         info=DEPLOY_INFO,
     log:
@@ -17,7 +15,7 @@ rule deploy_model:
         mem_mb=2000,
         runtime=10,
     params:
-        env=MXNET,
+        code=stage_code("deploy"),
         train_dirs=",".join(stop_dir(end) for end in EPOCHS),
         epoch=config["deploy_epoch"],
         network=config["network"],
@@ -31,18 +29,19 @@ rule deploy_model:
     message:
         "Exporting the deploy graph (force_nms={params.force_nms}) of epoch '{params.epoch}'"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.deploy --train-dirs {params.train_dirs} --epoch {params.epoch}"
-        " --network {params.network} --classes {params.classes:q} --data-shape {params.data_shape}"
-        " --force-nms {params.force_nms} --nms-threshold {params.nms_threshold} --nms-topk {params.nms_topk}"
-        " --threshold {params.threshold} --out-dir {params.out_dir} --out {output.info} 2>&1 | tee {log} >&2"
+        stage(
+            "deploy",
+            "--train-dirs {params.train_dirs} --epoch {params.epoch} --network {params.network}"
+            " --classes {params.classes:q} --data-shape {params.data_shape} --force-nms {params.force_nms}"
+            " --nms-threshold {params.nms_threshold} --nms-topk {params.nms_topk}"
+            " --threshold {params.threshold} --out-dir {params.out_dir} --out {output.info}",
+        )
 
 
 rule export_mxnet012:
     input:
         deploy=DEPLOY_INFO,
         val=f"{R}/pack/val.rec",
-        lock=LOCK["mxnet"],
-        code=stage_code("legacy", "detector", "networks"),
     output:
         info=f"{LEGACY}/legacy.json",
         reference=f"{LEGACY}/reference.npz",
@@ -55,21 +54,21 @@ rule export_mxnet012:
         mem_mb=2000,
         runtime=10,
     params:
-        env=MXNET,
+        code=stage_code("legacy"),
         out_dir=folder_of_output("info"),
     message:
         "Writing the deploy model in the form MXNet 0.12 (the DeepLens' version) loads"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.legacy export --deploy {input.deploy} --val-rec {input.val}"
-        " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
+        stage(
+            "legacy",
+            "export --deploy {input.deploy} --val-rec {input.val} --out-dir {params.out_dir}",
+        )
 
 
 rule verify_mxnet012:
     input:
         info=f"{LEGACY}/legacy.json",
         reference=f"{LEGACY}/reference.npz",
-        lock=LOCK["deeplens-mxnet"],
-        code=stage_code("legacy"),
     output:
         result=LEGACY_CHECK,
     log:
@@ -81,27 +80,29 @@ rule verify_mxnet012:
         mem_mb=2000,
         runtime=10,
     params:
-        env=DEEPLENS_MXNET,
+        code=stage_code("legacy", "deeplens-mxnet"),
         folder=folder_of_input("info"),
         min_score=config["parity_threshold"],
     message:
         "Checking that MXNet 0.12 loads the model and detects what MXNet 1.9.1 detects"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.legacy verify --dir {params.folder} --min-score {params.min_score}"
-        " --out {output.result} 2>&1 | tee {log} >&2"
+        stage(
+            "legacy",
+            "verify --dir {params.folder} --min-score {params.min_score} --out {output.result}",
+            env="deeplens-mxnet",
+        )
 
 
 rule optimize_ir:
     input:
         deploy=DEPLOY_INFO,
-        lock=LOCK["optimizer"],
-        code=stage_code("optimize", "ir_infer"),
     output:
         xml=IR_XML,
         bin=f"{R}/ir/model.bin",
         contract=f"{R}/ir/model.contract.json",
     log:
-        f"{LOGS}/optimize.log",
+        main=f"{LOGS}/optimize.log",
+        model_optimizer=f"{LOGS}/optimize_model_optimizer.log",
     conda:
         "../envs/optimizer.yaml"
     threads: 2
@@ -109,7 +110,7 @@ rule optimize_ir:
         mem_mb=4000,
         runtime=30,
     params:
-        env=OPTIMIZER,
+        code=stage_code("optimize", "optimizer"),
         precision=config["ir_precision"],
         color=config["ir_color"],
         mean_inside=yes_no(config["ir_mean_inside"]),
@@ -117,9 +118,13 @@ rule optimize_ir:
     message:
         "Converting the deploy graph to an OpenVINO {params.precision} IR with the Model Optimizer"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.optimize --deploy {input.deploy} --precision {params.precision}"
-        " --color {params.color} --mean-in-ir {params.mean_inside} --out-dir {params.out_dir} --model-name model"
-        " --log {log}"
+        stage(
+            "optimize",
+            "--deploy {input.deploy} --precision {params.precision} --color {params.color}"
+            " --mean-in-ir {params.mean_inside} --out-dir {params.out_dir} --model-name model"
+            " --log {log.model_optimizer}",
+            env="optimizer",
+        )
 
 
 rule verify_ir:
@@ -129,8 +134,6 @@ rule verify_ir:
         bin=f"{R}/ir/model.bin",
         contract=f"{R}/ir/model.contract.json",
         val=f"{R}/pack/val.rec",
-        lock=LOCK["optimizer"],
-        code=stage_code("verify_ir", "ir_infer", "optimize", "detector", "metrics", "networks"),
     output:
         result=IR_CHECK,
     log:
@@ -143,15 +146,18 @@ rule verify_ir:
         mem_mb=4000,
         runtime=30,
     params:
-        env=OPTIMIZER,
+        code=stage_code("verify_ir", "optimizer"),
         min_score=config["parity_threshold"],
         iou=config["iou_threshold"],
     message:
         "Checking the IR against the MXNet deploy model on every val image, and timing both"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.verify_ir --deploy {input.deploy} --ir {input.xml} --val-rec {input.val}"
-        " --min-score {params.min_score} --iou-threshold {params.iou} --out {output.result}"
-        " --differences {log.differences} 2>&1 | tee {log.main} >&2"
+        stage(
+            "verify_ir",
+            "--deploy {input.deploy} --ir {input.xml} --val-rec {input.val} --min-score {params.min_score}"
+            " --iou-threshold {params.iou} --out {output.result} --differences {log.differences}",
+            env="optimizer",
+        )
 
 
 rule collect_artifacts:
@@ -164,11 +170,7 @@ rule collect_artifacts:
         legacy=f"{LEGACY}/legacy.json",
         legacy_check=LEGACY_CHECK,
         ir_check=IR_CHECK,
-        infer=stage_code("ir_infer"),
-        lambda_function=stage_code("deeplens_lambda"),
         annotations=ANNOTATIONS,
-        lock=LOCK["mxnet"],
-        code=stage_code("artifacts", "pretrained"),
     output:
         manifest=MANIFEST,
     log:
@@ -180,14 +182,15 @@ rule collect_artifacts:
         mem_mb=1000,
         runtime=10,
     params:
-        env=MXNET,
+        code=stage_code("artifacts", files=["workflow/ir_infer.py", "workflow/deeplens_lambda.py"]),
         out_dir=folder_of_output("manifest"),
         config=json.dumps(model_config(config), sort_keys=True),
     message:
         "Collecting the DeepLens artifacts with their manifest"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.artifacts --deploy {input.deploy} --ir {input.xml}"
-        " --contract {input.contract} --metrics {input.metrics} --legacy {input.legacy}"
-        " --legacy-check {input.legacy_check} --ir-check {input.ir_check} --infer {input.infer}"
-        " --lambda-function {input.lambda_function} --annotations {input.annotations} --config {params.config:q}"
-        " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
+        stage(
+            "artifacts",
+            "--deploy {input.deploy} --ir {input.xml} --contract {input.contract} --metrics {input.metrics}"
+            " --legacy {input.legacy} --legacy-check {input.legacy_check} --ir-check {input.ir_check}"
+            " --annotations {input.annotations} --config {params.config:q} --out-dir {params.out_dir}",
+        )

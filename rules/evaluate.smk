@@ -9,8 +9,6 @@ rule evaluate_model:
         val=f"{R}/pack/val.rec",
         names=f"{R}/pack/val.lst",
         logs=[stop_log(end) for end in EPOCHS],
-        lock=LOCK["mxnet"],
-        code=stage_code("evaluate", "detector", "metrics", "networks", "demo", "deploy", "stopping"),
     output:
         metrics=METRICS,
         table=f"{R}/evaluate/per_class.csv",
@@ -30,7 +28,7 @@ rule evaluate_model:
         mem_mb=4000,
         runtime=60,
     params:
-        env=MXNET,
+        code=stage_code("evaluate"),
         out_dir=folder_of_output("metrics"),
         iou=config["iou_threshold"],
         difficult=yes_no(config["use_difficult"]),
@@ -41,10 +39,13 @@ rule evaluate_model:
     message:
         "Evaluating the deploy model on every val image"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.evaluate --deploy {input.deploy} --val-rec {input.val}"
-        " --iou-threshold {params.iou} --use-difficult {params.difficult} --confusion-threshold {params.confusion}"
-        " --worst-images {params.worst} --bootstrap-resamples {params.resamples} --train-dirs {params.train_dirs}"
-        " --out-dir {params.out_dir} 2>&1 | tee {log} >&2"
+        stage(
+            "evaluate",
+            "--deploy {input.deploy} --val-rec {input.val} --iou-threshold {params.iou}"
+            " --use-difficult {params.difficult} --confusion-threshold {params.confusion}"
+            " --worst-images {params.worst} --bootstrap-resamples {params.resamples}"
+            " --train-dirs {params.train_dirs} --out-dir {params.out_dir}",
+        )
 
 
 rule demo_images:
@@ -52,8 +53,6 @@ rule demo_images:
         deploy=DEPLOY_INFO,
         annotations=ANNOTATIONS,
         ids=f"{R}/split/val.txt",
-        lock=LOCK["mxnet"],
-        code=stage_code("demo", "detector", "images", "networks"),
     output:
         index=DEMO_INDEX,
     log:
@@ -65,13 +64,16 @@ rule demo_images:
         mem_mb=2000,
         runtime=30,
     params:
-        env=MXNET,
+        code=stage_code("demo"),
         out_dir=folder_of_output("index"),
         images=config["demo_images"],
         threshold=config["demo_threshold"],
     message:
         "Drawing detections on {params.images} val images"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.demo --deploy {input.deploy} --annotations {input.annotations} --ids {input.ids}"
-        " --count {params.images} --threshold {params.threshold} --out-dir {params.out_dir} --index {output.index}"
-        " > {log} 2>&1"
+        stage(
+            "demo",
+            "--deploy {input.deploy} --annotations {input.annotations} --ids {input.ids}"
+            " --count {params.images} --threshold {params.threshold} --out-dir {params.out_dir}"
+            " --index {output.index}",
+        )

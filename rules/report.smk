@@ -20,8 +20,6 @@ rule write_report:
         worst_dir=f"{R}/evaluate/worst",
         demo=DEMO_INDEX,
         manifest=MANIFEST,
-        lock=LOCK["mxnet"],
-        code=stage_code("report", "stopping"),
     output:
         html=REPORT,
     log:
@@ -33,11 +31,13 @@ rule write_report:
         mem_mb=2000,
         runtime=10,
     params:
-        env=MXNET,
+        code=stage_code("report"),
         config=json.dumps(config, sort_keys=True),
         results=folder_of_output("html"),
     message:
         "Writing the run report {output.html}"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.report --results {params.results} --config {params.config:q}"
-        " --out {output.html} 2>&1 | tee {log} >&2"
+        stage(
+            "report",
+            "--results {params.results} --config {params.config:q} --out {output.html}",
+        )

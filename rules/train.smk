@@ -3,9 +3,6 @@
 
 
 rule fetch_pretrained:
-    input:
-        lock=LOCK["mxnet"],
-        code=stage_code("pretrained"),
     output:
         link=PRETRAINED,
     log:
@@ -17,14 +14,15 @@ rule fetch_pretrained:
         mem_mb=1000,
         runtime=60,
     params:
-        env=MXNET,
+        code=stage_code("pretrained"),
         spec=json.dumps(config["pretrained"]),
-        cache=PRETRAINED_CACHE,
     message:
-        "Finding the pretrained checkpoint (downloaded once into {params.cache})"
+        "Finding the pretrained checkpoint (downloaded once into $DEEPLENS_SSD_CACHE or ~/.cache/deeplens-ssd)"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.pretrained --spec {params.spec:q} --cache {params.cache:q} --link {output.link}"
-        " 2>&1 | tee {log} >&2"
+        stage(
+            "pretrained",
+            '--spec {params.spec:q} --cache "${{DEEPLENS_SSD_CACHE:-$HOME/.cache/deeplens-ssd}}" --link {output.link}',
+        )
 
 
 rule train_stop:
@@ -33,8 +31,6 @@ rule train_stop:
         first_stop_pretrained,
         train=f"{R}/pack/train.rec",
         val=f"{R}/pack/val.rec",
-        lock=LOCK[TRAIN_ENV],
-        code=stage_code("train", "networks", "metrics", "stopping"),
     output:
         log=f"{R}/train/epoch_{{end}}/log.csv",
         symbol=f"{R}/train/epoch_{{end}}/ssd-symbol.json",
@@ -50,7 +46,7 @@ rule train_stop:
         runtime=24 * 60,
         gpu=len(config["gpus"]),
     params:
-        env=MXNET_TRAIN,
+        code=stage_code("train", TRAIN_ENV),
         out=stop_out,
         begin=stop_begin,
         resume=resume_option,
@@ -74,10 +70,15 @@ rule train_stop:
     message:
         "Training {params.network} SSD at {params.data_shape} px up to epoch {wildcards.end}"
     shell:
-        "OMP_NUM_THREADS={threads} {params.env} python -m workflow.train --train-rec {input.train} --val-rec {input.val}"
-        " --classes {params.classes:q} --network {params.network} --data-shape {params.data_shape}"
-        " --batch-size {params.batch_size} --begin-epoch {params.begin} --end-epoch {wildcards.end}"
-        " {params.resume} {params.pretrained} --learning-rate {params.learning_rate} --momentum {params.momentum}"
-        " --wd {params.weight_decay} --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}'"
-        " --lr-factor {params.lr_factor} --freeze={params.freeze:q} --budget-minutes {params.budget} --patience {params.patience} --patience-smoothing {params.smoothing} --seed {params.seed} --threads {threads} --gpus '{params.gpus}'"
-        " --out {params.out} 2>&1 | tee {log} >&2"
+        stage(
+            "train",
+            "--train-rec {input.train} --val-rec {input.val} --classes {params.classes:q}"
+            " --network {params.network} --data-shape {params.data_shape} --batch-size {params.batch_size}"
+            " --begin-epoch {params.begin} --end-epoch {wildcards.end} {params.resume} {params.pretrained}"
+            " --learning-rate {params.learning_rate} --momentum {params.momentum} --wd {params.weight_decay}"
+            " --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}' --lr-factor {params.lr_factor}"
+            " --freeze={params.freeze:q} --budget-minutes {params.budget} --patience {params.patience}"
+            " --patience-smoothing {params.smoothing} --seed {params.seed} --threads {threads}"
+            " --gpus '{params.gpus}' --out {params.out}",
+            env=TRAIN_ENV,
+        )

@@ -18,7 +18,9 @@ from workflow.cli import log, run_main
 from workflow.pretrained import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
-CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/*.py", "workflow/schemas/*")
+DEVICE_CODE = {REPO / "workflow" / "ir_infer.py": "infer.py",
+               REPO / "workflow" / "deeplens_lambda.py": "deeplens_lambda.py"}
+CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/**/*.py", "workflow/schemas/*")
 
 
 def tree_hash(paths):
@@ -104,8 +106,8 @@ def collect(args):
     metrics = json.loads(Path(args.metrics).read_text())
     contract = shipped_contract(json.loads(Path(args.contract).read_text()), metrics)
     (out / Path(args.contract).name).write_text(json.dumps(contract, indent=2) + "\n")
-    shutil.copy2(args.infer, out / "infer.py")
-    shutil.copy2(args.lambda_function, out / "deeplens_lambda.py")
+    for source, name in DEVICE_CODE.items():
+        shutil.copy2(source, out / name)
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in deploy["classes"]))
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
     manifest = {
@@ -131,8 +133,8 @@ def collect(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.artifacts", description=__doc__.split("\n\n")[0])
-    for name in ("--deploy", "--ir", "--contract", "--metrics", "--legacy", "--legacy-check", "--ir-check", "--infer", "--lambda-function", "--annotations",
-                 "--config", "--out-dir"):
+    for name in ("--deploy", "--ir", "--contract", "--metrics", "--legacy", "--legacy-check", "--ir-check",
+                 "--annotations", "--config", "--out-dir"):
         parser.add_argument(name, required=True)
     collect(parser.parse_args(argv))
 

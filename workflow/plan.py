@@ -2,8 +2,8 @@
 
 Standard library only: it runs inside Snakemake's own interpreter.
 """
-import shlex
-import sys
+import ast
+import hashlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,11 +59,59 @@ def previous_stop(epochs, end):
 
 
 def env_command(name, use_conda, gpus=()):
-    """Shell prefix that runs a command inside the named stage environment. With gpus it first checks that the
-    machine can train on them (workflow.gpus), before the environment is built; with conda it also puts the
-    mxnet-cuda environment's CUDA libraries on the library path."""
-    pythonpath = f"PYTHONPATH={shlex.quote(str(REPO))}"
+    """Shell prefix that runs a command inside the named stage environment, through $DEEPLENS_SSD_PYTHON and
+    $DEEPLENS_SSD_REPO (set by the Snakefile) so that no path enters the rule's command. With gpus it first checks
+    that the machine can train on them (workflow.gpus), before the environment is built; with conda it also puts
+    the mxnet-cuda environment's CUDA libraries on the library path."""
     check = f" --gpus {','.join(map(str, gpus))}" if gpus else ""
+    pythonpath = 'PYTHONPATH="$DEEPLENS_SSD_REPO"'
     if use_conda:
         return f"{pythonpath} python -m workflow.envs exec --active{check} {name} --" if gpus else pythonpath
-    return f"{pythonpath} {shlex.quote(sys.executable)} -m workflow.envs exec{check} {name} --"
+    return f'{pythonpath} "$DEEPLENS_SSD_PYTHON" -m workflow.envs exec{check} {name} --'
+
+
+def content_hash(paths, root):
+    """sha256 over the files' paths relative to root and their contents."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(f"{Path(path).relative_to(root)}\0".encode() + Path(path).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def module_files(module, root=REPO):
+    """The files of a `workflow...` module and of every workflow module it imports, directly or through others,
+    at any depth in the code (a function-level import counts): what the stage that runs it depends on."""
+    seen, pending = {}, [module]
+    while pending:
+        name = pending.pop()
+        path = _module_path(name, root)
+        if path is None or name in seen:
+            continue
+        seen[name] = path
+        parts = name.split(".")
+        pending += [".".join(parts[:end]) for end in range(1, len(parts))]  # its packages' __init__.py run first
+        pending += _workflow_imports(path, root)
+    return sorted(seen.values())
+
+
+def _module_path(name, root):
+    parts = name.split(".")
+    if parts[0] != "workflow":
+        return None
+    for path in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _workflow_imports(path, root):
+    """Names of the workflow modules a file imports: `import workflow.x`, `from workflow import x`, `from workflow.x
+    import y` (x itself, and workflow.x.y where that is a module)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return [name for name in names if name.split(".")[0] == "workflow" and _module_path(name, root)]

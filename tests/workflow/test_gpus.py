@@ -92,8 +92,7 @@ def test_cuda_environment_finds_the_nvidia_wheels_libraries(tmp_path, monkeypatc
     env = envs.run_environment("mxnet-cuda", active=True)
     assert env["LD_LIBRARY_PATH"].split(os.pathsep) == [str(site / "nvidia" / "cublas" / "lib"),
                                                         str(site / "nvidia" / "cudnn" / "lib"), "/opt/other"]
-    assert plan.env_command("mxnet-cuda", True, [0, 1]).endswith(
-        " python -m workflow.envs exec --active --gpus 0,1 mxnet-cuda --")
+    assert plan.env_command("mxnet-cuda", True, [0, 1]).endswith(" exec --active --gpus 0,1 mxnet-cuda --")
 
 
 def test_training_on_a_machine_without_a_gpu_stops_at_the_check(tiny_run, tmp_path, monkeypatch):

@@ -61,13 +61,33 @@ def test_a_new_resume_stop_trains_only_that_stop(run_copy):
     assert "epoch_35" in snakemake(workdir, "-n", "--cores", "2", snakefile=snakefile).stdout
 
 
-def test_editing_a_stage_reruns_it_and_what_follows(run_copy):
-    snakefile, workdir = run_copy
-    code = snakefile.parent / "workflow" / "evaluate.py"  # the finished run's own copy of the code
+def planned_after_editing(snakefile, workdir, module):
+    """What a dry run plans after an edit of workflow/<module>.py in the finished run's own copy of the code."""
+    code = snakefile.parent / "workflow" / f"{module}.py"
     original, stat = code.read_text(), code.stat()
     try:
         code.write_text(original + "\n# an edit\n")
-        assert planned(snakefile, workdir) == {"evaluate_model": 1, "collect_artifacts": 1, "write_report": 1}
+        return planned(snakefile, workdir)
     finally:
         code.write_text(original)
         os.utime(code, (stat.st_atime, stat.st_mtime))
+
+
+@pytest.mark.parametrize("module, rules", [
+    ("evaluate", {"evaluate_model", "collect_artifacts", "write_report"}),
+    ("report", {"write_report"}),  # imported by no other stage
+    # imported by demo, evaluate, legacy and verify_ir (verify_ir's import is inside a function), not by train
+    ("detector", {"demo_images", "evaluate_model", "export_mxnet012", "verify_mxnet012", "verify_ir",
+                  "collect_artifacts", "write_report"}),
+    ("cli", {"annotate_check", "split_data", "dataset_stats", "pack_split", "train_stop", *AFTER_TRAINING}),
+])
+def test_editing_a_module_reruns_exactly_the_stages_that_import_it_and_what_follows(run_copy, module, rules):
+    assert set(planned_after_editing(*run_copy, module)) == rules
+
+
+def test_a_finished_run_that_moves_with_its_repository_has_nothing_to_do(finished_run, tmp_path):
+    """Another clone, another mount point on a cluster, a renamed checkout: nothing machine-specific is tracked."""
+    snakefile, workdir, _ = finished_run
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(snakefile.parent.parent, moved, symlinks=True)
+    assert planned(moved / snakefile.parent.name / "Snakefile", moved / workdir.name) == {}
