@@ -98,7 +98,8 @@ def run_demo(detector, paths, truths, threshold, out_dir):
         rows = detector.detect([rgb])[0]
         rows = rows[rows[:, 1] >= threshold]
         name = f"{index:02d}_{Path(path).stem}.jpg"
-        cv2.imwrite(str(out_dir / name), render(rgb, rows, truth, classes), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        picture = render(rgb, rows, truth, classes, (f"detections, score >= {threshold:g}", "ground truth"))
+        cv2.imwrite(str(out_dir / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
         found = [{"class": classes[int(r[0])], "score": round(float(r[1]), 4), "box": [round(float(v), 4) for v in r[2:]]}
                  for r in rows]
         print(json.dumps({"image": str(path), "output": str(out_dir / name), "detections": found}), flush=True)

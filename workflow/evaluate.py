@@ -131,7 +131,7 @@ def rank_images(pairs_per_image, names):
     return [{"rank": rank, **row} for rank, row in enumerate(rows, 1)]
 
 
-def draw_worst(rec_path, ranked, ground_truth, shown, classes, count, out_dir):
+def draw_worst(rec_path, ranked, ground_truth, shown, classes, count, out_dir, threshold):
     """Draw the `count` worst images that have an error (detections beside the ground truth); return their index."""
     chosen = {row["record"]: row for row in ranked[:count] if row["errors"]}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def draw_worst(rec_path, ranked, ground_truth, shown, classes, count, out_dir):
             continue
         row = chosen[index]
         name = f"{row['rank']:02d}_{Path(row['image']).stem}.jpg"
-        notes = (f"detections: {row['false_positives']} false of {row['detections']}",
+        notes = (f"score >= {threshold:g}: {row['false_positives']} false of {row['detections']}",
                  f"ground truth: {row['missed']} missed of {row['objects']}")
         picture = render(rgb, shown[index], truth_rows(ground_truth[index]), classes, notes)
         cv2.imwrite(str(out_dir / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -271,7 +271,8 @@ def evaluate(detector, rec_path, out, settings, last_detector=None):
     pd.DataFrame(matrix, index=pd.Index(labels, name="true"), columns=labels).to_csv(out / "confusion.csv")
     plot_confusion(matrix, labels, settings.confusion_threshold, out / "confusion.png")
     pd.DataFrame(ranked).to_csv(out / "worst_images.csv", index=False)
-    drawn = draw_worst(rec_path, ranked, ground_truth, shown, classes, settings.worst_images, out / "worst")
+    drawn = draw_worst(rec_path, ranked, ground_truth, shown, classes, settings.worst_images, out / "worst",
+                       settings.confusion_threshold)
     (out / "worst_images.json").write_text(json.dumps({"threshold": settings.confusion_threshold, "images": drawn}, indent=1))
 
     model = {key: detector.info[key] for key in ("network", "data_shape", "force_nms", "nms_threshold", "nms_topk", "threshold")}
