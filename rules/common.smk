@@ -66,6 +66,22 @@ REPORT = f"{R}/report.html"
 PRETRAINED = f"{R}/pretrained/pretrained.params"
 
 
+# The benchmark files of the run's stages (each rule's benchmark: is named as its log), shown by the report
+STAGE_BENCHMARKS = [
+    f"{R}/benchmarks/{stage}.tsv"
+    for stage in ["check", "split", "dataset_stats", "pack_train", "pack_val"]
+    + (["pretrained"] if config["pretrained"] else [])
+    + [f"train_epoch_{end}" for end in EPOCHS]
+    + ["deploy", "export_mxnet012", "verify_mxnet012", "evaluate", "demo", "optimize", "verify_ir", "artifacts"]
+]
+
+
+def named_inputs(wildcards, input):
+    """A params function: the rule's named inputs as JSON (name -> path or list of paths), for a stage that reads
+    many of them."""
+    return json.dumps({name: value if isinstance(value, str) else list(value) for name, value in input.items()})
+
+
 def stop_dir(end):
     return f"{R}/train/epoch_{end}"
 

@@ -11,6 +11,8 @@ rule annotate_check:
     log:
         main=f"{LOGS}/check.log",
         problems=f"{LOGS}/check_problems.csv",
+    benchmark:
+        f"{R}/benchmarks/check.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 1
@@ -49,6 +51,8 @@ rule split_data:
         val_records=SPLIT_RECORDS[1],
     log:
         f"{LOGS}/split.log",
+    benchmark:
+        f"{R}/benchmarks/split.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 1
@@ -79,6 +83,8 @@ rule pack_split:
         multiext(f"{R}/pack/{{split}}", ".rec", ".idx", ".lst"),
     log:
         f"{LOGS}/pack_{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/pack_{{split}}.tsv"
     wildcard_constraints:
         split="train|val",
     conda:
@@ -114,6 +120,8 @@ rule dataset_stats:
         plot=f"{R}/dataset/stats.png",
     log:
         f"{LOGS}/dataset_stats.log",
+    benchmark:
+        f"{R}/benchmarks/dataset_stats.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 1

@@ -8,6 +8,8 @@ rule deploy_model:
         info=DEPLOY_INFO,
     log:
         f"{LOGS}/deploy.log",
+    benchmark:
+        f"{R}/benchmarks/deploy.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 1
@@ -47,6 +49,8 @@ rule export_mxnet012:
         reference=f"{LEGACY}/reference.npz",
     log:
         f"{LOGS}/export_mxnet012.log",
+    benchmark:
+        f"{R}/benchmarks/export_mxnet012.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 1
@@ -73,6 +77,8 @@ rule verify_mxnet012:
         result=LEGACY_CHECK,
     log:
         f"{LOGS}/verify_mxnet012.log",
+    benchmark:
+        f"{R}/benchmarks/verify_mxnet012.tsv"
     conda:
         "../envs/deeplens-mxnet.yaml"
     threads: 1
@@ -103,6 +109,8 @@ rule optimize_ir:
     log:
         main=f"{LOGS}/optimize.log",
         model_optimizer=f"{LOGS}/optimize_model_optimizer.log",
+    benchmark:
+        f"{R}/benchmarks/optimize.tsv"
     conda:
         "../envs/optimizer.yaml"
     threads: 2
@@ -139,6 +147,8 @@ rule verify_ir:
     log:
         main=f"{LOGS}/verify_ir.log",
         differences=f"{LOGS}/verify_ir_differences.txt",
+    benchmark:
+        f"{R}/benchmarks/verify_ir.tsv"
     conda:
         "../envs/optimizer.yaml"
     threads: 2
@@ -175,6 +185,8 @@ rule collect_artifacts:
         manifest=MANIFEST,
     log:
         f"{LOGS}/artifacts.log",
+    benchmark:
+        f"{R}/benchmarks/artifacts.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 1

@@ -21,6 +21,8 @@ rule evaluate_model:
         worst_dir=directory(f"{R}/evaluate/worst"),
     log:
         f"{LOGS}/evaluate.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 2
@@ -57,6 +59,8 @@ rule demo_images:
         index=DEMO_INDEX,
     log:
         f"{LOGS}/demo.log",
+    benchmark:
+        f"{R}/benchmarks/demo.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 1

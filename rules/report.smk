@@ -7,6 +7,7 @@ rule write_report:
         annotations=ANNOTATIONS,
         splits=SPLIT_LISTS,
         stats=DATASET_STATS,
+        stats_plot=f"{R}/dataset/stats.png",
         ir_check=IR_CHECK,
         logs=[stop_log(end) for end in EPOCHS],
         deploy=DEPLOY_INFO,
@@ -20,10 +21,13 @@ rule write_report:
         worst_dir=f"{R}/evaluate/worst",
         demo=DEMO_INDEX,
         manifest=MANIFEST,
+        benchmarks=STAGE_BENCHMARKS,
     output:
         html=REPORT,
     log:
         f"{LOGS}/report.log",
+    benchmark:
+        f"{R}/benchmarks/report.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 1
@@ -33,11 +37,11 @@ rule write_report:
     params:
         code=stage_code("report"),
         config=json.dumps(config, sort_keys=True),
-        results=folder_of_output("html"),
+        inputs=named_inputs,
     message:
         "Writing the run report {output.html}"
     shell:
         stage(
             "report",
-            "--results {params.results} --config {params.config:q} --out {output.html}",
+            "--inputs {params.inputs:q} --config {params.config:q} --out {output.html}",
         )

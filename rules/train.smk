@@ -7,6 +7,8 @@ rule fetch_pretrained:
         link=PRETRAINED,
     log:
         f"{LOGS}/pretrained.log",
+    benchmark:
+        f"{R}/benchmarks/pretrained.tsv"
     conda:
         "../envs/mxnet.yaml"
     threads: 1
@@ -36,6 +38,8 @@ rule train_stop:
         symbol=f"{R}/train/epoch_{{end}}/ssd-symbol.json",
     log:
         f"{LOGS}/train_epoch_{{end}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_epoch_{{end}}.tsv"
     wildcard_constraints:
         end=r"\d+",
     conda:

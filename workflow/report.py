@@ -37,13 +37,11 @@ def table_html(frame):
 
 
 def number(value, digits=4):
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
-def training_section(results, config, deploy, metrics):
-    epochs = config["epochs"]
-    log_csv = results / "train" / f"epoch_{epochs[-1]}" / "log.csv"
-    frame = pd.read_csv(log_csv)
+def training_section(inputs, config, deploy, metrics):
+    frame = pd.read_csv(inputs["logs"][-1])  # the last stop's log holds every epoch
     figure, (loss_axis, map_axis) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
     frame.plot(x="epoch", y=["cls_loss", "loc_loss"], ax=loss_axis, title="training loss")
     if frame["val_map"].notna().any():
@@ -112,7 +110,7 @@ PER_CLASS_COLUMNS = {"name": "class", "ap_voc07": "AP VOC07", "ap_area": "AP are
                      "f1": "F1 there", "f1_precision": "precision there", "f1_recall": "recall there"}
 
 
-def per_class_section(results, metrics):
+def per_class_section(inputs, metrics):
     frame = pd.DataFrame(metrics["per_class"])
     for key in ("ap_voc07", "ap_area", "ap_coco"):
         if f"{key}_low" in frame:
@@ -126,31 +124,31 @@ def per_class_section(results, metrics):
             f"confusion matrix below; the F1-optimal threshold and the figures there match as the AP does. "
             f"All columns in <code>evaluate/per_class.csv</code>.</p>")
     return (table_html(frame[list(columns)].rename(columns=columns)) + note
-            + image_tag((results / "evaluate" / "pr_curves.png").read_bytes())
-            + image_tag((results / "evaluate" / "f1_curves.png").read_bytes()))
+            + image_tag(Path(inputs["curves"]).read_bytes()) + image_tag(Path(inputs["f1_curves"]).read_bytes()))
 
 
-def confusion_section(results, metrics):
-    frame = pd.read_csv(results / "evaluate" / "confusion.csv").rename(columns={"true": "true \\ predicted"})
+def confusion_section(inputs, metrics):
+    frame = pd.read_csv(inputs["confusion"]).rename(columns={"true": "true \\ predicted"})
     return (f"<p>Detections scoring &ge; {metrics['confusion_threshold']} (confusion_threshold; the device's default is "
             f"{number(metrics['score_threshold']['overall']['threshold'], 3)}) on the {metrics['images']} val images, in "
             f"descending score order, each matched to the unmatched ground-truth box of any class with the highest IoU "
             f"(&gt; {metrics['iou_threshold']}). Rows: true class; columns: predicted class. The <i>background</i> row "
             f"counts false alarms (detections matching no box), the <i>background</i> column missed objects; off the "
             f"diagonal a box found with the wrong label.</p>"
-            + table_html(frame) + image_tag((results / "evaluate" / "confusion.png").read_bytes()))
+            + table_html(frame) + image_tag(Path(inputs["confusion_plot"]).read_bytes()))
 
 
-def worst_section(results):
-    ranking = pd.read_csv(results / "evaluate" / "worst_images.csv")
-    index = json.loads((results / "evaluate" / "worst_images.json").read_text())
+def worst_section(inputs):
+    ranking = pd.read_csv(inputs["ranking"])
+    index = json.loads(Path(inputs["worst"]).read_text())
     wrong = ranking[ranking["errors"] > 0].assign(image=lambda frame: frame["image"].map(lambda path: Path(path).name))
     columns = ["rank", "image", "objects", "detections", "correct", "wrong_class", "false_positives", "missed", "errors"]
     return (f"<p>{len(wrong)} of {len(ranking)} val images have an error at score &ge; {index['threshold']} (errors = "
             f"false positives + missed objects; a wrong label counts as both). The worst {len(index['images'])} "
             f"(detections left, ground truth right, as packed):</p>"
             + (table_html(wrong[columns].head(20)) if len(wrong) else "")
-            + "".join(image_tag((results / "evaluate" / d["output"]).read_bytes(), "image/jpeg") for d in index["images"]))
+            + "".join(image_tag((Path(inputs["worst"]).parent / d["output"]).read_bytes(), "image/jpeg")
+                      for d in index["images"]))
 
 
 def ir_section(check):
@@ -189,14 +187,27 @@ def differences_list(differences, shown=10):
     return f"<p>Detections that differ:</p><ul>{items}{more}</ul>"
 
 
-def build(results, config):
-    deploy = json.loads((results / "deploy" / "deploy.json").read_text())
-    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
-    manifest = json.loads((results / "deeplens_artifacts" / "manifest.json").read_text())
-    demo = json.loads((results / "demo" / "demo.json").read_text())
-    problems = pd.read_csv(results / "check" / "check.csv")
-    splits = {name: len((results / "split" / f"{name}.txt").read_text().splitlines()) for name in ("train", "val")}
-    images = len(json.loads((results / "check" / "annotations.json").read_text()))
+def stages_section(benchmarks):
+    """Wall time, CPU time and peak memory of each stage's last run, from Snakemake's benchmark files."""
+    rows = []
+    for path in benchmarks:
+        measured = pd.read_csv(path, sep="\t").iloc[-1]
+        wall, cpu, memory = (pd.to_numeric(measured[key], errors="coerce") for key in ("s", "cpu_time", "max_rss"))
+        rows.append({"stage": Path(path).stem, "wall s": round(wall, 1), "CPU s": number(cpu, 1),
+                     "peak memory MB": number(memory, 0)})  # psutil samples too seldom for the shortest jobs: n/a
+    frame = pd.DataFrame(rows)
+    total = f"{frame['wall s'].sum() / 60:.1f} min of stage wall time in all" if rows else "no stage measured"
+    return (f"<p>As Snakemake measured them (<code>benchmarks/*.tsv</code>; the report's own is written after "
+            f"it): {total}.</p>" + table_html(frame))
+
+
+def build(inputs, config):
+    """The page, from the paths the rule declares (inputs: name -> path or list of paths, as in the rule)."""
+    deploy, metrics, manifest, demo = (json.loads(Path(inputs[name]).read_text())
+                                       for name in ("deploy", "metrics", "manifest", "demo"))
+    problems = pd.read_csv(inputs["table"])
+    splits = {name: len(Path(path).read_text().splitlines()) for name, path in zip(("train", "val"), inputs["splits"])}
+    images = len(json.loads(Path(inputs["annotations"]).read_text()))
     parts = [
         f"<h1>deeplens-ssd run <code>{html.escape(config['run'])}</code></h1>",
         f"<p class=big>val mAP (VOC07 11-point, IoU {metrics['iou_threshold']}): <b>{map_figure(metrics, 'map_voc07')}</b>; "
@@ -211,19 +222,21 @@ def build(results, config):
         f"<p>{images} usable images ({splits['train']} train, {splits['val']} val); {len(problems)} problems found "
         f"({(problems['severity'] == 'error').sum()} errors).</p>",
         table_html(problems.head(50)) if len(problems) else "",
-        table_html(pd.read_csv(results / "dataset" / "stats.csv")),
-        image_tag((results / "dataset" / "stats.png").read_bytes()),
-        "<h2>Training</h2>", training_section(results, config, deploy, metrics),
-        "<h2>Per-class metrics</h2>", per_class_section(results, metrics),
-        "<h2>Confusion matrix with background</h2>", confusion_section(results, metrics),
-        "<h2>Val images with the most errors</h2>", worst_section(results),
+        table_html(pd.read_csv(inputs["stats"])),
+        image_tag(Path(inputs["stats_plot"]).read_bytes()),
+        "<h2>Training</h2>", training_section(inputs, config, deploy, metrics),
+        "<h2>Per-class metrics</h2>", per_class_section(inputs, metrics),
+        "<h2>Confusion matrix with background</h2>", confusion_section(inputs, metrics),
+        "<h2>Val images with the most errors</h2>", worst_section(inputs),
         f"<h2>Demo (score &ge; {demo['threshold']}, demo_threshold; detections left, ground truth right)</h2>",
-        "".join(image_tag((results / "demo" / d["output"]).read_bytes(), "image/jpeg") for d in demo["images"]),
-        "<h2>OpenVINO IR against MXNet</h2>", ir_section(json.loads((results / "ir" / "verify.json").read_text())),
+        "".join(image_tag((Path(inputs["demo"]).parent / d["output"]).read_bytes(), "image/jpeg")
+                for d in demo["images"]),
+        "<h2>OpenVINO IR against MXNet</h2>", ir_section(json.loads(Path(inputs["ir_check"]).read_text())),
         "<h2>DeepLens artifacts</h2>",
         table_html(pd.DataFrame([{"file": k, **v} for k, v in manifest["files"].items()])),
         "<h3>IR input contract</h3>", f"<pre>{html.escape(json.dumps(manifest['ir']['input_contract'], indent=1))}</pre>",
         "<h2>How it was made</h2>", f"<pre>{html.escape(json.dumps(manifest['provenance'], indent=1))}</pre>",
+        "<h3>Time and memory per stage</h3>", stages_section(inputs["benchmarks"]),
         "<h3>Config</h3>", f"<pre>{html.escape(json.dumps(config, indent=1))}</pre>",
     ]
     return f"<!doctype html><html><head><meta charset=utf-8><title>deeplens-ssd {html.escape(config['run'])}</title>" \
@@ -232,11 +245,11 @@ def build(results, config):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.report", description=__doc__)
-    parser.add_argument("--results", required=True)
+    parser.add_argument("--inputs", required=True, help="JSON object: the rule's named inputs (name -> path or paths)")
     parser.add_argument("--config", required=True, help="the run's config as JSON")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    Path(args.out).write_text(build(Path(args.results), json.loads(args.config)))
+    Path(args.out).write_text(build(json.loads(args.inputs), json.loads(args.config)))
     log(f"report: {args.out}")
 
 

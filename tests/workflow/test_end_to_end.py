@@ -94,6 +94,9 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     demo = json.loads((results / "demo" / "demo.json").read_text())
     assert len(demo["images"]) == 2 and all((results / "demo" / d["output"]).stat().st_size > 1000 for d in demo["images"])
     report = (results / "report.html").read_text()
+    assert "<h3>Time and memory per stage</h3>" in report
+    for stage in ("check", "pack_train", "train_epoch_15", "train_epoch_30", "verify_ir", "artifacts"):
+        assert (results / "benchmarks" / f"{stage}.tsv").is_file() and f"<td>{stage}</td>" in report
     assert "val mAP" in report and report.count("<img") >= 5
     low, high = metrics["intervals"]["map_voc07"]
     assert f"{metrics['map_voc07']:.3f} ({low:.2f}-{high:.2f}, {metrics['images']} images)" in report
