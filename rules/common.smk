@@ -54,6 +54,7 @@ CHECK_TABLE = f"{R}/check/check.csv"
 DATASET_STATS = f"{R}/dataset/stats.csv"
 SPLIT_LISTS = [f"{R}/split/train.txt", f"{R}/split/val.txt"]
 PACKED = expand(f"{R}/pack/{{split}}.{{ext}}", split=["train", "val"], ext=["rec", "idx", "lst"])
+TRAIN_REC, VAL_REC, VAL_LST = f"{R}/pack/train.rec", f"{R}/pack/val.rec", f"{R}/pack/val.lst"
 DEPLOY_INFO = f"{R}/deploy/deploy.json"
 LEGACY = f"{R}/deploy/mxnet012"
 LEGACY_CHECK = f"{LEGACY}/verify.json"

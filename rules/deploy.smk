@@ -43,7 +43,7 @@ rule deploy_model:
 rule export_mxnet012:
     input:
         deploy=DEPLOY_INFO,
-        val=f"{R}/pack/val.rec",
+        val=VAL_REC,
     output:
         info=f"{LEGACY}/legacy.json",
         reference=f"{LEGACY}/reference.npz",
@@ -71,8 +71,8 @@ rule export_mxnet012:
 
 rule verify_mxnet012:
     input:
-        info=f"{LEGACY}/legacy.json",
-        reference=f"{LEGACY}/reference.npz",
+        info=rules.export_mxnet012.output.info,
+        reference=rules.export_mxnet012.output.reference,
     output:
         result=LEGACY_CHECK,
     log:
@@ -138,10 +138,10 @@ rule optimize_ir:
 rule verify_ir:
     input:
         deploy=DEPLOY_INFO,
-        xml=IR_XML,
-        bin=f"{R}/ir/model.bin",
-        contract=f"{R}/ir/model.contract.json",
-        val=f"{R}/pack/val.rec",
+        xml=rules.optimize_ir.output.xml,
+        bin=rules.optimize_ir.output.bin,
+        contract=rules.optimize_ir.output.contract,
+        val=VAL_REC,
     output:
         result=IR_CHECK,
     log:
@@ -173,11 +173,11 @@ rule verify_ir:
 rule collect_artifacts:
     input:
         deploy=DEPLOY_INFO,
-        xml=IR_XML,
-        bin=f"{R}/ir/model.bin",
-        contract=f"{R}/ir/model.contract.json",
+        xml=rules.optimize_ir.output.xml,
+        bin=rules.optimize_ir.output.bin,
+        contract=rules.optimize_ir.output.contract,
         metrics=METRICS,
-        legacy=f"{LEGACY}/legacy.json",
+        legacy=rules.export_mxnet012.output.info,
         legacy_check=LEGACY_CHECK,
         ir_check=IR_CHECK,
         annotations=ANNOTATIONS,

@@ -6,8 +6,8 @@ WORST_INDEX = f"{R}/evaluate/worst_images.json"
 rule evaluate_model:
     input:
         deploy=DEPLOY_INFO,
-        val=f"{R}/pack/val.rec",
-        names=f"{R}/pack/val.lst",
+        val=VAL_REC,
+        names=VAL_LST,
         logs=[stop_log(end) for end in EPOCHS],
     output:
         metrics=METRICS,
@@ -43,7 +43,7 @@ rule evaluate_model:
     shell:
         stage(
             "evaluate",
-            "--deploy {input.deploy} --val-rec {input.val} --iou-threshold {params.iou}"
+            "--deploy {input.deploy} --val-rec {input.val} --val-lst {input.names} --iou-threshold {params.iou}"
             " --use-difficult {params.difficult} --confusion-threshold {params.confusion}"
             " --worst-images {params.worst} --bootstrap-resamples {params.resamples}"
             " --train-dirs {params.train_dirs} --out-dir {params.out_dir}",

@@ -31,8 +31,8 @@ rule train_stop:
     input:
         previous_stop_inputs,
         first_stop_pretrained,
-        train=f"{R}/pack/train.rec",
-        val=f"{R}/pack/val.rec",
+        train=TRAIN_REC,
+        val=VAL_REC,
     output:
         log=f"{R}/train/epoch_{{end}}/log.csv",
         symbol=f"{R}/train/epoch_{{end}}/ssd-symbol.json",

@@ -4,7 +4,7 @@ Writes metrics.json (VOC07 11-point mAP, area mAP, COCO-style mAP@0.5:0.95, per-
 bootstrap interval, the F1-optimal score thresholds, the settings used), per_class.csv, pr_curves.png,
 f1_curves.png, a confusion matrix with background (confusion.csv, confusion.png), every val image ranked by its
 errors (worst_images.csv) and the worst ones drawn (worst/*.jpg, listed in worst_images.json). A pure function
-of (model, val records with their .lst, settings).
+of (model, val records and their .lst, settings).
 
 Intervals: --bootstrap-resamples draws of the val images with replacement (seeded, numpy PCG64), each scored
 like the whole set; the interval covers --confidence of the resampled values, bias-corrected (metrics.
@@ -52,12 +52,9 @@ BATCH = 8
 BACKGROUND = -1  # the class of a false alarm's (missing) box and of a missed box's (missing) detection
 
 
-def record_names(rec_path):
-    """The image path of each record, from the .lst that pack writes beside the .rec."""
-    lst = Path(rec_path).with_suffix(".lst")
-    if not lst.exists():
-        raise UserError(f"{lst}: missing; evaluate names the val images from the .lst written beside the .rec")
-    return [line.rstrip("\n").split("\t")[-1] for line in lst.read_text().splitlines() if line.strip()]
+def record_names(lst_path):
+    """The image path of each record, from the .lst that pack writes with the .rec."""
+    return [line.rstrip("\n").split("\t")[-1] for line in Path(lst_path).read_text().splitlines() if line.strip()]
 
 
 def detect_records(detector, rec_path, total):
@@ -243,16 +240,16 @@ def clean(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def evaluate(detector, rec_path, out, settings, last_detector=None):
+def evaluate(detector, rec_path, lst_path, out, settings, last_detector=None):
     """Every output of the stage in the folder `out`; returns the metrics written to metrics.json.
 
     last_detector: the last trained epoch's model when another one is deployed (compared on the same images).
     """
     classes = detector.info["classes"]
-    names = record_names(rec_path)
+    names = record_names(lst_path)
     ground_truth, detections = detect_records(detector, rec_path, len(names))
     if len(names) != len(ground_truth):
-        raise UserError(f"{rec_path}: {len(ground_truth)} records but {len(names)} lines in its .lst")
+        raise UserError(f"{rec_path}: {len(ground_truth)} records but {len(names)} lines in {lst_path}")
     matched = MatchedImages(ground_truth, detections, len(classes), settings.iou_threshold, settings.use_difficult)
     result = matched.result()
     map_intervals, class_intervals = bootstrap_intervals(matched, settings.bootstrap_resamples, settings.bootstrap_seed,
@@ -318,7 +315,8 @@ def last_epoch_note(metrics):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--deploy", required=True, help="deploy.json of the model")
-    parser.add_argument("--val-rec", required=True, help="packed val records (with the .lst beside them)")
+    parser.add_argument("--val-rec", required=True, help="packed val records")
+    parser.add_argument("--val-lst", required=True, help="their .lst (names the images)")
     parser.add_argument("--iou-threshold", type=float, default=0.5)
     parser.add_argument("--use-difficult", choices=["yes", "no"], default="no", help="count difficult boxes as positives")
     parser.add_argument("--confusion-threshold", type=float, default=0.5,
@@ -335,7 +333,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     detector = Detector(args.deploy, batch_size=BATCH)
     last = last_epoch_detector(detector.info, args.train_dirs.split(",")) if args.train_dirs else None
-    evaluate(detector, args.val_rec, out, args, last)
+    evaluate(detector, args.val_rec, args.val_lst, out, args, last)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def model_and_records(voc, tmp_path):
 
 
 def run(deploy, rec, out, *options):
-    evaluate.main(["--deploy", str(deploy), "--val-rec", str(rec), "--out-dir", str(out), *options])
+    evaluate.main(["--deploy", str(deploy), "--val-rec", str(rec), "--val-lst", str(rec.with_suffix(".lst")),
+                   "--out-dir", str(out), *options])
     return json.loads((out / "metrics.json").read_text())
 
 
