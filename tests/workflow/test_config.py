@@ -1,7 +1,8 @@
+import jsonschema
 import pytest
 import yaml
 
-from conftest import snakemake
+from conftest import REPO, snakemake
 
 
 @pytest.mark.parametrize("change, message", [
@@ -36,3 +37,14 @@ def test_training_keys_reach_every_training_stop(tiny_run):
     commands = [line for line in output.splitlines() if "python -m workflow.train " in line]
     assert len(commands) == len(config["epochs"])
     assert all("--patience 5 --patience-smoothing 3 " in line and "--budget-minutes 2.5 " in line for line in commands)
+
+
+def test_config_yaml_and_the_schema_state_each_key_once():
+    """config.yaml holds every key's one default; the schema types and describes exactly those keys, no default."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert set(schema["properties"]) == set(config)
+    for key, rules in schema["properties"].items():
+        assert rules.get("description"), key
+        assert "default" not in rules, key
+    jsonschema.validate(config, schema)
