@@ -39,7 +39,10 @@ def main():
                   processes=args.threads)
         options = train.parse_args([
             "--train-rec", str(Path(work) / "train.rec"), "--classes", ",".join(CLASSES), "--network", args.network,
-            "--data-shape", str(args.data_shape), "--batch-size", str(args.batch_size), "--end-epoch", str(args.epochs),
+            "--data-shape", str(args.data_shape), "--batch-size", str(args.batch_size), "--begin-epoch", "0",
+            "--end-epoch", str(args.epochs), "--learning-rate", "0.05", "--momentum", "0.9", "--wd", "0.0005",
+            "--warmup-epochs", "0", "--lr-steps", "", "--lr-factor", "0.1", "--freeze=", "--seed", "0",
+            "--budget-minutes", "0", "--patience", "0", "--patience-smoothing", "1", "--gpus", "",
             "--threads", str(args.threads), "--out", str(Path(work) / "out")])
         rows = train.train(options)
     print(f"\n{args.network} SSD {args.data_shape}, batch {args.batch_size}, {args.images} images, {args.threads} threads")

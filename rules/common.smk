@@ -130,8 +130,9 @@ def configured(key):
     return value
 
 
-def yes_no(flag):
-    return "yes" if flag else "no"
+def switch(name, on):
+    """A boolean command-line flag: --NAME or --no-NAME."""
+    return f"--{name}" if on else f"--no-{name}"
 
 
 # --- data (rules/data.smk) ---

@@ -26,8 +26,8 @@ rule annotate_check:
         lst_root=option("--lst-root", config.get("lst_root")),
         classes=CLASSES_JSON,
         class_map=json.dumps(config["class_map"]),
-        keep_empty=yes_no(config["keep_empty_images"]),
-        skip_bad=yes_no(config["skip_bad_files"]),
+        keep_empty=switch("keep-empty-images", config["keep_empty_images"]),
+        skip_bad=switch("skip-bad-files", config["skip_bad_files"]),
         max_pixels=config["max_image_pixels"],
     message:
         "Checking every annotation and image of {params.dataset}"
@@ -35,8 +35,8 @@ rule annotate_check:
         stage(
             "check",
             "--dataset {params.dataset:q} {params.val_dataset} {params.lst_root} --classes {params.classes:q}"
-            " --class-map {params.class_map:q} --keep-empty-images {params.keep_empty}"
-            " --skip-bad-files {params.skip_bad} --max-image-pixels {params.max_pixels}"
+            " --class-map {params.class_map:q} {params.keep_empty}"
+            " {params.skip_bad} --max-image-pixels {params.max_pixels}"
             " --out {output.annotations} --table {output.table} --problems-log {log.problems}",
         )
 

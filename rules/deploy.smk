@@ -23,18 +23,18 @@ rule deploy_model:
         network=config["network"],
         classes=",".join(config["classes"]),
         data_shape=config["data_shape"],
-        force_nms=yes_no(config["force_nms"]),
+        force_nms=switch("force-nms", config["force_nms"]),
         nms_threshold=config["nms_threshold"],
         nms_topk=config["nms_topk"],
         threshold=config["detection_threshold"],
         out_dir=folder_of_output("info"),
     message:
-        "Exporting the deploy graph (force_nms={params.force_nms}) of epoch '{params.epoch}'"
+        f"Exporting the deploy graph (force_nms={config['force_nms']}) of epoch '{{params.epoch}}'"
     shell:
         stage(
             "deploy",
             "--train-dirs {params.train_dirs} --epoch {params.epoch} --network {params.network}"
-            " --classes {params.classes:q} --data-shape {params.data_shape} --force-nms {params.force_nms}"
+            " --classes {params.classes:q} --data-shape {params.data_shape} {params.force_nms}"
             " --nms-threshold {params.nms_threshold} --nms-topk {params.nms_topk}"
             " --threshold {params.threshold} --out-dir {params.out_dir} --out {output.info}",
         )
@@ -121,7 +121,7 @@ rule optimize_ir:
         code=stage_code("optimize", "optimizer"),
         precision=config["ir_precision"],
         color=config["ir_color"],
-        mean_inside=yes_no(config["ir_mean_inside"]),
+        mean_inside=switch("mean-in-ir", config["ir_mean_inside"]),
         out_dir=folder_of_output("xml"),
     message:
         "Converting the deploy graph to an OpenVINO {params.precision} IR with the Model Optimizer"
@@ -129,7 +129,7 @@ rule optimize_ir:
         stage(
             "optimize",
             "--deploy {input.deploy} --precision {params.precision} --color {params.color}"
-            " --mean-in-ir {params.mean_inside} --out-dir {params.out_dir} --model-name model"
+            " {params.mean_inside} --out-dir {params.out_dir} --model-name model"
             " --log {log.model_optimizer}",
             env="optimizer",
         )

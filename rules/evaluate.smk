@@ -33,7 +33,7 @@ rule evaluate_model:
         code=stage_code("evaluate"),
         out_dir=folder_of_output("metrics"),
         iou=config["iou_threshold"],
-        difficult=yes_no(config["use_difficult"]),
+        difficult=switch("use-difficult", config["use_difficult"]),
         confusion=config["confusion_threshold"],
         worst=config["worst_images"],
         resamples=config["bootstrap_resamples"],
@@ -44,7 +44,7 @@ rule evaluate_model:
         stage(
             "evaluate",
             "--deploy {input.deploy} --val-rec {input.val} --val-lst {input.names} --iou-threshold {params.iou}"
-            " --use-difficult {params.difficult} --confusion-threshold {params.confusion}"
+            " {params.difficult} --confusion-threshold {params.confusion}"
             " --worst-images {params.worst} --bootstrap-resamples {params.resamples}"
             " --train-dirs {params.train_dirs} --out-dir {params.out_dir}",
         )

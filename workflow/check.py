@@ -249,10 +249,10 @@ def main(argv=None):
     parser.add_argument("--val-dataset", help="a second dataset (VOC folder or .lst) used whole as the validation set")
     parser.add_argument("--lst-root", help="folder the image paths of a .lst are relative to (default: the list's folder)")
     parser.add_argument("--classes", required=True, help="JSON list of class names, in class-id order")
-    parser.add_argument("--class-map", default="{}", help="JSON object: label in the XML -> class name, or null to drop")
-    parser.add_argument("--max-image-pixels", type=int, default=50_000_000)
-    parser.add_argument("--keep-empty-images", choices=["yes", "no"], default="yes")
-    parser.add_argument("--skip-bad-files", choices=["yes", "no"], default="no")
+    parser.add_argument("--class-map", required=True, help="JSON object: label in the XML -> class name, or null to drop")
+    parser.add_argument("--max-image-pixels", type=int, required=True)
+    parser.add_argument("--keep-empty-images", action=argparse.BooleanOptionalAction, required=True, help="keep images without objects")
+    parser.add_argument("--skip-bad-files", action=argparse.BooleanOptionalAction, required=True, help="leave files with errors out and go on")
     parser.add_argument("--out", required=True, help="annotations JSON to write")
     parser.add_argument("--table", required=True, help="problem table CSV to write")
     parser.add_argument("--problems-log", required=True,
@@ -260,7 +260,7 @@ def main(argv=None):
                              "outputs of a failed job, not its logs)")
     args = parser.parse_args(argv)
     settings = Settings(json.loads(args.classes), json.loads(args.class_map), args.max_image_pixels,
-                        args.keep_empty_images == "yes", args.lst_root)
+                        args.keep_empty_images, args.lst_root)
 
     records, problems = check_dataset(args.dataset, settings)
     if args.val_dataset:
@@ -269,7 +269,7 @@ def main(argv=None):
     for table in (args.table, args.problems_log):
         write_table(problems, table)
     errors = summarize(records, problems, settings.classes, args.problems_log)
-    if errors and args.skip_bad_files == "no":
+    if errors and not args.skip_bad_files:
         shown = "\n".join(f"  {p.file}: {p.problem}: {p.message}" for p in errors[:SHOWN_ERRORS])
         more = f"\n  ... and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
         raise UserError(f"{len(errors)} annotation errors (full table: {args.problems_log}; set skip_bad_files: true to "

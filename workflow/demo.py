@@ -114,8 +114,8 @@ def main(argv=None):
     parser.add_argument("--images", nargs="+", help="images or folders to run on")
     parser.add_argument("--annotations", help="checked annotations.json (with --ids: draw the ground truth too)")
     parser.add_argument("--ids", help="list of image ids to draw, e.g. the val split")
-    parser.add_argument("--count", type=int, default=6)
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--count", type=int, help="with --ids: how many of them to draw")
+    parser.add_argument("--threshold", type=float, required=True, help="draw the detections scoring at least this")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--index", help="demo.json to write, listing the images drawn")
     args = parser.parse_args(argv)
@@ -123,12 +123,12 @@ def main(argv=None):
     if args.images:
         paths = image_paths(args.images)
         truths = [None] * len(paths)
-    elif args.annotations and args.ids:
+    elif args.annotations and args.ids and args.count is not None:
         by_id = {r["id"]: r for r in json.loads(Path(args.annotations).read_text())}
         chosen = [by_id[i] for i in Path(args.ids).read_text().splitlines()[: args.count]]
         paths, truths = [r["image"] for r in chosen], [ground_truth_rows(r) for r in chosen]
     else:
-        raise UserError("give --images, or --annotations with --ids")
+        raise UserError("give --images, or --annotations with --ids and --count")
     written = run_demo(detector, paths, truths, args.threshold, Path(args.out_dir))
     if args.index:
         Path(args.index).write_text(json.dumps({"threshold": args.threshold, "images": written}, indent=1))

@@ -65,7 +65,7 @@ def export(args):
     stop_dirs = args.train_dirs.split(",")
     epoch, folder, reason = choose_epoch(stop_dirs, args.epoch)
     symbol, arg_params, aux_params = deploy_graph(
-        folder, epoch, args.network, len(args.classes.split(",")), args.data_shape, force_nms=args.force_nms == "yes",
+        folder, epoch, args.network, len(args.classes.split(",")), args.data_shape, force_nms=args.force_nms,
         nms_threshold=args.nms_threshold, nms_topk=args.nms_topk, threshold=args.threshold)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def export(args):
         "symbol": f"{prefix.name}-symbol.json", "params": f"{prefix.name}-{epoch:04d}.params", "epoch": epoch,
         "epoch_choice": args.epoch, "epoch_reason": reason, "val_map_at_epoch": val_map_at(stop_dirs[-1], epoch),
         "network": args.network, "data_shape": args.data_shape, "classes": args.classes.split(","),
-        "force_nms": args.force_nms == "yes", "nms_threshold": args.nms_threshold, "nms_topk": args.nms_topk,
+        "force_nms": args.force_nms, "nms_threshold": args.nms_threshold, "nms_topk": args.nms_topk,
         "threshold": args.threshold, "input": {"layout": "NCHW", "color": "RGB", "mean_rgb": list(MEAN_RGB), "scale": 1.0,
                                               "resize": "forced to data_shape x data_shape, aspect ratio not kept"},
     }
@@ -86,14 +86,14 @@ def export(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-dirs", required=True, help="comma-separated training stop folders, in order")
-    parser.add_argument("--epoch", default="last", help="last, best or an epoch number")
+    parser.add_argument("--epoch", required=True, help="last, best or an epoch number")
     parser.add_argument("--network", required=True)
     parser.add_argument("--classes", required=True, help="comma-separated class names")
     parser.add_argument("--data-shape", type=int, required=True)
-    parser.add_argument("--force-nms", choices=["yes", "no"], default="yes")
-    parser.add_argument("--nms-threshold", type=float, default=0.45)
-    parser.add_argument("--nms-topk", type=int, default=400)
-    parser.add_argument("--threshold", type=float, default=0.01)
+    parser.add_argument("--force-nms", action=argparse.BooleanOptionalAction, required=True, help="NMS across classes (else per class)")
+    parser.add_argument("--nms-threshold", type=float, required=True)
+    parser.add_argument("--nms-topk", type=int, required=True)
+    parser.add_argument("--threshold", type=float, required=True)
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--out", required=True, help="deploy.json to write")
     export(parser.parse_args(argv))

@@ -317,18 +317,17 @@ def main(argv=None):
     parser.add_argument("--deploy", required=True, help="deploy.json of the model")
     parser.add_argument("--val-rec", required=True, help="packed val records")
     parser.add_argument("--val-lst", required=True, help="their .lst (names the images)")
-    parser.add_argument("--iou-threshold", type=float, default=0.5)
-    parser.add_argument("--use-difficult", choices=["yes", "no"], default="no", help="count difficult boxes as positives")
-    parser.add_argument("--confusion-threshold", type=float, default=0.5,
+    parser.add_argument("--iou-threshold", type=float, required=True)
+    parser.add_argument("--use-difficult", action=argparse.BooleanOptionalAction, required=True, help="count difficult boxes as positives")
+    parser.add_argument("--confusion-threshold", type=float, required=True,
                         help="score a detection needs to count in the confusion matrix and the image errors")
-    parser.add_argument("--worst-images", type=int, default=6, help="how many of the images with most errors to draw")
-    parser.add_argument("--bootstrap-resamples", type=int, default=1000, help="resamples of the val images per interval")
+    parser.add_argument("--worst-images", type=int, required=True, help="how many of the images with most errors to draw")
+    parser.add_argument("--bootstrap-resamples", type=int, required=True, help="resamples of the val images per interval")
     parser.add_argument("--bootstrap-seed", type=int, default=0)
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the bootstrap intervals")
     parser.add_argument("--train-dirs", help="comma-separated training stop folders: compare with the last epoch")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
-    args.use_difficult = args.use_difficult == "yes"
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     detector = Detector(args.deploy, batch_size=BATCH)

@@ -106,7 +106,7 @@ def main(argv=None):
     exporter.add_argument("--out-dir", required=True)
     checker = sub.add_parser("verify", help="(mxnet 0.12) run the exported model and compare")
     checker.add_argument("--dir", required=True)
-    checker.add_argument("--min-score", type=float, default=0.05)
+    checker.add_argument("--min-score", type=float, required=True)
     checker.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.action == "export":

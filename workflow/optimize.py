@@ -38,11 +38,11 @@ def parse_args(argv):
     parser.add_argument("--mean-rgb", type=float, nargs=3, default=(123, 117, 104),
                         help="the mean the network was trained with (deploy.json's input.mean_rgb with --deploy; "
                              "default: MXNet's SSD example's)")
-    parser.add_argument("--precision", choices=("FP16", "FP32"), default="FP16")
-    parser.add_argument("--color", choices=("RGB", "BGR"), default="BGR",
+    parser.add_argument("--precision", choices=("FP16", "FP32"), required=True)
+    parser.add_argument("--color", choices=("RGB", "BGR"), required=True,
                         help="channel order of the frames given to the IR (OpenCV and awscam frames are BGR)")
-    parser.add_argument("--mean-in-ir", choices=("yes", "no"), default="yes",
-                        help="subtract the mean inside the IR (yes) or leave it to the caller (no)")
+    parser.add_argument("--mean-in-ir", action=argparse.BooleanOptionalAction, required=True,
+                        help="subtract the mean inside the IR, or leave it to the caller")
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--log", required=True, type=Path, help="file that keeps the full Model Optimizer output")
@@ -94,7 +94,7 @@ def mo_command(args, symbol, params):
                "--input_shape", f"[1,3,{side},{side}]",
                "--output_dir", str(args.out_dir), "--model_name", args.model_name,
                f"--compress_to_fp16={args.precision == 'FP16'}"]
-    if args.mean_in_ir == "yes":
+    if args.mean_in_ir:
         command += ["--mean_values", "[{:g},{:g},{:g}]".format(*args.mean_rgb)]
     if args.color == "BGR":
         command.append("--reverse_input_channels")
@@ -127,7 +127,7 @@ def contract(args, nms):
         "resize": "stretch to the input size, aspect ratio not kept",
         "color_order": args.color,
         "mean_values": mean,
-        "mean_in_ir": args.mean_in_ir == "yes",
+        "mean_in_ir": args.mean_in_ir,
         "mean_note": "mean_values are in color_order; the caller subtracts them when mean_in_ir is false",
         "scale": None,
         "output": "[1, 1, top_k, 7] rows (image_id, label, score, xmin, ymin, xmax, ymax), boxes normalised "
@@ -159,7 +159,7 @@ def optimize(args):
     if not xml.is_file() or not xml.with_suffix(".bin").is_file():
         raise UserError(f"the Model Optimizer wrote no {xml} and .bin; see {args.log}")
     xml.with_suffix(".contract.json").write_text(json.dumps(contract(args, nms), indent=2) + "\n")
-    log(f"optimize: {xml} ({args.precision}, {args.color} input, mean {'inside' if args.mean_in_ir == 'yes' else 'outside'}"
+    log(f"optimize: {xml} ({args.precision}, {args.color} input, mean {'inside' if args.mean_in_ir else 'outside'}"
         f" the IR) in {time.monotonic() - start:.0f} s")
     return xml
 

@@ -59,31 +59,32 @@ def parse_args(argv=None):
     parser.add_argument("--train-rec", required=True, help="training .rec (its .idx next to it)")
     parser.add_argument("--val-rec", help="validation .rec: val mAP (VOC07) is computed after every epoch")
     parser.add_argument("--classes", required=True, help="class names, comma separated, in label order")
-    parser.add_argument("--network", default="lite", choices=networks.NETWORKS)
-    parser.add_argument("--data-shape", type=int, default=192)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--begin-epoch", type=int, default=0)
+    parser.add_argument("--network", required=True, choices=networks.NETWORKS)
+    parser.add_argument("--data-shape", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--begin-epoch", type=int, required=True, help="0, or the end epoch of the previous stop")
     parser.add_argument("--end-epoch", type=int, required=True, help="absolute epoch to stop at")
     parser.add_argument("--resume", help="output folder of the previous stop, holding its checkpoint at --begin-epoch")
     parser.add_argument("--pretrained", help="a .params file to start from; arrays whose name or shape "
                                              "does not fit (other class count) are left out and initialised")
-    parser.add_argument("--freeze", default="", help="regular expression: parameters whose names match are not trained")
-    parser.add_argument("--learning-rate", type=float, default=0.05)
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--wd", type=float, default=5e-4)
-    parser.add_argument("--lr-steps", default="", help="epochs (absolute) where the lr is multiplied by --lr-factor")
-    parser.add_argument("--lr-factor", type=float, default=0.1)
-    parser.add_argument("--warmup-epochs", type=float, default=0)
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--freeze", required=True, help="regular expression: parameters whose names match are not "
+                                                        "trained ('' trains all)")
+    parser.add_argument("--learning-rate", type=float, required=True)
+    parser.add_argument("--momentum", type=float, required=True)
+    parser.add_argument("--wd", type=float, required=True)
+    parser.add_argument("--lr-steps", required=True, help="epochs (absolute) where the lr is multiplied by --lr-factor")
+    parser.add_argument("--lr-factor", type=float, required=True)
+    parser.add_argument("--warmup-epochs", type=float, required=True)
+    parser.add_argument("--seed", type=int, required=True,
                         help="seeds the initialisation and the shuffling (MXNet seeds the augmentation itself)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (decoding and augmentation)")
-    parser.add_argument("--budget-minutes", type=float, default=0,
+    parser.add_argument("--threads", type=int, required=True, help="CPU threads (decoding and augmentation)")
+    parser.add_argument("--budget-minutes", type=float, required=True,
                         help="stop after the epoch that brings the run's total epoch time past this (0: no budget)")
-    parser.add_argument("--patience", type=int, default=0,
+    parser.add_argument("--patience", type=int, required=True,
                         help="stop when val mAP has not improved for this many epochs (0: never; needs --val-rec)")
-    parser.add_argument("--patience-smoothing", type=int, default=1,
+    parser.add_argument("--patience-smoothing", type=int, required=True,
                         help="--patience watches the moving average of val mAP over this many epochs (1: none)")
-    parser.add_argument("--gpus", default="", help="'' for the CPU, '0,1' for GPUs 0 and 1")
+    parser.add_argument("--gpus", required=True, help="'' for the CPU, '0,1' for GPUs 0 and 1")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 

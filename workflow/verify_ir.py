@@ -111,7 +111,7 @@ def latencies(detector, compiled, contract, image_bgr, deploy_json, min_score):
     log(f"verify_ir: converting the deploy model to an {other} IR too, only to time it")
     with tempfile.TemporaryDirectory() as work:
         args = optimize.parse_args(["--deploy", str(deploy_json), "--precision", other, "--color", contract["color_order"],
-                                    "--mean-in-ir", "yes" if contract["mean_in_ir"] else "no", "--out-dir", work,
+                                    "--mean-in-ir" if contract["mean_in_ir"] else "--no-mean-in-ir", "--out-dir", work,
                                     "--model-name", "twin", "--log", str(Path(work) / "mo.log")])
         twin, twin_contract = ir_infer.load(optimize.optimize(args))
         result[f"ir_{other.lower()}_ms"] = median_ms(lambda: ir_infer.detect(twin, image_bgr, twin_contract, min_score))
@@ -245,8 +245,8 @@ def main(argv=None):
     parser.add_argument("--deploy", required=True, help="deploy.json of the MXNet deploy model")
     parser.add_argument("--ir", required=True, help="the IR's .xml (its .contract.json beside it)")
     parser.add_argument("--val-rec", required=True)
-    parser.add_argument("--min-score", type=float, default=0.5, help="compare detections scoring at least this")
-    parser.add_argument("--iou-threshold", type=float, default=0.5)
+    parser.add_argument("--min-score", type=float, required=True, help="compare detections scoring at least this")
+    parser.add_argument("--iou-threshold", type=float, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--differences", required=True,
                         help="text file listing the detections that differ (a log: it survives a failed run)")

@@ -155,14 +155,15 @@ def test_cli_fails_with_file_level_message_and_never_writes_into_the_dataset(voc
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
     command = [sys.executable, "-m", "workflow.check", "--dataset", str(root), "--classes", '["swoosh", "stripes"]',
                "--out", str(tmp_path / "a.json"), "--table", str(tmp_path / "t.csv"),
-               "--problems-log", str(tmp_path / "logs.csv")]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+               "--problems-log", str(tmp_path / "logs.csv"), "--class-map", "{}", "--max-image-pixels", "50000000",
+               "--keep-empty-images"]
+    result = subprocess.run(command + ["--no-skip-bad-files"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1
     assert "ERROR: 1 annotation errors" in result.stderr and "bad.xml: unknown-class" in result.stderr
     assert f"full table: {tmp_path / 'logs.csv'}" in result.stderr
     assert "Traceback" not in result.stderr
     assert "bad.xml,error,unknown-class" in (tmp_path / "logs.csv").read_text()
-    skipped = subprocess.run(command + ["--skip-bad-files", "yes"], cwd=REPO, capture_output=True, text=True)
+    skipped = subprocess.run(command + ["--skip-bad-files"], cwd=REPO, capture_output=True, text=True)
     assert skipped.returncode == 0 and "skipped" in skipped.stderr
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
     assert before == after

@@ -45,9 +45,13 @@ def model_and_records(voc, tmp_path):
     return make_tiny_deploy(tmp_path / "deploy"), rec, records
 
 
-def run(deploy, rec, out, *options):
+def run(deploy, rec, out, *options, difficult=False):
+    settings = {"--iou-threshold": "0.5", "--confusion-threshold": "0.5", "--worst-images": "6",
+                "--bootstrap-resamples": "1000"}
+    settings.update(zip(options[::2], options[1::2]))  # options: flag, value pairs
     evaluate.main(["--deploy", str(deploy), "--val-rec", str(rec), "--val-lst", str(rec.with_suffix(".lst")),
-                   "--out-dir", str(out), *options])
+                   "--out-dir", str(out), *[item for pair in settings.items() for item in pair],
+                   "--use-difficult" if difficult else "--no-use-difficult"])
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -73,7 +77,7 @@ def test_evaluation_is_a_pure_function_of_model_records_and_settings(model_and_r
 
 def test_settings_reach_the_metric(model_and_records, tmp_path):
     deploy, rec, records = model_and_records
-    loose = run(deploy, rec, tmp_path / "loose", "--iou-threshold", "0.1", "--use-difficult", "yes")
+    loose = run(deploy, rec, tmp_path / "loose", "--iou-threshold", "0.1", difficult=True)
     strict = run(deploy, rec, tmp_path / "strict", "--iou-threshold", "0.7")
     assert (loose["iou_threshold"], loose["use_difficult"], strict["iou_threshold"]) == (0.1, True, 0.7)
     objects = sum(len(r["objects"]) for r in records)

@@ -135,11 +135,13 @@ def test_cli_checks_train_and_val_lists_and_split_takes_the_val_list(folder, tmp
     out.mkdir()
     command = [sys.executable, "-m", "workflow.check", "--dataset", str(folder / "train.lst"), "--val-dataset",
                str(folder / "val.lst"), "--classes", json.dumps(CLASSES), "--out", str(out / "a.json"), "--table", str(out / "t.csv"),
-               "--problems-log", str(out / "problems.csv")]
+               "--problems-log", str(out / "problems.csv"), "--class-map", "{}", "--max-image-pixels", "50000000",
+               "--keep-empty-images", "--no-skip-bad-files"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "3 usable images, 3 objects (nike 1, adidas 2); 0 errors" in result.stderr
     command = [sys.executable, "-m", "workflow.split", "--annotations", str(out / "a.json"), "--dataset", str(folder / "train.lst"),
+               "--val-fraction", "0.15", "--seed", "0",
                "--train-out", str(out / "train.txt"), "--val-out", str(out / "val.txt"),
                "--train-records", str(out / "train.json"), "--val-records", str(out / "val.json")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)

@@ -173,7 +173,7 @@ def test_split_writes_each_splits_records_in_list_order(voc, tmp_path):
     records = checked(root)
     (tmp_path / "a.json").write_text(json.dumps(records))
     outputs = {name: tmp_path / name for name in ("train.txt", "val.txt", "train.json", "val.json")}
-    split.main(["--annotations", str(tmp_path / "a.json"), "--dataset", str(root), "--val-fraction", "0.3",
+    split.main(["--annotations", str(tmp_path / "a.json"), "--dataset", str(root), "--val-fraction", "0.3", "--seed", "0",
                 "--train-out", str(outputs["train.txt"]), "--val-out", str(outputs["val.txt"]),
                 "--train-records", str(outputs["train.json"]), "--val-records", str(outputs["val.json"])])
     by_id = {r["id"]: r for r in records}
@@ -197,7 +197,7 @@ def test_image_names_with_spaces_go_through_split_pack_and_the_dataset_report(vo
     assert all(" " in record["id"] for record in records)
     (tmp_path / "a.json").write_text(json.dumps(records))
     lists = {name: tmp_path / f"{name}.txt" for name in ("train", "val")}
-    split.main(["--annotations", str(tmp_path / "a.json"), "--dataset", str(root), "--val-fraction", "0.3",
+    split.main(["--annotations", str(tmp_path / "a.json"), "--dataset", str(root), "--val-fraction", "0.3", "--seed", "0",
                 "--train-out", str(lists["train"]), "--val-out", str(lists["val"]),
                 "--train-records", str(tmp_path / "train.json"), "--val-records", str(tmp_path / "val.json")])
     ids = {name: path.read_text().splitlines() for name, path in lists.items()}

@@ -41,11 +41,16 @@ def records(tmp_path_factory):
     return write_records(str(folder / "train"), 16), write_records(str(folder / "val"), 6, seed=1)
 
 
+# The settings every test run shares (the rules pass every one of them from config.yaml)
+SETTINGS = ["--classes", "red,blue", "--network", "tiny", "--data-shape", "64", "--batch-size", "4",
+            "--begin-epoch", "0", "--learning-rate", "0.05", "--momentum", "0.9", "--wd", "0.0005", "--warmup-epochs", "1", "--lr-steps", "3",
+            "--lr-factor", "0.1", "--freeze=", "--threads", "1", "--seed", "3", "--budget-minutes", "0",
+            "--patience", "0", "--patience-smoothing", "1", "--gpus", ""]
+
+
 def options(records, out, **changes):
     train_rec, val_rec = records
-    argv = ["--train-rec", train_rec, "--val-rec", val_rec, "--classes", "red,blue", "--network", "tiny",
-            "--data-shape", "64", "--batch-size", "4", "--end-epoch", "4", "--learning-rate", "0.05",
-            "--warmup-epochs", "1", "--lr-steps", "3", "--threads", "1", "--seed", "3", "--out", str(out)]
+    argv = ["--train-rec", train_rec, "--val-rec", val_rec, *SETTINGS, "--end-epoch", "4", "--out", str(out)]
     parsed = parse_args(argv)
     vars(parsed).update(changes)
     return parsed
@@ -203,9 +208,7 @@ def test_a_killed_run_continues_after_its_last_finished_epoch(records, tmp_path)
     straight = tmp_path / "straight"
     train(options(records, straight, end_epoch=6, val_rec=None))
     out = tmp_path / "killed"
-    argv = ["--train-rec", records[0], "--classes", "red,blue", "--network", "tiny", "--data-shape", "64",
-            "--batch-size", "4", "--end-epoch", "6", "--learning-rate", "0.05", "--warmup-epochs", "1",
-            "--lr-steps", "3", "--threads", "1", "--seed", "3", "--out", str(out)]
+    argv = ["--train-rec", records[0], *SETTINGS, "--end-epoch", "6", "--out", str(out)]
     process = subprocess.Popen([sys.executable, "-m", "workflow.train", *argv], cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while len(read_rows(out / "progress.csv")) < 2 and time.monotonic() < deadline and process.poll() is None:

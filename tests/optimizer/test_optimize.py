@@ -22,6 +22,7 @@ from workflow.cli import UserError
 SIDE = 64
 NUM_CLASSES = 3
 NMS_THRESHOLD = 0.45
+CONVERSION = ["--precision", "FP16", "--color", "BGR", "--mean-in-ir"]  # the device's
 
 
 def seeded_weights(symbol, seed=0):
@@ -60,14 +61,15 @@ def convert(checkpoint, tmp_path_factory):
     """convert(precision, color, mean_in_ir) -> xml path; each variant is converted once."""
     done = {}
 
-    def convert(precision="FP32", color="RGB", mean_in_ir="no"):
+    def convert(precision="FP32", color="RGB", mean_in_ir="outside"):
         key = (precision, color, mean_in_ir)
         if key not in done:
             out = tmp_path_factory.mktemp("ir")
             name = "-".join(key)
             optimize.main(["--symbol", str(checkpoint[0]), "--params", str(checkpoint[1]),
                            "--data-shape", str(SIDE), "--precision", precision, "--color", color,
-                           "--mean-in-ir", mean_in_ir, "--out-dir", str(out), "--model-name", name,
+                           "--mean-in-ir" if mean_in_ir == "inside" else "--no-mean-in-ir", "--out-dir", str(out),
+                           "--model-name", name,
                            "--log", str(out / f"{name}.log")])
             done[key] = out / f"{name}.xml"
         return done[key]
@@ -134,7 +136,7 @@ def assert_same_detections(expected, actual, score_tol):
 
 
 def test_ir_files_and_contract(convert):
-    xml = convert("FP16", "BGR", "yes")
+    xml = convert("FP16", "BGR", "inside")
     assert xml.with_suffix(".bin").stat().st_size > 0
     text = xml.read_text()
     assert 'type="PriorBox"' in text and 'type="DetectionOutput"' in text
@@ -156,13 +158,13 @@ def cpu_computes(precision):
 def test_ir_computes_in_f32_on_every_cpu_unless_told_otherwise(convert):
     """The CPU plugin's own default is bf16 on CPUs with AVX512_BF16 or AMX: load never leaves it to the CPU."""
     for precision in ("FP32", "FP16"):
-        compiled, _ = ir_infer.load(convert(precision, "BGR", "yes"))
+        compiled, _ = ir_infer.load(convert(precision, "BGR", "inside"))
         assert ir_infer.precision_ran(compiled) == "f32"
 
 
 @pytest.mark.skipif(not cpu_computes("bf16"), reason="this CPU has no bf16 (AVX512_BF16 or AMX)")
 def test_bf16_on_a_cpu_that_has_it_is_close_but_not_exact(convert, mxnet_model):
-    compiled, contract = ir_infer.load(convert("FP32", "RGB", "no"), precision="bf16")
+    compiled, contract = ir_infer.load(convert("FP32", "RGB", "outside"), precision="bf16")
     assert ir_infer.precision_ran(compiled) == "bf16"
     score_differences = []
     for image in synthetic_images():
@@ -176,11 +178,11 @@ def test_bf16_on_a_cpu_that_has_it_is_close_but_not_exact(convert, mxnet_model):
 
 def test_an_unknown_precision_is_refused(convert):
     with pytest.raises(ValueError, match="'f8' is not one of f32, bf16, f16"):
-        ir_infer.load(convert("FP32", "RGB", "no"), precision="f8")
+        ir_infer.load(convert("FP32", "RGB", "outside"), precision="f8")
 
 
 def test_fp32_ir_gives_mxnet_detections(convert, mxnet_model):
-    compiled, contract = ir_infer.load(convert("FP32", "RGB", "no"))
+    compiled, contract = ir_infer.load(convert("FP32", "RGB", "outside"))
     for image in synthetic_images():
         expected = mxnet_detect(mxnet_model, image)
         assert len(expected) > 50
@@ -188,7 +190,7 @@ def test_fp32_ir_gives_mxnet_detections(convert, mxnet_model):
 
 
 def test_fp16_ir_gives_mxnet_detections(convert, mxnet_model):
-    compiled, contract = ir_infer.load(convert("FP16", "BGR", "yes"))
+    compiled, contract = ir_infer.load(convert("FP16", "BGR", "inside"))
     for image in synthetic_images():
         expected = mxnet_detect(mxnet_model, image)
         actual = ir_infer.detect(compiled, image, contract, 0.0)
@@ -198,8 +200,8 @@ def test_fp16_ir_gives_mxnet_detections(convert, mxnet_model):
 
 def test_bgr_input_and_mean_inside_ir_change_nothing(convert):
     """The device variant (BGR frames, mean subtracted by the IR) detects as the RGB / caller-mean one."""
-    rgb_outside = ir_infer.load(convert("FP32", "RGB", "no"))
-    bgr_inside = ir_infer.load(convert("FP32", "BGR", "yes"))
+    rgb_outside = ir_infer.load(convert("FP32", "RGB", "outside"))
+    bgr_inside = ir_infer.load(convert("FP32", "BGR", "inside"))
     assert not np.allclose(ir_infer.preprocess(synthetic_images()[0], rgb_outside[1]),
                            ir_infer.preprocess(synthetic_images()[0], bgr_inside[1]))
     for image in synthetic_images():
@@ -217,7 +219,7 @@ def test_per_class_nms_in_ir_then_cross_class_nms_is_not_mxnet(checkpoint, conve
                     "--input_shape", f"[1,3,{SIDE},{SIDE}]", "--output_dir", str(out), "--model_name", "default",
                     "--compress_to_fp16=False"], check=True, capture_output=True)
     per_class = ov.Core().compile_model(out / "default.xml", "CPU")
-    _, contract = ir_infer.load(convert("FP32", "RGB", "no"))
+    _, contract = ir_infer.load(convert("FP32", "RGB", "outside"))
     for image in synthetic_images():
         expected = mxnet_detect(mxnet_model, image)
         raw = ir_infer.raw_output(per_class, ir_infer.preprocess(image, contract))
@@ -248,7 +250,7 @@ def test_broken_symbol_names_the_log(checkpoint, tmp_path):
     broken.write_text(json.dumps(graph))
     log_path = tmp_path / "logs" / "optimize.log"
     with pytest.raises(UserError, match=str(log_path)):
-        optimize.main(["--symbol", str(broken), "--params", str(checkpoint[1]), "--data-shape", str(SIDE),
+        optimize.main(["--symbol", str(broken), "--params", str(checkpoint[1]), "--data-shape", str(SIDE), *CONVERSION,
                        "--out-dir", str(tmp_path / "ir"), "--model-name", "broken", "--log", str(log_path)])
     assert "NoSuchOperation" in log_path.read_text()
 
@@ -261,14 +263,14 @@ def test_unreadable_or_wrong_symbol_is_a_user_error(checkpoint, tmp_path):
     for symbol, message in ((truncated, "cannot read the deploy symbol"), (training, "0 MultiBoxDetection")):
         with pytest.raises(UserError, match=message):
             optimize.main(["--symbol", str(symbol), "--params", str(checkpoint[1]), "--data-shape", str(SIDE),
-                           "--out-dir", str(tmp_path / "ir"), "--model-name", "x", "--log", str(tmp_path / "x.log")])
+                           *CONVERSION, "--out-dir", str(tmp_path / "ir"), "--model-name", "x", "--log", str(tmp_path / "x.log")])
 
 
 def test_deploy_json_gives_symbol_params_shape_and_mean(tmp_path):
     info = {"symbol": "d-symbol.json", "params": "d-0003.params", "data_shape": 96,
             "input": {"layout": "NCHW", "color": "RGB", "mean_rgb": [120.5, 115, 100], "scale": 1.0}}
     (tmp_path / "deploy.json").write_text(json.dumps(info))
-    args = optimize.parse_args(["--deploy", str(tmp_path / "deploy.json"), "--out-dir", str(tmp_path),
+    args = optimize.parse_args(["--deploy", str(tmp_path / "deploy.json"), *CONVERSION, "--out-dir", str(tmp_path),
                                 "--model-name", "m", "--log", str(tmp_path / "m.log")])
     assert (args.symbol, args.params, args.data_shape) == (tmp_path / "d-symbol.json", tmp_path / "d-0003.params", 96)
     command = optimize.mo_command(args, args.symbol, args.params)
