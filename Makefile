@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    set everything up from nothing and run the workflow on the bundled sample (data/sample)
 #   make test   set everything up from nothing and run the whole test suite
+#   make test-cluster   the workflow on a real single-node Slurm cluster (root, Debian; installs Slurm with apt-get)
 # Stage environments are built on first use by workflow/envs.py (in .venvs/, keyed by each lock's hash);
 # this file only builds the orchestrator (.venv: snakemake + pytest) that drives them.
 
@@ -9,7 +10,7 @@ CORES ?= $(shell nproc)
 VENV := .venv
 ORCHESTRATOR := $(VENV)/.lock-$(shell sha256sum envs/orchestrator.txt | cut -c1-12)
 
-.PHONY: run test envs lint
+.PHONY: run test test-cluster envs lint
 
 run: $(ORCHESTRATOR)
 	$(VENV)/bin/snakemake --cores $(CORES) deeplens_artifacts
@@ -18,6 +19,12 @@ test: envs lint
 	$(VENV)/bin/python -m workflow.envs exec mxnet -- python -m pytest -q tests/mxnet
 	$(VENV)/bin/python -m workflow.envs exec optimizer -- python -m pytest -q tests/optimizer
 	$(VENV)/bin/python -m pytest -q tests/workflow
+
+# tests/cluster/slurm.sh installs Slurm if needed; the tests start the cluster and stop it; the stop here catches
+# a pytest that died before its own clean-up (it stops nothing when nothing runs).
+test-cluster: envs
+	tests/cluster/slurm.sh install
+	$(VENV)/bin/python -m pytest -q tests/cluster; status=$$?; tests/cluster/slurm.sh stop; exit $$status
 
 # Snakemake's own linter and snakefmt (line length 120, as the code); fails if either reports something.
 lint: $(ORCHESTRATOR)
