@@ -19,8 +19,8 @@ results/sweeps/<name>/<run>.log; a run already complete does nothing). Options a
 call, e.g. `-- --profile profiles/slurm` to run each run's jobs on a cluster. Finally the comparison (val mAP with
 its bootstrap interval, IR mAP and latency, training time) is written to comparison.csv and comparison.md and
 printed. When the grid varies `seed`, the runs that differ only in seed form a group, and seed_groups.csv (also at
-the end of comparison.md) gives each group's mean, standard deviation (n - 1) and range: the training noise, which
-the bootstrap interval of one run does not hold. Exit status 1 if any run failed. Runs in the orchestrator
+the end of comparison.md) gives each group's mean, standard deviation (n - 1) and range: what the seed moves
+(training, and the split where the seed draws it), which the bootstrap interval of one run does not hold. Exit status 1 if any run failed. Runs in the orchestrator
 environment (Snakemake's); standard library and PyYAML only.
 """
 import argparse
@@ -249,7 +249,7 @@ def main(argv=None):
     if "seed" in sweep["grid"]:
         seeds_csv, seeds_markdown = seed_table(seed_groups(rows, list(sweep["grid"])), list(sweep["grid"]))
         (folder / "seed_groups.csv").write_text(seeds_csv)
-        markdown += f"\nOver the seeds (training noise; each run's interval above is the val-set noise):\n\n{seeds_markdown}"
+        markdown += f"\nOver the seeds (what the seed moves; each run's interval above is the val-set noise):\n\n{seeds_markdown}"
     (folder / "comparison.md").write_text(markdown)
     print(f"\n{markdown}\nTable: {folder / 'comparison.csv'}, {folder / 'comparison.md'}")
     if any(value == "failed" for value in status.values()):
