@@ -2,7 +2,7 @@
 #   make run    set everything up from nothing and run the workflow on the bundled sample (data/sample)
 #   make test   set everything up from nothing and run the whole test suite
 #   make test-cluster   the workflow on a real single-node Slurm cluster (root, Debian; installs Slurm with apt-get)
-# Stage environments are built on first use by workflow/envs.py (in .venvs/, keyed by each lock's hash);
+# Stage environments are built on first use by workflow/orchestrator/envs.py (in .venvs/, keyed by each lock's hash);
 # this file only builds the orchestrator (.venv: snakemake + pytest) that drives them.
 
 PYTHON ?= python3
@@ -16,8 +16,8 @@ run: $(ORCHESTRATOR)
 	$(VENV)/bin/snakemake --cores $(CORES) deeplens_artifacts
 
 test: envs lint
-	$(VENV)/bin/python -m workflow.envs exec mxnet -- python -m pytest -q tests/mxnet
-	$(VENV)/bin/python -m workflow.envs exec optimizer -- python -m pytest -q tests/optimizer
+	$(VENV)/bin/python -m workflow.orchestrator.envs exec mxnet -- python -m pytest -q tests/mxnet
+	$(VENV)/bin/python -m workflow.orchestrator.envs exec optimizer -- python -m pytest -q tests/optimizer
 	$(VENV)/bin/python -m pytest -q tests/workflow
 
 # tests/cluster/slurm.sh installs Slurm if needed; the tests start the cluster and stop it; the stop here catches
@@ -33,7 +33,7 @@ lint: $(ORCHESTRATOR)
 	test $$lint -eq 0 && test $$format -eq 0
 
 envs: $(ORCHESTRATOR)
-	$(VENV)/bin/python -m workflow.envs build mxnet optimizer deeplens-mxnet
+	$(VENV)/bin/python -m workflow.orchestrator.envs build mxnet optimizer deeplens-mxnet
 
 $(ORCHESTRATOR): envs/orchestrator.txt
 	rm -rf $(VENV)

@@ -5,9 +5,9 @@ For a Linux machine with an NVIDIA driver, Python 3.11 and PyPI reachable, with 
     python3.11 benchmarks/gpu_check.py                         # everything, into results/gpu_check/
     python3.11 benchmarks/gpu_check.py --write-configs-only    # only the two run configs
 
-1. Prints nvidia-smi's GPUs and driver and runs the workflow's own GPU check (workflow.gpus); with no usable
+1. Prints nvidia-smi's GPUs and driver and runs the workflow's own GPU check (workflow.orchestrator.gpus); with no usable
    NVIDIA GPU at all (no nvidia-smi, no device, driver too old) it stops here, exit 2, before building anything.
-2. Builds .venv (Snakemake) and the mxnet and mxnet-cuda environments (workflow.envs; about 4 GB, once).
+2. Builds .venv (Snakemake) and the mxnet and mxnet-cuda environments (workflow.orchestrator.envs; about 4 GB, once).
 3. In mxnet-cuda: mx.context.num_gpus(), the time of the first CUDA call and of a small convolution forward and
    backward on GPU 0, and how far its results are from the CPU's; three times, in fresh processes: the second shows
    what the driver's cache (CUDA_CACHE_MAXSIZE, set to its 4 GiB maximum) saves, the third CUDA_MODULE_LOADING=LAZY.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from workflow import gpus  # noqa: E402  (standard library only, like this script)
+from workflow.orchestrator import gpus  # noqa: E402  (standard library only, like this script)
 
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 CUDA_CACHE_MAXSIZE = str(4 * 1024**3)  # the largest the driver accepts
@@ -141,11 +141,11 @@ def build_environments():
         subprocess.run([sys.executable, "-m", "venv", str(REPO / ".venv")], check=True)
     subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
                     str(REPO / "envs" / "orchestrator.txt")], check=True)
-    subprocess.run([str(VENV_PYTHON), "-m", "workflow.envs", "build", "mxnet", "mxnet-cuda"], check=True, cwd=REPO)
+    subprocess.run([str(VENV_PYTHON), "-m", "workflow.orchestrator.envs", "build", "mxnet", "mxnet-cuda"], check=True, cwd=REPO)
 
 
 def probe_mxnet(extra_env):
-    command = [str(VENV_PYTHON), "-m", "workflow.envs", "exec", "mxnet-cuda", "--", "python", "-c", MXNET_PROBE]
+    command = [str(VENV_PYTHON), "-m", "workflow.orchestrator.envs", "exec", "mxnet-cuda", "--", "python", "-c", MXNET_PROBE]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=dict(os.environ, **extra_env))
     lines = [line for line in result.stdout.splitlines() if line.startswith("PROBE ")]
     if not lines:

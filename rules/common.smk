@@ -9,8 +9,8 @@ from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 sys.path.insert(0, workflow.basedir)
-from workflow import voc
-from workflow.plan import (
+from workflow.lib import voc
+from workflow.orchestrator.plan import (
     ConfigError,
     check_config,
     content_hash,

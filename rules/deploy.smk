@@ -58,13 +58,13 @@ rule export_mxnet012:
         mem_mb=2000,
         runtime=10,
     params:
-        code=stage_code("legacy"),
+        code=stage_code("mxnet012"),
         out_dir=folder_of_output("info"),
     message:
         "Writing the deploy model in the form MXNet 0.12 (the DeepLens' version) loads"
     shell:
         stage(
-            "legacy",
+            "mxnet012",
             "export --deploy {input.deploy} --val-rec {input.val} --out-dir {params.out_dir}",
         )
 
@@ -86,14 +86,14 @@ rule verify_mxnet012:
         mem_mb=2000,
         runtime=10,
     params:
-        code=stage_code("legacy", "deeplens-mxnet"),
+        code=stage_code("mxnet012", "deeplens-mxnet"),
         folder=folder_of_input("info"),
         min_score=config["parity_threshold"],
     message:
         "Checking that MXNet 0.12 loads the model and detects what MXNet 1.9.1 detects"
     shell:
         stage(
-            "legacy",
+            "mxnet012",
             "verify --dir {params.folder} --min-score {params.min_score} --out {output.result}",
             env="deeplens-mxnet",
         )
@@ -194,14 +194,14 @@ rule collect_artifacts:
         mem_mb=1000,
         runtime=10,
     params:
-        code=stage_code("artifacts", files=["workflow/ir_infer.py", "workflow/deeplens_lambda.py"]),
+        code=stage_code("deeplens_artifacts", files=["workflow/device/infer.py", "workflow/device/deeplens_lambda.py"]),
         out_dir=folder_of_output("manifest"),
         config=json.dumps(model_config(config), sort_keys=True),
     message:
         "Collecting the DeepLens artifacts with their manifest"
     shell:
         stage(
-            "artifacts",
+            "deeplens_artifacts",
             "--deploy {input.deploy} --ir {input.xml} --contract {input.contract} --metrics {input.metrics}"
             " --legacy {input.legacy} --legacy-check {input.legacy_check} --ir-check {input.ir_check}"
             " --annotations {input.annotations} --config {params.config:q} --out-dir {params.out_dir}",

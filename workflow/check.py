@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path, PureWindowsPath
 
-from workflow import voc
-from workflow.cli import UserError, log, run_main
-from workflow.images import (ROTATING_ORIENTATIONS, ImageProblem, decode_rgb, exif_orientation, jpeg_ends_early,
+from workflow.lib import voc
+from workflow.lib.cli import UserError, log, run_main
+from workflow.lib.images import (ROTATING_ORIENTATIONS, ImageProblem, decode_rgb, exif_orientation, jpeg_ends_early,
                              missing_rows, open_image)
 
 CLIP_TOLERANCE = 0.02  # boxes up to 2% of the image side (at least 2 px) outside are clipped with a warning

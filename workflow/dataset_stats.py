@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from workflow.cli import log, run_main  # noqa: E402
-from workflow.networks import anchor_boxes  # noqa: E402
+from workflow.lib.cli import log, run_main  # noqa: E402
+from workflow.lib.networks import anchor_boxes  # noqa: E402
 
 COVERED_IOU = 0.5
 

@@ -1,7 +1,7 @@
 """demo: draw a model's detections on images, beside the ground truth where there is one.
 
 In the workflow it draws the first val images; by hand it works on any image or folder:
-    python -m workflow.envs exec mxnet -- python -m workflow.demo --deploy results/sample/deploy/deploy.json \
+    python -m workflow.orchestrator.envs exec mxnet -- python -m workflow.demo --deploy results/sample/deploy/deploy.json \
         --images photo.jpg more_photos/ --threshold 0.5 --out-dir /tmp/demo
 printing one JSON line of detections per image.
 """
@@ -12,10 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from workflow.cli import UserError, run_main
-from workflow.detector import Detector
-from workflow.images import ImageProblem, load_rgb
-from workflow.plan import IMAGE_SUFFIXES
+from workflow.device.infer import image_paths
+from workflow.lib.cli import UserError, run_main
+from workflow.lib.detector import Detector
+from workflow.lib.images import ImageProblem, load_rgb
 
 MAX_PIXELS = 50_000_000
 CAPTION_HEIGHT = 24
@@ -72,18 +72,6 @@ def ground_truth_rows(record):
 def truth_rows(label_rows):
     """Drawing rows of a packed record's ground truth [cls, xmin, ymin, xmax, ymax, difficult] (normalised)."""
     return [[row[0], 1.0, *row[1:5]] for row in label_rows]
-
-
-def image_paths(items):
-    paths = []
-    for item in map(Path, items):
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise UserError(f"{item}: no such image or folder")
-    return paths
 
 
 def run_demo(detector, paths, truths, threshold, out_dir):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import mxnet as mx
 
-from workflow.cli import UserError, log, run_main
-from workflow.networks import MEAN_RGB, build_deploy_symbol
-from workflow.stopping import best_epoch, val_map
+from workflow.lib.cli import UserError, log, run_main
+from workflow.lib.networks import MEAN_RGB, build_deploy_symbol
+from workflow.lib.stopping import best_epoch, val_map
 
 CHECKPOINT_PREFIX = "ssd"
 

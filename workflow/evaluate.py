@@ -41,11 +41,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from workflow.cli import Progress, UserError, run_main, log, with_interval  # noqa: E402
+from workflow.lib.cli import Progress, UserError, run_main, log, with_interval  # noqa: E402
 from workflow.demo import render, truth_rows  # noqa: E402
 from workflow.deploy import choose_epoch, deploy_graph  # noqa: E402
-from workflow.detector import Detector, read_records  # noqa: E402
-from workflow.metrics import (AP_KEYS, MAP_KEYS, MatchedImages, bootstrap_intervals, f1_thresholds,  # noqa: E402
+from workflow.lib.detector import Detector, read_records  # noqa: E402
+from workflow.lib.metrics import (AP_KEYS, MAP_KEYS, MatchedImages, bootstrap_intervals, f1_thresholds,  # noqa: E402
                               iou_matrix, paired_difference, per_class_table)
 
 BATCH = 8

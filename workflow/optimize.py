@@ -2,7 +2,7 @@
 
 The IR is made by the legacy Model Optimizer (`mo`, MXNet front end) of the interpreter's own
 environment. Beside N.xml/N.bin it writes N.contract.json: what the IR expects as input and what it
-returns, which `workflow/ir_infer.py` follows.
+returns, which `workflow/device/infer.py` follows.
 
 The IR does no non-maximum suppression. The Model Optimizer turns MultiBoxDetection into a
 DetectionOutput that always suppresses per class (force_suppress is dropped), and per-class
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from workflow.cli import UserError, log, run_main
+from workflow.lib.cli import UserError, log, run_main
 
 VARIANCES = (0.1, 0.1, 0.2, 0.2)
 DETECTION_OP = "_contrib_MultiBoxDetection"

@@ -3,7 +3,7 @@
 Record i holds the image and the label [2, 6, cls, xmin, ymin, xmax, ymax, difficult, ...] with
 coordinates normalised to [0, 1], which mx.io.ImageDetRecordIter reads. A complete baseline RGB or gray JPEG
 without EXIF rotation that needs no downscaling is stored as it is (its pixels are exactly what the check saw);
-any other image is decoded as workflow.images does, downscaled so its longer side is at most --max-side
+any other image is decoded as workflow.lib.images does, downscaled so its longer side is at most --max-side
 (a JPEG is decoded at 1/2, 1/4 or 1/8 scale first where that stays above the target), and JPEG-encoded as
 im2rec does. Images are prepared in parallel but written in list order, so identical input gives identical
 bytes.
@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from workflow.cli import Progress, UserError, log, run_main
-from workflow.images import ImageProblem, decode_rgb, is_plain_jpeg, open_image
+from workflow.lib.cli import Progress, UserError, log, run_main
+from workflow.lib.images import ImageProblem, decode_rgb, is_plain_jpeg, open_image
 
 HEADER = [2, 6]  # header width, values per object
 RECORDIO_MAGIC = struct.pack("<I", 0xCED7230A)

@@ -20,7 +20,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from workflow.cli import Progress, UserError, log, run_main
+from workflow.lib.cli import Progress, UserError, log, run_main
 
 CHUNK = 1 << 20
 

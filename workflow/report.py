@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from workflow.cli import log, run_main, with_interval  # noqa: E402
-from workflow.stopping import stop_reason  # noqa: E402
+from workflow.lib.cli import log, run_main, with_interval  # noqa: E402
+from workflow.lib.stopping import stop_reason  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}

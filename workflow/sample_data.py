@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from workflow.cli import UserError, log, run_main
+from workflow.lib.cli import UserError, log, run_main
 
 CLASSES = ("swoosh", "stripes")
 JPEG_QUALITY = 90

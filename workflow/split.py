@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from workflow.cli import UserError, log, run_main
+from workflow.lib.cli import UserError, log, run_main
 
 
 def stable_fraction(seed, image_id):

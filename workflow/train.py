@@ -24,9 +24,9 @@ import time
 import mxnet as mx
 import numpy as np
 
-from workflow import networks
-from workflow.cli import Progress, UserError, log, run_main
-from workflow.stopping import stop_reason
+from workflow.lib import networks
+from workflow.lib.cli import Progress, UserError, log, run_main
+from workflow.lib.stopping import stop_reason
 
 PREFIX = "ssd"
 PROGRESS_FILE, LOG_FILE = "progress.csv", "log.csv"
@@ -327,7 +327,7 @@ class Validator:
         self.symbol = networks.build_deploy_symbol(options.network, num_classes, options.data_shape, force_nms=False)
 
     def mean_ap(self, args, auxs):
-        from workflow.metrics import evaluate_detections
+        from workflow.lib.metrics import evaluate_detections
 
         module = self._bind(args, auxs)
         ground_truth, detections = [], []

@@ -1,6 +1,6 @@
 """verify_ir: proof that the OpenVINO IR detects what the MXNet deploy model detects, and how fast.
 
-On every val image: the IR through its input contract (workflow/ir_infer.py, the code shipped to the
+On every val image: the IR through its input contract (workflow/device/infer.py, the code shipped to the
 device, NMS across classes when force_nms) and the MXNet deploy model. The proof runs the IR at the
 contract's inference precision (f32), so it checks the conversion and the stored weights and means the same
 on every CPU. Detections at or above the parity threshold must pair up (same label, IoU >= MATCH_IOU, or
@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from workflow import ir_infer
-from workflow.cli import Progress, UserError, log, run_main
-from workflow.detector import Detector, read_records
-from workflow.metrics import evaluate_detections
+from workflow.device import infer
+from workflow.lib.cli import Progress, UserError, log, run_main
+from workflow.lib.detector import Detector, read_records
+from workflow.lib.metrics import evaluate_detections
 
 MAP_TOLERANCE = 0.005
 MIN_AGREEMENT = 0.97
@@ -44,7 +44,7 @@ def unpaired(rows, pool):
     used = np.zeros(len(pool), dtype=bool)
     missing = []
     for row in rows:
-        overlap = ir_infer.iou(row[None, 2:], pool[:, 2:])[0]
+        overlap = infer.iou(row[None, 2:], pool[:, 2:])[0]
         near = np.abs(pool[:, 2:] - row[2:]).max(axis=1, initial=0) <= BOX_TOLERANCE
         candidates = np.flatnonzero((pool[:, 0] == row[0]) & ((overlap >= MATCH_IOU) | near) & ~used)
         if len(candidates):
@@ -106,15 +106,15 @@ def latencies(detector, compiled, contract, image_bgr, deploy_json, min_score):
     image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     precision = contract["precision"]
     result = {"mxnet_fp32_ms": median_ms(lambda: detector.raw([image_rgb])),
-              f"ir_{precision.lower()}_ms": median_ms(lambda: ir_infer.detect(compiled, image_bgr, contract, min_score))}
+              f"ir_{precision.lower()}_ms": median_ms(lambda: infer.detect(compiled, image_bgr, contract, min_score))}
     other = "FP32" if precision == "FP16" else "FP16"
     log(f"verify_ir: converting the deploy model to an {other} IR too, only to time it")
     with tempfile.TemporaryDirectory() as work:
         args = optimize.parse_args(["--deploy", str(deploy_json), "--precision", other, "--color", contract["color_order"],
                                     "--mean-in-ir" if contract["mean_in_ir"] else "--no-mean-in-ir", "--out-dir", work,
                                     "--model-name", "twin", "--log", str(Path(work) / "mo.log")])
-        twin, twin_contract = ir_infer.load(optimize.optimize(args))
-        result[f"ir_{other.lower()}_ms"] = median_ms(lambda: ir_infer.detect(twin, image_bgr, twin_contract, min_score))
+        twin, twin_contract = infer.load(optimize.optimize(args))
+        result[f"ir_{other.lower()}_ms"] = median_ms(lambda: infer.detect(twin, image_bgr, twin_contract, min_score))
     result["ir_speedup"] = result["mxnet_fp32_ms"] / result[f"ir_{precision.lower()}_ms"]
     result["inference_precision"] = contract["inference_precision"]
     return result
@@ -124,7 +124,7 @@ def ir_detections(compiled, contract, images_bgr, threshold, label):
     progress = Progress(label, len(images_bgr))
     detections = []
     for index, image in enumerate(images_bgr):
-        rows = ir_infer.detect(compiled, image, contract, threshold)
+        rows = infer.detect(compiled, image, contract, threshold)
         detections.append(np.array(rows, dtype=np.float32).reshape(-1, 6))
         progress.update(index + 1)
     return detections
@@ -163,12 +163,12 @@ def fast_precision_check(reference, args):
     if FAST_PRECISION.upper() not in capabilities:
         log(f"verify_ir: this CPU has no {FAST_PRECISION} ({', '.join(capabilities)}); the IR runs in f32 only")
         return {"inference_precision": FAST_PRECISION, "supported": False}
-    compiled, contract = ir_infer.load(args.ir, precision=FAST_PRECISION)
+    compiled, contract = infer.load(args.ir, precision=FAST_PRECISION)
     ir_all = ir_detections(compiled, contract, reference.images_bgr, reference.threshold, f"verify_ir ({FAST_PRECISION})")
     image = reference.images_bgr[0]
     return {**compare(reference, ir_all, args), "inference_precision": FAST_PRECISION, "supported": True,
-            "ran": ir_infer.precision_ran(compiled),
-            "ir_ms": median_ms(lambda: ir_infer.detect(compiled, image, contract, args.min_score))}
+            "ran": infer.precision_ran(compiled),
+            "ir_ms": median_ms(lambda: infer.detect(compiled, image, contract, args.min_score))}
 
 
 def summary(result):
@@ -204,14 +204,14 @@ def mxnet_reference(detector, args):
 def verify(args):
     detector = Detector(args.deploy)
     reference = mxnet_reference(detector, args)
-    compiled, contract = ir_infer.load(args.ir)
+    compiled, contract = infer.load(args.ir)
     ir_all = ir_detections(compiled, contract, reference.images_bgr, reference.threshold,
                            f"verify_ir ({contract['inference_precision']})")
     result = {"images": len(ir_all), "min_score": args.min_score, "match_iou": MATCH_IOU, "min_agreement": MIN_AGREEMENT,
               "mxnet_map_voc07": reference.mxnet_map, "map_tolerance": MAP_TOLERANCE, **compare(reference, ir_all, args),
               "precision": contract["precision"], "force_nms": contract["force_nms"],
               "inference_precision": {"requested": contract["inference_precision"],
-                                      "ran": ir_infer.precision_ran(compiled)},
+                                      "ran": infer.precision_ran(compiled)},
               "fast_precision": fast_precision_check(reference, args)}
     result["latency"] = latencies(detector, compiled, contract, reference.images_bgr[0], args.deploy, args.min_score)
     write_differences(args.differences, result)

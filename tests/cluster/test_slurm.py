@@ -128,7 +128,7 @@ def test_sweep_of_two_tiny_runs_runs_every_stage_as_an_accounted_slurm_job(clust
     work, local = tmp_path / "work", tmp_path / "local"
     copy_sample(work / "voc", 0, 12)
     sweep_file = write_sweep(work, grid={"ir_precision": ["FP16", "FP32"]})
-    command = [sys.executable, "-m", "workflow.sweep", str(sweep_file), "--", *slurm_options(cluster)]
+    command = [sys.executable, "-m", "workflow.orchestrator.sweep", str(sweep_file), "--", *slurm_options(cluster)]
     result = subprocess.run(command, cwd=work, env=run_env(), capture_output=True, text=True, timeout=2 * RUN_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = table(work, "tiny")

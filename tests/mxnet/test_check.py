@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import REPO
 from workflow import check
-from workflow.images import EXIF_ORIENTATION, jpeg_ends_early, load_rgb
+from workflow.lib.images import EXIF_ORIENTATION, jpeg_ends_early, load_rgb
 
 CLASSES = ["swoosh", "stripes"]
 

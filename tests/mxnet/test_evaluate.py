@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from workflow import check, evaluate, pack
-from workflow.networks import build_deploy_symbol
+from workflow.lib.networks import build_deploy_symbol
 
 CLASSES = ["swoosh", "stripes"]
 SHAPE = 64

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from workflow import check, voc
+from workflow import check
+from workflow.lib import voc
 
 SEED = REPO.parent / "shared" / "reference" / "seed_project"
 CLASSES = ["nike", "adidas"]

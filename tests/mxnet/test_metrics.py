@@ -1,4 +1,4 @@
-"""Tests of workflow.metrics: the shared PASCAL VOC devkit reference cases, then one hand-made case per rule."""
+"""Tests of workflow.lib.metrics: the shared PASCAL VOC devkit reference cases, then one hand-made case per rule."""
 import json
 import math
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow.metrics import (MatchedImages, best_f1, bootstrap_intervals, evaluate_detections, f1_thresholds,
+from workflow.lib.metrics import (MatchedImages, best_f1, bootstrap_intervals, evaluate_detections, f1_thresholds,
                               paired_difference, per_class_table, percentile_interval, resample_draws,
                               resampled_values)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from workflow import networks
+from workflow.lib import networks
 
 REFERENCE = REPO.parent / "shared" / "reference" / "resnet50_ssd_voc0712_params.json"
 SEED_SYMBOL = REPO.parent / "shared" / "reference" / "seed_project" / "ssd_resnet50_512-symbol.json"

@@ -5,7 +5,7 @@ import zipfile
 import pytest
 
 from workflow import pretrained
-from workflow.cli import UserError
+from workflow.lib.cli import UserError
 
 
 def file_url(path):

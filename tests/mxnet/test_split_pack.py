@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from workflow import check, pack, split
-from workflow.cli import UserError
-from workflow.images import exif_orientation, jpeg_ends_early, load_rgb
+from workflow.lib.cli import UserError
+from workflow.lib.images import exif_orientation, jpeg_ends_early, load_rgb
 
 CLASSES = ["swoosh", "stripes"]
 

@@ -2,9 +2,9 @@ import csv
 
 import pytest
 
-from workflow.cli import UserError
+from workflow.lib.cli import UserError
 from workflow.deploy import choose_epoch
-from workflow.stopping import best_epoch, stop_reason
+from workflow.lib.stopping import best_epoch, stop_reason
 
 
 def rows(*val_maps, seconds=10.0):

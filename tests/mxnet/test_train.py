@@ -10,8 +10,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from workflow import networks
-from workflow.cli import UserError
+from workflow.lib import networks
+from workflow.lib.cli import UserError
 from workflow.train import Validator, WarmupStepSchedule, parse_args, train
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """Optimize stage and IR inference: the IR must give the MXNet deploy model's detections.
 
 Needs the OpenVINO environment (Model Optimizer with the MXNet front end):
-    .venv/bin/python -m workflow.envs exec optimizer -- python -m pytest tests/optimizer
+    .venv/bin/python -m workflow.orchestrator.envs exec optimizer -- python -m pytest tests/optimizer
 A seeded, untrained "tiny" SSD at 64 px stands in for a trained one; its scores spread from about
 0.2 to 0.7 over 3 classes, so overlapping boxes of different classes abound.
 """
@@ -16,8 +16,12 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from workflow import ir_infer, networks, optimize
-from workflow.cli import UserError
+from workflow import optimize
+
+from workflow.device import infer
+
+from workflow.lib import networks
+from workflow.lib.cli import UserError
 
 SIDE = 64
 NUM_CLASSES = 3
@@ -113,7 +117,7 @@ def synthetic_images(count=3, seed=1):
 
 
 def box_iou(a, b):
-    return float(ir_infer.iou(np.array([a[2:]]), np.array([b[2:]]))[0, 0])
+    return float(infer.iou(np.array([a[2:]]), np.array([b[2:]]))[0, 0])
 
 
 def unmatched(expected, actual, score_tol):
@@ -158,18 +162,18 @@ def cpu_computes(precision):
 def test_ir_computes_in_f32_on_every_cpu_unless_told_otherwise(convert):
     """The CPU plugin's own default is bf16 on CPUs with AVX512_BF16 or AMX: load never leaves it to the CPU."""
     for precision in ("FP32", "FP16"):
-        compiled, _ = ir_infer.load(convert(precision, "BGR", "inside"))
-        assert ir_infer.precision_ran(compiled) == "f32"
+        compiled, _ = infer.load(convert(precision, "BGR", "inside"))
+        assert infer.precision_ran(compiled) == "f32"
 
 
 @pytest.mark.skipif(not cpu_computes("bf16"), reason="this CPU has no bf16 (AVX512_BF16 or AMX)")
 def test_bf16_on_a_cpu_that_has_it_is_close_but_not_exact(convert, mxnet_model):
-    compiled, contract = ir_infer.load(convert("FP32", "RGB", "outside"), precision="bf16")
-    assert ir_infer.precision_ran(compiled) == "bf16"
+    compiled, contract = infer.load(convert("FP32", "RGB", "outside"), precision="bf16")
+    assert infer.precision_ran(compiled) == "bf16"
     score_differences = []
     for image in synthetic_images():
         expected = mxnet_detect(mxnet_model, image)
-        actual = np.array(ir_infer.detect(compiled, image, contract, 0.0))
+        actual = np.array(infer.detect(compiled, image, contract, 0.0))
         assert len(unmatched(expected, actual, score_tol=0.02)) <= 0.1 * len(expected)
         top = min(len(expected), len(actual), 20)
         score_differences.append(np.abs(np.sort(expected[:, 1])[-top:] - np.sort(actual[:, 1])[-top:]).max())
@@ -178,35 +182,35 @@ def test_bf16_on_a_cpu_that_has_it_is_close_but_not_exact(convert, mxnet_model):
 
 def test_an_unknown_precision_is_refused(convert):
     with pytest.raises(ValueError, match="'f8' is not one of f32, bf16, f16"):
-        ir_infer.load(convert("FP32", "RGB", "outside"), precision="f8")
+        infer.load(convert("FP32", "RGB", "outside"), precision="f8")
 
 
 def test_fp32_ir_gives_mxnet_detections(convert, mxnet_model):
-    compiled, contract = ir_infer.load(convert("FP32", "RGB", "outside"))
+    compiled, contract = infer.load(convert("FP32", "RGB", "outside"))
     for image in synthetic_images():
         expected = mxnet_detect(mxnet_model, image)
         assert len(expected) > 50
-        assert_same_detections(expected, ir_infer.detect(compiled, image, contract, 0.0), score_tol=1e-4)
+        assert_same_detections(expected, infer.detect(compiled, image, contract, 0.0), score_tol=1e-4)
 
 
 def test_fp16_ir_gives_mxnet_detections(convert, mxnet_model):
-    compiled, contract = ir_infer.load(convert("FP16", "BGR", "inside"))
+    compiled, contract = infer.load(convert("FP16", "BGR", "inside"))
     for image in synthetic_images():
         expected = mxnet_detect(mxnet_model, image)
-        actual = ir_infer.detect(compiled, image, contract, 0.0)
+        actual = infer.detect(compiled, image, contract, 0.0)
         # FP16 weights computed in f32 (on any CPU): scores move by ~2e-4, no suppression decision flips here
         assert_same_detections(expected, actual, score_tol=1e-3)
 
 
 def test_bgr_input_and_mean_inside_ir_change_nothing(convert):
     """The device variant (BGR frames, mean subtracted by the IR) detects as the RGB / caller-mean one."""
-    rgb_outside = ir_infer.load(convert("FP32", "RGB", "outside"))
-    bgr_inside = ir_infer.load(convert("FP32", "BGR", "inside"))
-    assert not np.allclose(ir_infer.preprocess(synthetic_images()[0], rgb_outside[1]),
-                           ir_infer.preprocess(synthetic_images()[0], bgr_inside[1]))
+    rgb_outside = infer.load(convert("FP32", "RGB", "outside"))
+    bgr_inside = infer.load(convert("FP32", "BGR", "inside"))
+    assert not np.allclose(infer.preprocess(synthetic_images()[0], rgb_outside[1]),
+                           infer.preprocess(synthetic_images()[0], bgr_inside[1]))
     for image in synthetic_images():
-        expected = ir_infer.detect(rgb_outside[0], image, rgb_outside[1], 0.0)
-        assert_same_detections(expected, ir_infer.detect(bgr_inside[0], image, bgr_inside[1], 0.0), score_tol=1e-4)
+        expected = infer.detect(rgb_outside[0], image, rgb_outside[1], 0.0)
+        assert_same_detections(expected, infer.detect(bgr_inside[0], image, bgr_inside[1], 0.0), score_tol=1e-4)
 
 
 def test_per_class_nms_in_ir_then_cross_class_nms_is_not_mxnet(checkpoint, convert, mxnet_model, tmp_path):
@@ -219,12 +223,12 @@ def test_per_class_nms_in_ir_then_cross_class_nms_is_not_mxnet(checkpoint, conve
                     "--input_shape", f"[1,3,{SIDE},{SIDE}]", "--output_dir", str(out), "--model_name", "default",
                     "--compress_to_fp16=False"], check=True, capture_output=True)
     per_class = ov.Core().compile_model(out / "default.xml", "CPU")
-    _, contract = ir_infer.load(convert("FP32", "RGB", "outside"))
+    _, contract = infer.load(convert("FP32", "RGB", "outside"))
     for image in synthetic_images():
         expected = mxnet_detect(mxnet_model, image)
-        raw = ir_infer.raw_output(per_class, ir_infer.preprocess(image, contract))
+        raw = infer.raw_output(per_class, infer.preprocess(image, contract))
         assert len(raw) > len(expected)
-        after = ir_infer.nms(raw, NMS_THRESHOLD, across_classes=True)
+        after = infer.nms(raw, NMS_THRESHOLD, across_classes=True)
         assert unmatched(expected, after, score_tol=1e-4), "per-class then cross-class NMS lost no MXNet box"
 
 
@@ -233,11 +237,11 @@ def test_nms_across_classes_and_per_class():
                      [1, 0.8, 0.0, 0.0, 0.5, 0.5],  # same box, other class
                      [0, 0.7, 0.05, 0.0, 0.55, 0.5],  # IoU 0.82 with the first
                      [1, 0.6, 0.6, 0.6, 1.0, 1.0]])
-    assert ir_infer.nms(rows, 0.45, across_classes=True)[:, 1].tolist() == [0.9, 0.6]
-    assert ir_infer.nms(rows, 0.45, across_classes=False)[:, 1].tolist() == [0.9, 0.8, 0.6]
+    assert infer.nms(rows, 0.45, across_classes=True)[:, 1].tolist() == [0.9, 0.6]
+    assert infer.nms(rows, 0.45, across_classes=False)[:, 1].tolist() == [0.9, 0.8, 0.6]
     # MXNet suppresses at IoU >= threshold, and a suppressed box suppresses nothing
     chain = np.array([[0, 0.9, 0.0, 0.0, 0.4, 1.0], [0, 0.8, 0.2, 0.0, 0.6, 1.0], [0, 0.7, 0.4, 0.0, 0.8, 1.0]])
-    assert ir_infer.nms(chain, 1 / 3, across_classes=False)[:, 1].tolist() == [0.9, 0.7]
+    assert infer.nms(chain, 1 / 3, across_classes=False)[:, 1].tolist() == [0.9, 0.7]
 
 
 def test_broken_symbol_names_the_log(checkpoint, tmp_path):

@@ -8,12 +8,12 @@ from conftest import REPO, SAMPLE
 
 IR_PROBE = """
 import json, sys, cv2
-from workflow import ir_infer
-compiled, contract = ir_infer.load(sys.argv[1])
+from workflow.device import infer
+compiled, contract = infer.load(sys.argv[1])
 image = cv2.imread(sys.argv[2])
-raw = compiled(ir_infer.preprocess(image, contract))[compiled.output(0)]
-print(json.dumps({"raw_shape": list(raw.shape), "detections": ir_infer.detect(compiled, image, contract, 0.0),
-                  "by_default": ir_infer.detect(compiled, image, contract), "contract": contract}))
+raw = compiled(infer.preprocess(image, contract))[compiled.output(0)]
+print(json.dumps({"raw_shape": list(raw.shape), "detections": infer.detect(compiled, image, contract, 0.0),
+                  "by_default": infer.detect(compiled, image, contract), "contract": contract}))
 """
 
 LAMBDA_PROBE = """
@@ -39,7 +39,7 @@ def sha256(path):
 
 def in_optimizer_env(script, *args):
     """Run a Python snippet in the optimizer (OpenVINO) environment, outside the repository; its last line as JSON."""
-    command = [sys.executable, str(REPO / "workflow" / "envs.py"), "exec", "optimizer", "--", "python", "-c", script, *map(str, args)]
+    command = [sys.executable, str(REPO / "workflow" / "orchestrator" / "envs.py"), "exec", "optimizer", "--", "python", "-c", script, *map(str, args)]
     result = subprocess.run(command, cwd="/", capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
@@ -79,7 +79,7 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert set(probe["contract"]["class_score_thresholds"]) == set(config["classes"])
     assert probe["by_default"] == [row for row in probe["detections"] if row[1] >= chosen]  # infer's default
 
-    command = [sys.executable, str(REPO / "workflow" / "envs.py"), "exec", "optimizer", "--", "python",
+    command = [sys.executable, str(REPO / "workflow" / "orchestrator" / "envs.py"), "exec", "optimizer", "--", "python",
                str(artifacts / "infer.py"), str(image.parent), "--threshold", "0", "--out-dir", str(workdir / "drawn")]
     lines = subprocess.run(command, cwd="/", capture_output=True, text=True, check=True).stdout.splitlines()
     assert len(lines) == 12 and all(json.loads(line)["detections"] for line in lines)

@@ -3,7 +3,7 @@ import threading
 import yaml
 
 from conftest import REPO
-from workflow import envs
+from workflow.orchestrator import envs
 
 
 def lock_pins(name):

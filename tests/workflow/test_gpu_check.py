@@ -43,7 +43,7 @@ def test_the_two_configs_differ_only_in_gpus_and_plan_the_training_stops(tmp_pat
     assert (gpu.pop("gpus"), cpu.pop("gpus"), gpu.pop("run"), cpu.pop("run")) == ([0], [], "gpu", "cpu")
     assert gpu == cpu == {"dataset": str(REPO / "data" / "sample"), "network": "lite", "data_shape": 192,
                           "batch_size": 8, "epochs": [2, 3], "lr_steps": []}
-    for name, runs_in in [("gpu", "workflow.envs exec --gpus 0 mxnet-cuda --"), ("cpu", "workflow.envs exec mxnet --")]:
+    for name, runs_in in [("gpu", "workflow.orchestrator.envs exec --gpus 0 mxnet-cuda --"), ("cpu", "workflow.orchestrator.envs exec mxnet --")]:
         (tmp_path / "config.yaml").write_text((tmp_path / f"{name}.json").read_text())
         plan = snakemake(tmp_path, "evaluate", "--dry-run", "--printshellcmds").stdout
         train_commands = [line for line in plan.splitlines() if "python -m workflow.train" in line]

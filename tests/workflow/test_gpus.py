@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import REPO, snakemake
-from workflow import envs, gpus, plan
+from workflow.orchestrator import envs, gpus, plan
 
 NO_DRIVER = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the " \
             "latest NVIDIA driver is installed and running."
@@ -76,7 +76,7 @@ def test_exec_checks_the_gpu_before_building_the_environment(tmp_path):
     environ = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}/usr/bin{os.pathsep}/bin",
                    DEEPLENS_SSD_ENVS=str(tmp_path / "venvs"), PYTHONPATH=str(REPO))
     fake_nvidia_smi(tmp_path, NO_DRIVER, exit_code=9)
-    result = subprocess.run([sys.executable, "-m", "workflow.envs", "exec", "--gpus", "0", "mxnet-cuda", "--", "true"],
+    result = subprocess.run([sys.executable, "-m", "workflow.orchestrator.envs", "exec", "--gpus", "0", "mxnet-cuda", "--", "true"],
                             capture_output=True, text=True, env=environ)
     assert result.returncode == 1
     assert f"ERROR: cannot train on the GPU (gpus: [0]): nvidia-smi failed (exit 9): {NO_DRIVER}" in result.stderr

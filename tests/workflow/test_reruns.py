@@ -77,9 +77,9 @@ def planned_after_editing(snakefile, workdir, module):
     ("evaluate", {"evaluate_model", "collect_artifacts", "write_report"}),
     ("report", {"write_report"}),  # imported by no other stage
     # imported by demo, evaluate, legacy and verify_ir (verify_ir's import is inside a function), not by train
-    ("detector", {"demo_images", "evaluate_model", "export_mxnet012", "verify_mxnet012", "verify_ir",
+    ("lib/detector", {"demo_images", "evaluate_model", "export_mxnet012", "verify_mxnet012", "verify_ir",
                   "collect_artifacts", "write_report"}),
-    ("cli", {"annotate_check", "split_data", "dataset_stats", "pack_split", "train_stop", *AFTER_TRAINING}),
+    ("lib/cli", {"annotate_check", "split_data", "dataset_stats", "pack_split", "train_stop", *AFTER_TRAINING}),
 ])
 def test_editing_a_module_reruns_exactly_the_stages_that_import_it_and_what_follows(run_copy, module, rules):
     assert set(planned_after_editing(*run_copy, module)) == rules

@@ -1,4 +1,4 @@
-"""Sweeps (workflow/sweep.py): one file, several runs of the real tiny workflow, one comparison table."""
+"""Sweeps (workflow/orchestrator/sweep.py): one file, several runs of the real tiny workflow, one comparison table."""
 import csv
 import json
 import os
@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG, copy_sample
-from workflow.sweep import SweepError, comparison, load_sweep, seed_groups, seed_table, variants
+from workflow.orchestrator.sweep import SweepError, comparison, load_sweep, seed_groups, seed_table, variants
 
 
 def sweep(workdir, *args):
-    """Run `python -m workflow.sweep` in `workdir` (stage environments from the repository's .venvs)."""
+    """Run `python -m workflow.orchestrator.sweep` in `workdir` (stage environments from the repository's .venvs)."""
     env = dict(os.environ, DEEPLENS_SSD_ENVS=str(REPO / ".venvs"), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "workflow.sweep", *map(str, args)], cwd=workdir, env=env,
+    return subprocess.run([sys.executable, "-m", "workflow.orchestrator.sweep", *map(str, args)], cwd=workdir, env=env,
                           capture_output=True, text=True)
 
 

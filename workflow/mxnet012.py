@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow.cli import UserError, log, run_main
+from workflow.lib.cli import UserError, log, run_main
 
 TOLERANCE = 1e-4
 
@@ -28,7 +28,7 @@ def legacy_symbol_json(symbol_json):
 
 
 def export(deploy_json, val_rec, count, out_dir):
-    from workflow.detector import Detector, preprocess, read_records
+    from workflow.lib.detector import Detector, preprocess, read_records
 
     detector = Detector(deploy_json)
     info, folder, out_dir = detector.info, Path(deploy_json).parent, Path(out_dir)
@@ -97,7 +97,7 @@ def verify(folder, min_score, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m workflow.legacy", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workflow.mxnet012", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
     exporter = sub.add_parser("export", help="(mxnet 1.9.1) write the MXNet 0.12 form and reference detections")
     exporter.add_argument("--deploy", required=True)

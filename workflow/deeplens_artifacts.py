@@ -14,12 +14,11 @@ import json
 import shutil
 from pathlib import Path
 
-from workflow.cli import log, run_main
+from workflow.lib.cli import log, run_main
 from workflow.pretrained import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
-DEVICE_CODE = {REPO / "workflow" / "ir_infer.py": "infer.py",
-               REPO / "workflow" / "deeplens_lambda.py": "deeplens_lambda.py"}
+DEVICE_CODE = {REPO / "workflow" / "device" / name: name for name in ("infer.py", "deeplens_lambda.py")}
 CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/**/*.py", "workflow/schemas/*")
 
 
@@ -132,7 +131,7 @@ def collect(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m workflow.artifacts", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workflow.deeplens_artifacts", description=__doc__.split("\n\n")[0])
     for name in ("--deploy", "--ir", "--contract", "--metrics", "--legacy", "--legacy-check", "--ir-check",
                  "--annotations", "--config", "--out-dir"):
         parser.add_argument(name, required=True)

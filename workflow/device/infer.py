@@ -27,7 +27,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import openvino as ov
 
 
 PRECISIONS = ("f32", "bf16", "f16")
@@ -41,6 +40,8 @@ def load(xml_path, device="CPU", precision=None):
     precision = precision or contract["inference_precision"]
     if precision not in PRECISIONS:
         raise ValueError(f"inference precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    import openvino as ov  # here: the image helpers below also serve where OpenVINO is not installed (the demo)
+
     core = ov.Core()
     config = {"INFERENCE_PRECISION_HINT": precision}
     return core.compile_model(core.read_model(xml_path), device, config), contract

@@ -10,7 +10,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from workflow.networks import MEAN_RGB
+from workflow.lib.networks import MEAN_RGB
 
 
 def preprocess(rgb, data_shape):

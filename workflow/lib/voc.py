@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from xml.etree.ElementTree import ParseError
 
-from workflow.plan import IMAGE_SUFFIXES
+from workflow.orchestrator.plan import IMAGE_SUFFIXES
 
 
 class AnnotationError(Exception):

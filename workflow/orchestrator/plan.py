@@ -6,7 +6,7 @@ import ast
 import hashlib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -61,13 +61,13 @@ def previous_stop(epochs, end):
 def env_command(name, use_conda, gpus=()):
     """Shell prefix that runs a command inside the named stage environment, through $DEEPLENS_SSD_PYTHON and
     $DEEPLENS_SSD_REPO (set by the Snakefile) so that no path enters the rule's command. With gpus it first checks
-    that the machine can train on them (workflow.gpus), before the environment is built; with conda it also puts
+    that the machine can train on them (workflow.orchestrator.gpus), before the environment is built; with conda it also puts
     the mxnet-cuda environment's CUDA libraries on the library path."""
     check = f" --gpus {','.join(map(str, gpus))}" if gpus else ""
     pythonpath = 'PYTHONPATH="$DEEPLENS_SSD_REPO"'
     if use_conda:
-        return f"{pythonpath} python -m workflow.envs exec --active{check} {name} --" if gpus else pythonpath
-    return f'{pythonpath} "$DEEPLENS_SSD_PYTHON" -m workflow.envs exec{check} {name} --'
+        return f"{pythonpath} python -m workflow.orchestrator.envs exec --active{check} {name} --" if gpus else pythonpath
+    return f'{pythonpath} "$DEEPLENS_SSD_PYTHON" -m workflow.orchestrator.envs exec{check} {name} --'
 
 
 def content_hash(paths, root):

@@ -1,6 +1,6 @@
 """Sweeps: several runs of the same workflow from one file, and a table comparing them.
 
-    .venv/bin/python -m workflow.sweep sweeps/example.yaml [--cores N] [--dry-run | --table-only] [-- SNAKEMAKE OPTIONS]
+    .venv/bin/python -m workflow.orchestrator.sweep sweeps/example.yaml [--cores N] [--dry-run | --table-only] [-- SNAKEMAKE OPTIONS]
 
 A sweep file names a base config and a grid; every combination of the grid's values is one run, with its own
 `run` name (<name>-<value>-<value>...), results folder and report:
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import yaml
 
-from workflow.cli import with_interval
+from workflow.lib.cli import with_interval
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SWEEP_KEYS = {"name", "base", "set", "grid", "target"}
 COLUMNS = ["val_map", "val_map_low", "val_map_high", "val_images", "ir_map", "ir_latency_ms", "mxnet_latency_ms",
            "train_seconds", "epochs"]
@@ -197,7 +197,7 @@ def seed_table(groups, keys):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m workflow.sweep", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m workflow.orchestrator.sweep", description=__doc__.split("\n\n")[0],
                                      usage="%(prog)s [-h] [--cores N] [--dry-run | --table-only] SWEEP [-- SNAKEMAKE OPTIONS]",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("sweep", help="the sweep file (YAML)")

@@ -4,11 +4,11 @@ Each environment lives in <envs root>/<name>-<first 12 hex of the lock's sha256>
 new folder, an unchanged one is reused. Building takes a file lock, so parallel jobs (or parallel
 Snakemake runs) that need the same environment wait for one build instead of racing.
 
-    python -m workflow.envs exec mxnet -- python -m workflow.check ...   # build if needed, then run
-    python -m workflow.envs exec --gpus 0 mxnet-cuda -- python ...       # check the GPU first (workflow.gpus)
-    python -m workflow.envs exec --active mxnet-cuda -- python ...       # in the environment Python runs in (conda)
-    python -m workflow.envs build mxnet optimizer                        # build only
-    python -m workflow.envs path mxnet                                   # print the folder
+    python -m workflow.orchestrator.envs exec mxnet -- python -m workflow.check ...   # build if needed, then run
+    python -m workflow.orchestrator.envs exec --gpus 0 mxnet-cuda -- python ...       # check the GPU first (workflow.orchestrator.gpus)
+    python -m workflow.orchestrator.envs exec --active mxnet-cuda -- python ...       # in the environment Python runs in (conda)
+    python -m workflow.orchestrator.envs build mxnet optimizer                        # build only
+    python -m workflow.orchestrator.envs path mxnet                                   # print the folder
 
 Standard library only: it runs with whatever Python runs Snakemake.
 """
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "envs"
 ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")
 COMPLETE_MARK = ".complete"
@@ -105,7 +105,7 @@ def library_dirs(name, target):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m workflow.envs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workflow.orchestrator.envs", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("build").add_argument("names", nargs="+")
     sub.add_parser("path").add_argument("name")
@@ -125,7 +125,7 @@ def main(argv=None):
         if not command:
             parser.error("exec needs a command after --")
         if args.gpus:
-            from workflow import gpus  # here: the file also runs as a script, without the repository on sys.path
+            from workflow.orchestrator import gpus  # here: the file also runs as a script, without the repo on sys.path
 
             gpus.main(["--gpus", args.gpus])
         env = run_environment(args.name, args.active)

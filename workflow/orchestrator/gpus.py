@@ -1,4 +1,4 @@
-"""Can this machine train on the GPUs the config names? python -m workflow.gpus --gpus 0,1
+"""Can this machine train on the GPUs the config names? python -m workflow.orchestrator.gpus --gpus 0,1
 
 Asks nvidia-smi (it comes with the NVIDIA driver) and stops with what it found: no nvidia-smi, nvidia-smi
 failing, no device, fewer devices than asked for, a driver too old for CUDA 11, or only GPUs that MXNet 1.9.1's
@@ -104,7 +104,7 @@ def describe(row):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m workflow.gpus", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workflow.orchestrator.gpus", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpus", required=True, help="GPU ids as CUDA numbers them, comma separated")
     options = parser.parse_args(argv)
     try:

@@ -1,0 +1,90 @@
+"""The package layout says which code is which, and the README's map says the same as the tree."""
+import ast
+import re
+import sys
+
+from conftest import REPO
+
+WORKFLOW = REPO / "workflow"
+SNAKEMAKE_BRINGS = {"yaml"}  # a dependency of Snakemake itself, so its interpreter has it
+
+
+def imports(path, module_level_only=False):
+    """The modules a file imports (dotted names), at the top of the file only or anywhere in it."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if module_level_only else ast.walk(tree)
+    names = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def module_file(name):
+    """The file of a workflow module or package named in an import (from workflow.lib import cli -> lib/cli.py)."""
+    for candidate in (name, name.rpartition(".")[0]):
+        path = REPO.joinpath(*candidate.split("."))
+        for file in (path.with_suffix(".py"), path / "__init__.py"):
+            if candidate.startswith("workflow") and file.is_file():
+                return file
+    raise AssertionError(f"no file for {name}")
+
+
+def outside_the_standard_library(path, module_level_only, seen=None):
+    """Third-party modules a file needs, following our own modules it imports."""
+    seen = set() if seen is None else seen
+    found = set()
+    for name in imports(path, module_level_only):
+        top = name.split(".")[0]
+        if top == "workflow":
+            file = module_file(name)
+            if file not in seen:
+                seen.add(file)
+                found |= outside_the_standard_library(file, True, seen)
+        elif top not in sys.stdlib_module_names and top not in SNAKEMAKE_BRINGS:
+            found.add(top)
+    return found
+
+
+def test_the_device_code_stands_alone():
+    for path in (WORKFLOW / "device").glob("*.py"):
+        ours = [name for name in imports(path) if name.split(".")[0] == "workflow"]
+        assert ours == [], f"{path.name} is copied alone to the device but imports {ours}"
+
+
+def test_the_orchestrator_code_runs_in_snakemakes_own_interpreter():
+    for path in (WORKFLOW / "orchestrator").glob("*.py"):
+        assert outside_the_standard_library(path, module_level_only=False) == set(), path.name
+
+
+def test_what_the_snakefile_imports_needs_nothing_but_the_standard_library():
+    for rule_file in (REPO / "rules").glob("*.smk"):
+        for name in re.findall(r"^from (workflow[\w.]*) import", rule_file.read_text(), re.M):
+            assert outside_the_standard_library(module_file(name), module_level_only=True) == set(), name
+
+
+def test_the_image_suffixes_of_the_orchestrator_and_the_device_agree():
+    def suffixes(path):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "IMAGE_SUFFIXES":
+                return ast.literal_eval(node.value)
+        raise AssertionError(f"no IMAGE_SUFFIXES in {path}")
+
+    assert suffixes(WORKFLOW / "orchestrator" / "plan.py") == suffixes(WORKFLOW / "device" / "infer.py")
+
+
+def test_every_stage_a_rule_runs_is_a_module_of_workflow():
+    stages = set()
+    for rule_file in (REPO / "rules").glob("*.smk"):
+        stages |= set(re.findall(r'stage\(\s*"(\w+)"', rule_file.read_text()))
+    assert stages and all((WORKFLOW / f"{stage}.py").is_file() for stage in stages), stages
+
+
+def test_the_readme_map_names_every_module_and_nothing_else():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(workflow/[\w/]+\.py)`", section))
+    in_tree = {str(path.relative_to(REPO)) for path in WORKFLOW.rglob("*.py") if path.name != "__init__.py"}
+    assert named == in_tree

@@ -1,0 +1,1 @@
+"""Code the stages share (MXNet, images, VOC files, metrics): imported by the stage entry points in workflow/."""
