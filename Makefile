@@ -26,11 +26,15 @@ test-cluster: envs
 	tests/cluster/slurm.sh install
 	$(VENV)/bin/python -m pytest -q tests/cluster; status=$$?; tests/cluster/slurm.sh stop; exit $$status
 
-# Snakemake's own linter and snakefmt (line length 120, as the code); fails if either reports something.
+# Snakemake's own linter, snakefmt, and ruff's linter (pycodestyle and pyflakes) and formatter, all at line length
+# 120; fails if any reports something. `ruff format workflow tests benchmarks` (line length 120) fixes the format.
+PYTHON_CODE := workflow tests benchmarks
 lint: $(ORCHESTRATOR)
 	$(VENV)/bin/snakemake --lint; lint=$$?; \
 	$(VENV)/bin/snakefmt --check --line-length 120 Snakefile rules; format=$$?; \
-	test $$lint -eq 0 && test $$format -eq 0
+	$(VENV)/bin/ruff check --line-length 120 --select E,F,W $(PYTHON_CODE); ruff=$$?; \
+	$(VENV)/bin/ruff format --check --line-length 120 $(PYTHON_CODE); ruff_format=$$?; \
+	test $$lint -eq 0 && test $$format -eq 0 && test $$ruff -eq 0 && test $$ruff_format -eq 0
 
 envs: $(ORCHESTRATOR)
 	$(VENV)/bin/python -m workflow.orchestrator.envs build mxnet optimizer deeplens-mxnet

@@ -13,6 +13,7 @@ The original model, a few epochs with a resume stop (from scratch here: the publ
     .venv/bin/python benchmarks/cards_benchmark.py --network resnet50 --data-shape 512 --batch-size 4 \
         --learning-rate 0.01 --warmup-epochs 1 --epochs 2 3 --budget-minutes 0 --run cards_resnet50_512
 """
+
 import argparse
 import csv
 import json
@@ -31,11 +32,19 @@ YARDSTICK = {"map_area": 0.39, "coco_map": 0.25, "latency_ms": 19.0}
 
 def run_config(args):
     return {
-        "run": args.run, "dataset": str(CARDS / "train"), "val_dataset": str(CARDS / "test"),
-        "classes": ["nine", "ten", "jack", "queen", "king", "ace"], "network": args.network,
-        "data_shape": args.data_shape, "batch_size": args.batch_size, "epochs": args.epochs,
-        "learning_rate": args.learning_rate, "warmup_epochs": args.warmup_epochs, "lr_steps": args.lr_steps,
-        "train_budget_minutes": args.budget_minutes, "pack_max_side": 2 * args.data_shape,
+        "run": args.run,
+        "dataset": str(CARDS / "train"),
+        "val_dataset": str(CARDS / "test"),
+        "classes": ["nine", "ten", "jack", "queen", "king", "ace"],
+        "network": args.network,
+        "data_shape": args.data_shape,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "warmup_epochs": args.warmup_epochs,
+        "lr_steps": args.lr_steps,
+        "train_budget_minutes": args.budget_minutes,
+        "pack_max_side": 2 * args.data_shape,
     }
 
 
@@ -46,8 +55,13 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--lr-steps", type=int, nargs="*", default=[])
-    parser.add_argument("--epochs", type=int, nargs="+", default=[400],
-                        help="the training stops: the first trains from scratch, each next one resumes to it")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs="+",
+        default=[400],
+        help="the training stops: the first trains from scratch, each next one resumes to it",
+    )
     parser.add_argument("--warmup-epochs", type=int, default=2)
     parser.add_argument("--budget-minutes", type=float, default=9)
     parser.add_argument("--cores", type=int, default=os.cpu_count())
@@ -58,8 +72,23 @@ def main():
     config_path.parent.mkdir(exist_ok=True)
     config_path.write_text(yaml.safe_dump(run_config(args)))
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(REPO),
-                    "--cores", str(args.cores), "deeplens_artifacts", "--configfile", str(config_path)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(REPO),
+            "--cores",
+            str(args.cores),
+            "deeplens_artifacts",
+            "--configfile",
+            str(config_path),
+        ],
+        check=True,
+    )
     wall = time.monotonic() - started
     print_summary(REPO / "results" / args.run, args, wall)
 
@@ -79,25 +108,33 @@ def print_summary(results, args, wall):
         rows = list(csv.DictReader(handle))
     training_minutes = sum(float(row["seconds"]) for row in rows) / 60
     latency = ir["latency"][f"ir_{ir['precision'].lower()}_ms"]
-    print(f"\n{args.network} SSD {args.data_shape} px, batch {args.batch_size}, lr {args.learning_rate}, "
-          f"budget {args.budget_minutes} min on {args.cores} cores")
+    print(
+        f"\n{args.network} SSD {args.data_shape} px, batch {args.batch_size}, lr {args.learning_rate}, "
+        f"budget {args.budget_minutes} min on {args.cores} cores"
+    )
     print(f"  epochs done           {rows[-1]['epoch']} ({training_minutes:.1f} min of training and validation)")
     print(f"  test mAP@0.5 (area)   {metrics['map_area']:.4f}   (YOLOv8n: {YARDSTICK['map_area']})")
     print(f"  test mAP@0.5 (VOC07)  {metrics['map_voc07']:.4f}")
     print(f"  test mAP@0.5:0.95     {metrics['coco_map']:.4f}   (YOLOv8n: {YARDSTICK['coco_map']})")
     ran = ir["inference_precision"]["ran"]
-    print(f"  IR latency per image  {latency:.1f} ms ({ir['precision']} computing in {ran}, resize + inference + NMS; "
-          f"YOLOv8n: {YARDSTICK['latency_ms']} ms)")
+    print(
+        f"  IR latency per image  {latency:.1f} ms ({ir['precision']} computing in {ran}, resize + inference + NMS; "
+        f"YOLOv8n: {YARDSTICK['latency_ms']} ms)"
+    )
     if ir["fast_precision"]["supported"]:
         fast = ir["fast_precision"]
-        print(f"  IR at {fast['ran']}            {fast['ir_ms']:.1f} ms, test mAP (VOC07) {fast['ir_map_voc07']:.4f} "
-              f"(this CPU's fast path)")
+        print(
+            f"  IR at {fast['ran']}            {fast['ir_ms']:.1f} ms, test mAP (VOC07) {fast['ir_map_voc07']:.4f} "
+            f"(this CPU's fast path)"
+        )
     print(f"  CPU                   {cpu_model()}")
     print(f"  whole workflow        {wall / 60:.1f} min")
     print("\n  epoch  cls_loss  loc_loss  samples/s  val mAP")
     for row in rows:
-        print(f"  {row['epoch']:>5}  {float(row['cls_loss']):8.4f}  {float(row['loc_loss']):8.4f}  "
-              f"{float(row['samples_per_s']):9.2f}  {float(row['val_map']):7.4f}")
+        print(
+            f"  {row['epoch']:>5}  {float(row['cls_loss']):8.4f}  {float(row['loc_loss']):8.4f}  "
+            f"{float(row['samples_per_s']):9.2f}  {float(row['val_map']):7.4f}"
+        )
 
 
 if __name__ == "__main__":

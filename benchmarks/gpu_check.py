@@ -5,7 +5,7 @@ For a Linux machine with an NVIDIA driver, Python 3.11 and PyPI reachable, with 
     python3.11 benchmarks/gpu_check.py                         # everything, into results/gpu_check/
     python3.11 benchmarks/gpu_check.py --write-configs-only    # only the two run configs
 
-1. Prints nvidia-smi's GPUs and driver and runs the workflow's own GPU check (workflow.orchestrator.gpus); with no usable
+1. Prints nvidia-smi's GPUs and driver and runs the workflow's own GPU check (orchestrator/gpus.py); with no usable
    NVIDIA GPU at all (no nvidia-smi, no device, driver too old) it stops here, exit 2, before building anything.
 2. Builds .venv (Snakemake) and the mxnet and mxnet-cuda environments (workflow.orchestrator.envs; about 4 GB, once).
 3. In mxnet-cuda: mx.context.num_gpus(), the time of the first CUDA call and of a small convolution forward and
@@ -20,6 +20,7 @@ Exit 0 when training on the GPU worked, 1 when it did not (the summary says wher
 GPU, 3 when the Python is not 3.11.
 Standard library only: it runs before anything is installed.
 """
+
 import argparse
 import csv
 import json
@@ -94,8 +95,14 @@ def parse_args(argv=None):
 
 def run_configs(options):
     """The GPU and the CPU run's config overrides: the same training, only gpus differs."""
-    base = {"dataset": str(REPO / "data" / "sample"), "network": options.network, "data_shape": options.data_shape,
-            "batch_size": options.batch_size, "epochs": options.epochs, "lr_steps": options.lr_steps}
+    base = {
+        "dataset": str(REPO / "data" / "sample"),
+        "network": options.network,
+        "data_shape": options.data_shape,
+        "batch_size": options.batch_size,
+        "epochs": options.epochs,
+        "lr_steps": options.lr_steps,
+    }
     return {"gpu": dict(base, run="gpu", gpus=[0]), "cpu": dict(base, run="cpu", gpus=[])}
 
 
@@ -139,25 +146,61 @@ def check_gpu(summary):
 def build_environments():
     if not VENV_PYTHON.exists():
         subprocess.run([sys.executable, "-m", "venv", str(REPO / ".venv")], check=True)
-    subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
-                    str(REPO / "envs" / "orchestrator.txt")], check=True)
-    subprocess.run([str(VENV_PYTHON), "-m", "workflow.orchestrator.envs", "build", "mxnet", "mxnet-cuda"], check=True, cwd=REPO)
+    subprocess.run(
+        [
+            str(VENV_PYTHON),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(REPO / "envs" / "orchestrator.txt"),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [str(VENV_PYTHON), "-m", "workflow.orchestrator.envs", "build", "mxnet", "mxnet-cuda"], check=True, cwd=REPO
+    )
 
 
 def probe_mxnet(extra_env):
-    command = [str(VENV_PYTHON), "-m", "workflow.orchestrator.envs", "exec", "mxnet-cuda", "--", "python", "-c", MXNET_PROBE]
+    command = [
+        str(VENV_PYTHON),
+        "-m",
+        "workflow.orchestrator.envs",
+        "exec",
+        "mxnet-cuda",
+        "--",
+        "python",
+        "-c",
+        MXNET_PROBE,
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=dict(os.environ, **extra_env))
     lines = [line for line in result.stdout.splitlines() if line.startswith("PROBE ")]
     if not lines:
         return {"error": f"exit {result.returncode}: {(result.stderr or result.stdout).strip()[-800:]}"}
-    return json.loads(lines[-1][len("PROBE "):])
+    return json.loads(lines[-1][len("PROBE ") :])
 
 
 def train_run(options, name, config_path):
     """The workflow up to evaluate for one config; the figures of its training and evaluation."""
-    command = [str(VENV_PYTHON), "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(options.work),
-               "evaluate", "--cores", str(options.cores), "--set-threads", f"train_stop={options.cores}",
-               "--configfile", str(config_path)]
+    command = [
+        str(VENV_PYTHON),
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(options.work),
+        "evaluate",
+        "--cores",
+        str(options.cores),
+        "--set-threads",
+        f"train_stop={options.cores}",
+        "--configfile",
+        str(config_path),
+    ]
     started = time.monotonic()
     with open(options.work / f"{name}.snakemake.log", "w") as log:
         returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -177,10 +220,14 @@ def training_figures(run, last_stop):
         rows = list(csv.DictReader(file))
     speeds = [float(row["samples_per_s"]) for row in rows]
     metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
-    return {"epochs": len(rows), "samples_per_s": round(statistics.median(speeds), 2),
-            "first_epoch_samples_per_s": round(speeds[0], 2),
-            "train_s": round(sum(float(row["seconds"]) for row in rows), 1),
-            "last_epoch_val_map": float(rows[-1]["val_map"]), "val_map_voc07": metrics["map_voc07"]}
+    return {
+        "epochs": len(rows),
+        "samples_per_s": round(statistics.median(speeds), 2),
+        "first_epoch_samples_per_s": round(speeds[0], 2),
+        "train_s": round(sum(float(row["seconds"]) for row in rows), 1),
+        "last_epoch_val_map": float(rows[-1]["val_map"]),
+        "val_map_voc07": metrics["map_voc07"],
+    }
 
 
 def cpu_model():
@@ -199,22 +246,28 @@ def report(summary, options):
         if "error" in probe:
             lines.append(f"MXNet probe ({name}): FAILED: {probe['error']}")
         else:
-            lines.append(f"MXNet probe ({name}): num_gpus {probe['num_gpus']}, import {probe['import_s']:.1f} s, "
-                         f"first CUDA call {probe['first_cuda_call_s']:.2f} s, first conv fwd+bwd "
-                         f"{probe['first_conv_s']:.2f} s, second {probe['second_conv_s']:.3f} s, GPU vs CPU max "
-                         f"relative difference {probe['max_relative_difference']}")
+            lines.append(
+                f"MXNet probe ({name}): num_gpus {probe['num_gpus']}, import {probe['import_s']:.1f} s, "
+                f"first CUDA call {probe['first_cuda_call_s']:.2f} s, first conv fwd+bwd "
+                f"{probe['first_conv_s']:.2f} s, second {probe['second_conv_s']:.3f} s, GPU vs CPU max "
+                f"relative difference {probe['max_relative_difference']}"
+            )
     for name in ("gpu", "cpu"):
         run = summary.get("runs", {}).get(name)
         if run and "error" in run:
             lines.append(f"{name.upper()} training: FAILED (exit {run['exit']}): {run['error']}")
         elif run:
-            lines.append(f"{name.upper()} training: {run['samples_per_s']} samples/s (median of {run['epochs']} "
-                         f"epochs, first {run['first_epoch_samples_per_s']}), training {run['train_s']} s, workflow "
-                         f"{run['workflow_s']} s, val mAP VOC07 {run['val_map_voc07']:.4f}")
+            lines.append(
+                f"{name.upper()} training: {run['samples_per_s']} samples/s (median of {run['epochs']} "
+                f"epochs, first {run['first_epoch_samples_per_s']}), training {run['train_s']} s, workflow "
+                f"{run['workflow_s']} s, val mAP VOC07 {run['val_map_voc07']:.4f}"
+            )
     runs = summary.get("runs", {})
     if all("samples_per_s" in runs.get(name, {}) for name in ("gpu", "cpu")):
-        lines.append(f"speed-up GPU/CPU: {runs['gpu']['samples_per_s'] / runs['cpu']['samples_per_s']:.1f}x, "
-                     f"val mAP difference GPU-CPU: {runs['gpu']['val_map_voc07'] - runs['cpu']['val_map_voc07']:+.4f}")
+        lines.append(
+            f"speed-up GPU/CPU: {runs['gpu']['samples_per_s'] / runs['cpu']['samples_per_s']:.1f}x, "
+            f"val mAP difference GPU-CPU: {runs['gpu']['val_map_voc07'] - runs['cpu']['val_map_voc07']:+.4f}"
+        )
     lines.append(f"phase times (s): {summary['seconds']}")
     text = "\n".join(lines) + "\n"
     (options.work / "summary.txt").write_text(text)
@@ -235,8 +288,10 @@ def main(argv=None):
         say(f"ERROR: no NVIDIA GPU usable here: {no_gpu}. Nothing was built.")
         return NO_GPU
     if sys.version_info[:2] != (3, 11):
-        say(f"ERROR: run this with Python 3.11, not {platform.python_version()}: the environments' locks pin "
-            "numpy 1.23.5, which has no wheels for newer Pythons.")
+        say(
+            f"ERROR: run this with Python 3.11, not {platform.python_version()}: the environments' locks pin "
+            "numpy 1.23.5, which has no wheels for newer Pythons."
+        )
         return NO_PYTHON
     try:
         timed(summary, "build_environments", build_environments)

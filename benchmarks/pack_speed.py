@@ -9,6 +9,7 @@ the best time counts. The records are checked first (not timed).
 
     .venvs/mxnet-<hash>/bin/python benchmarks/pack_speed.py [--dataset ../shared/datasets/cards/train]
 """
+
 import argparse
 import importlib.util
 import json
@@ -46,23 +47,52 @@ def write_im2rec_list(records, path):
 def time_ours(records, prefix, quality, pass_through):
     """Our pack stage as the workflow runs it: a `python -m workflow.pack` command."""
     Path(f"{prefix}.json").write_text(json.dumps(records))
-    command = [sys.executable, "-m", "workflow.pack", "--records", f"{prefix}.json", "--out-prefix", str(prefix),
-               "--max-side", "0", "--jpeg-quality", str(quality), "--processes", "2"] + ([] if pass_through else ["--re-encode"])
+    command = [
+        sys.executable,
+        "-m",
+        "workflow.pack",
+        "--records",
+        f"{prefix}.json",
+        "--out-prefix",
+        str(prefix),
+        "--max-side",
+        "0",
+        "--jpeg-quality",
+        str(quality),
+        "--processes",
+        "2",
+    ] + ([] if pass_through else ["--re-encode"])
     return timed(command)
 
 
 def time_im2rec(records, prefix, quality):
     write_im2rec_list(records, f"{prefix}.lst")
-    command = [sys.executable, str(IM2REC), "--pack-label", "--num-thread", "2", "--quality", str(quality),
-               "--no-shuffle", str(prefix), "/"]
+    command = [
+        sys.executable,
+        str(IM2REC),
+        "--pack-label",
+        "--num-thread",
+        "2",
+        "--quality",
+        str(quality),
+        "--no-shuffle",
+        str(prefix),
+        "/",
+    ]
     return timed(command)
 
 
 def timed(command):
     """Seconds a command takes, start-up and imports included (as the workflow runs it)."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=dict(os.environ, OMP_NUM_THREADS="1"))
+    subprocess.run(
+        command,
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     return time.perf_counter() - start
 
 
@@ -73,21 +103,28 @@ def main():
     parser.add_argument("--quality", type=int, default=90)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    records = checked_records(Path(args.dataset).resolve(), args.classes.split(","))  # absolute paths: im2rec's root is /
+    records = checked_records(
+        Path(args.dataset).resolve(), args.classes.split(",")
+    )  # absolute paths: im2rec's root is /
     megabytes = sum(Path(r["image"]).stat().st_size for r in records) / 1e6
-    runs = [("im2rec.py --pack-label --num-thread 2", "im2rec", lambda prefix: time_im2rec(records, prefix, args.quality)),
-            ("ours, processes=2", "ours", lambda prefix: time_ours(records, prefix, args.quality, True)),
-            ("ours, processes=2, --re-encode", "reencoded", lambda prefix: time_ours(records, prefix, args.quality, False))]
+    runs = [
+        ("im2rec.py --pack-label --num-thread 2", "im2rec", lambda prefix: time_im2rec(records, prefix, args.quality)),
+        ("ours, processes=2", "ours", lambda prefix: time_ours(records, prefix, args.quality, True)),
+        ("ours, processes=2, --re-encode", "reencoded", lambda prefix: time_ours(records, prefix, args.quality, False)),
+    ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, stem, measure in runs:
             seconds = min(measure(Path(tmp) / stem) for _ in range(args.repeat))
             rows.append((name, seconds, (Path(tmp) / f"{stem}.rec").stat().st_size / 1e6))
-    print(f"\n{len(records)} images ({megabytes:.1f} MB) from {args.dataset}; no resize, JPEG quality {args.quality}, "
-          f"best of {args.repeat}\n")
+    print(
+        f"\n{len(records)} images ({megabytes:.1f} MB) from {args.dataset}; no resize, JPEG quality {args.quality}, "
+        f"best of {args.repeat}\n"
+    )
     print(f"{'packer':<40} {'time (s)':>9} {'images/s':>9} {'.rec (MB)':>10} {'im2rec time / this':>19}")
     for name, seconds, size in rows:
         print(f"{name:<40} {seconds:>9.2f} {len(records) / seconds:>9.1f} {size:>10.1f} {rows[0][1] / seconds:>19.2f}")
+
 
 if __name__ == "__main__":
     main()

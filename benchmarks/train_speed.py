@@ -7,6 +7,7 @@ epoch. The reference: the original example trains ResNet-50 SSD 300 at batch 4 o
 
     .venvs/mxnet-*/bin/python benchmarks/train_speed.py --network resnet50 --data-shape 300 --batch-size 4
 """
+
 import argparse
 import os
 import sys
@@ -35,23 +36,71 @@ def main():
 
     records, _ = check.check_dataset(CARDS, check.Settings(CLASSES, {}, 50_000_000, True))
     with tempfile.TemporaryDirectory() as work:
-        pack.pack(records[: args.images], Path(work) / "train", max_side=512, quality=90, max_pixels=50_000_000,
-                  processes=args.threads)
-        options = train.parse_args([
-            "--train-rec", str(Path(work) / "train.rec"), "--classes", ",".join(CLASSES), "--network", args.network,
-            "--data-shape", str(args.data_shape), "--batch-size", str(args.batch_size), "--begin-epoch", "0",
-            "--end-epoch", str(args.epochs), "--learning-rate", "0.05", "--momentum", "0.9", "--wd", "0.0005",
-            "--warmup-epochs", "0", "--lr-steps", "", "--lr-factor", "0.1", "--freeze=", "--seed", "0",
-            "--budget-minutes", "0", "--patience", "0", "--patience-smoothing", "1", "--gpus", "",
-            "--threads", str(args.threads), "--out", str(Path(work) / "out")])
+        pack.pack(
+            records[: args.images],
+            Path(work) / "train",
+            max_side=512,
+            quality=90,
+            max_pixels=50_000_000,
+            processes=args.threads,
+        )
+        options = train.parse_args(
+            [
+                "--train-rec",
+                str(Path(work) / "train.rec"),
+                "--classes",
+                ",".join(CLASSES),
+                "--network",
+                args.network,
+                "--data-shape",
+                str(args.data_shape),
+                "--batch-size",
+                str(args.batch_size),
+                "--begin-epoch",
+                "0",
+                "--end-epoch",
+                str(args.epochs),
+                "--learning-rate",
+                "0.05",
+                "--momentum",
+                "0.9",
+                "--wd",
+                "0.0005",
+                "--warmup-epochs",
+                "0",
+                "--lr-steps",
+                "",
+                "--lr-factor",
+                "0.1",
+                "--freeze=",
+                "--seed",
+                "0",
+                "--budget-minutes",
+                "0",
+                "--patience",
+                "0",
+                "--patience-smoothing",
+                "1",
+                "--gpus",
+                "",
+                "--threads",
+                str(args.threads),
+                "--out",
+                str(Path(work) / "out"),
+            ]
+        )
         rows = train.train(options)
-    print(f"\n{args.network} SSD {args.data_shape}, batch {args.batch_size}, {args.images} images, {args.threads} threads")
+    print(
+        f"\n{args.network} SSD {args.data_shape}, batch {args.batch_size}, {args.images} images, {args.threads} threads"
+    )
     for row in rows:
         print(f"  epoch {row['epoch']}: {row['samples_per_s']:.2f} samples/s")
     best = max(row["samples_per_s"] for row in rows)
     reference = REFERENCE_SAMPLES_PER_S.get((args.network, args.data_shape, args.batch_size))
     if reference:
-        print(f"  best {best:.2f} samples/s vs the original example/ssd train.py {reference:.2f}: {best / reference:.2f}x")
+        print(
+            f"  best {best:.2f} samples/s vs the original example/ssd train.py {reference:.2f}: {best / reference:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 2. A tiny run (12 sample images, the tests' tiny config) in a temporary folder: the first run, its no-op dry run,
    then one new image: the dry run (which jobs rerun) and the real rerun.
 """
+
 import argparse
 import re
 import statistics
@@ -25,8 +26,18 @@ from conftest import TINY_CONFIG, copy_sample  # noqa: E402  (the tests' tiny ru
 
 def snakemake(workdir, configfile, *args):
     """Run snakemake on the repository's Snakefile; return (seconds, combined output)."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args,
-               "--configfile", str(configfile)]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+        "--configfile",
+        str(configfile),
+    ]
     started = time.monotonic()
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.monotonic() - started

@@ -3,6 +3,7 @@ how well the network's anchors cover the boxes (share of boxes whose best anchor
 
 Writes stats.csv (one row per split), boxes.csv (one row per box) and stats.png for the run report.
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -29,9 +30,18 @@ def box_table(records, split_ids, classes):
             w, h = record["width"], record["height"]
             for obj in record["objects"]:
                 xmin, ymin, xmax, ymax = obj["box"]
-                rows.append({"split": split, "image": image_id, "class": classes[obj["class"]],
-                             "xmin": xmin / w, "ymin": ymin / h, "xmax": xmax / w, "ymax": ymax / h,
-                             "difficult": obj["difficult"]})
+                rows.append(
+                    {
+                        "split": split,
+                        "image": image_id,
+                        "class": classes[obj["class"]],
+                        "xmin": xmin / w,
+                        "ymin": ymin / h,
+                        "xmax": xmax / w,
+                        "ymax": ymax / h,
+                        "difficult": obj["difficult"],
+                    }
+                )
     boxes = pd.DataFrame(rows, columns=["split", "image", "class", "xmin", "ymin", "xmax", "ymax", "difficult"])
     boxes["width"] = boxes["xmax"] - boxes["xmin"]
     boxes["height"] = boxes["ymax"] - boxes["ymin"]
@@ -45,11 +55,12 @@ def best_anchor_iou(boxes, anchors, chunk=512):
     best = np.zeros(len(boxes))
     anchor_area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
     for start in range(0, len(boxes), chunk):
-        b = boxes[start:start + chunk, None, :]
-        inter = (np.clip(np.minimum(b[..., 2], anchors[:, 2]) - np.maximum(b[..., 0], anchors[:, 0]), 0, None)
-                 * np.clip(np.minimum(b[..., 3], anchors[:, 3]) - np.maximum(b[..., 1], anchors[:, 1]), 0, None))
+        b = boxes[start : start + chunk, None, :]
+        inter = np.clip(np.minimum(b[..., 2], anchors[:, 2]) - np.maximum(b[..., 0], anchors[:, 0]), 0, None) * np.clip(
+            np.minimum(b[..., 3], anchors[:, 3]) - np.maximum(b[..., 1], anchors[:, 1]), 0, None
+        )
         area = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-        best[start:start + chunk] = (inter / (area + anchor_area - inter)).max(axis=1)
+        best[start : start + chunk] = (inter / (area + anchor_area - inter)).max(axis=1)
     return best
 
 
@@ -58,10 +69,16 @@ def split_summary(boxes, split_ids, classes):
     for split, ids in split_ids.items():
         part = boxes[boxes["split"] == split]
         per_image = part.groupby("image").size().reindex(ids, fill_value=0)
-        row = {"split": split, "images": len(ids), "objects": len(part), "objects_per_image": per_image.mean(),
-               "max_objects_per_image": int(per_image.max()) if len(ids) else 0,
-               "empty_images": int((per_image == 0).sum()), "median_box_size": part["size"].median(),
-               "anchor_coverage": (part["best_anchor_iou"] >= COVERED_IOU).mean()}
+        row = {
+            "split": split,
+            "images": len(ids),
+            "objects": len(part),
+            "objects_per_image": per_image.mean(),
+            "max_objects_per_image": int(per_image.max()) if len(ids) else 0,
+            "empty_images": int((per_image == 0).sum()),
+            "median_box_size": part["size"].median(),
+            "anchor_coverage": (part["best_anchor_iou"] >= COVERED_IOU).mean(),
+        }
         row.update({f"objects_{name}": int((part["class"] == name).sum()) for name in classes})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -99,15 +116,19 @@ def main(argv=None):
     classes = args.classes.split(",")
     split_ids = {name: Path(path).read_text().splitlines() for name, path in (("train", args.train), ("val", args.val))}
     boxes = box_table(json.loads(Path(args.annotations).read_text()), split_ids, classes)
-    boxes["best_anchor_iou"] = best_anchor_iou(boxes[["xmin", "ymin", "xmax", "ymax"]].to_numpy(),
-                                               anchor_boxes(args.network, args.data_shape))
+    boxes["best_anchor_iou"] = best_anchor_iou(
+        boxes[["xmin", "ymin", "xmax", "ymax"]].to_numpy(), anchor_boxes(args.network, args.data_shape)
+    )
     summary = split_summary(boxes, split_ids, classes)
     out = Path(args.out_dir)
     boxes.to_csv(out / "boxes.csv", index=False)
     summary.to_csv(out / "stats.csv", index=False)
     plot(boxes, classes, out / "stats.png")
     for row in summary.itertuples():
-        log(f"dataset: {row.split}: {row.images} images, {row.objects} objects, anchor coverage {row.anchor_coverage:.1%}")
+        log(
+            f"dataset: {row.split}: {row.images} images, {row.objects} objects, "
+            f"anchor coverage {row.anchor_coverage:.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ The shipped model.contract.json is optimize's plus score_threshold (and class_sc
 maximised F1 on val in evaluate's metrics.json, infer.py's and the Lambda's default. It is added here rather than
 by optimize so that a change of evaluation does not run the Model Optimizer again.
 """
+
 import argparse
 import hashlib
 import json
@@ -32,8 +33,12 @@ def tree_hash(paths):
 def provenance(config_json, annotations):
     code = sorted(p for pattern in CODE_GLOBS for p in REPO.glob(pattern) if p.is_file())
     locks = {p.stem: sha256_file(p) for p in sorted((REPO / "envs").glob("*.txt"))}
-    return {"config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
-            "annotations_sha256": sha256_file(annotations), "code_sha256": tree_hash(code), "env_locks_sha256": locks}
+    return {
+        "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
+        "annotations_sha256": sha256_file(annotations),
+        "code_sha256": tree_hash(code),
+        "env_locks_sha256": locks,
+    }
 
 
 def folder_readme(manifest):
@@ -42,20 +47,28 @@ def folder_readme(manifest):
     return f"""# DeepLens artifacts
 
 Detector of {", ".join(manifest["classes"])} (class ids in that order, see labels.txt).
-Val mAP (VOC07, IoU {manifest["metrics"]["iou_threshold"]}): MXNet {check["mxnet_map_voc07"]:.4f}, this IR {check["ir_map_voc07"]:.4f}.
+Val mAP (VOC07, IoU {manifest["metrics"]["iou_threshold"]}): MXNet {check["mxnet_map_voc07"]:.4f}, \
+this IR {check["ir_map_voc07"]:.4f}.
 
 | file | what |
 |---|---|
-| {contract["model"]}, model.bin | OpenVINO IR ({contract["precision"]}), input {contract["input_shape"]} {contract["layout"]} {contract["color_order"]}, mean {"inside the IR" if contract["mean_in_ir"] else "subtracted by the caller"} |
+| {contract["model"]}, model.bin | OpenVINO IR ({contract["precision"]}), input {contract["input_shape"]} \
+{contract["layout"]} {contract["color_order"]}, mean \
+{"inside the IR" if contract["mean_in_ir"] else "subtracted by the caller"} |
 | model.contract.json | the IR's input and output contract, with the inference precision infer.py uses: \
-{contract["inference_precision"]}, the one at which {check["agreement"]:.1%} of the IR's detections paired with MXNet's |
-| infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then `detect(compiled, frame_bgr, contract)` |
-| deeplens_lambda.py | the DeepLens inference Lambda: camera frames (awscam) in, detections published to IoT (greengrasssdk) |
+{contract["inference_precision"]}, the one at which {check["agreement"]:.1%} of the IR's detections paired with \
+MXNet's |
+| infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then \
+`detect(compiled, frame_bgr, contract)` |
+| deeplens_lambda.py | the DeepLens inference Lambda: camera frames (awscam) in, detections published to IoT \
+(greengrasssdk) |
 | {manifest["mxnet"]["symbol"]}, {manifest["mxnet"]["params"]} | the MXNet deploy model (MXNet 1.x) |
-| {manifest["mxnet012"]["symbol"]}, {manifest["mxnet012"]["params"]} | the same model for MXNet 0.12, the DeepLens' version |
+| {manifest["mxnet012"]["symbol"]}, {manifest["mxnet012"]["params"]} | the same model for MXNet 0.12, \
+the DeepLens' version |
 | manifest.json | every file's sha256 and size, metrics, thresholds, how the model was made |
 
-The IR does no non-maximum suppression: infer.py applies it ({"across classes (force_nms)" if contract["force_nms"] else "per class"},
+The IR does no non-maximum suppression: infer.py applies it \
+({"across classes (force_nms)" if contract["force_nms"] else "per class"},
 IoU {contract["nms_threshold"]}), so its detections equal the MXNet deploy model's.
 
 Score threshold: {threshold_sentence(contract)}
@@ -72,9 +85,11 @@ Example:
 def threshold_sentence(contract):
     if "score_threshold" not in contract:
         return "none was chosen (no val detections); infer.py and the Lambda use 0.5 unless given one."
-    return (f"infer.py and the Lambda keep detections scoring at least {contract['score_threshold']:.3f} unless given "
-            f"a threshold (`--threshold`, DETECTION_THRESHOLD, or detect()'s argument): "
-            f"{contract['score_threshold_source']}.")
+    return (
+        f"infer.py and the Lambda keep detections scoring at least {contract['score_threshold']:.3f} unless given "
+        f"a threshold (`--threshold`, DETECTION_THRESHOLD, or detect()'s argument): "
+        f"{contract['score_threshold_source']}."
+    )
 
 
 def shipped_contract(contract, metrics):
@@ -83,11 +98,14 @@ def shipped_contract(contract, metrics):
     if chosen["overall"]["threshold"] is None:
         return contract
     overall = chosen["overall"]
-    return {**contract, "score_threshold": overall["threshold"],
-            "class_score_thresholds": {name: c["threshold"] for name, c in chosen["per_class"].items()},
-            "score_threshold_source": f"the score that maximises F1 over all classes on the {metrics['images']} val "
-                                      f"images at IoU {chosen['iou_threshold']} (F1 {overall['f1']:.3f}, precision "
-                                      f"{overall['precision']:.3f}, recall {overall['recall'] or 0.0:.3f}; evaluate/metrics.json)"}
+    return {
+        **contract,
+        "score_threshold": overall["threshold"],
+        "class_score_thresholds": {name: c["threshold"] for name, c in chosen["per_class"].items()},
+        "score_threshold_source": f"the score that maximises F1 over all classes on the {metrics['images']} val "
+        f"images at IoU {chosen['iou_threshold']} (F1 {overall['f1']:.3f}, precision "
+        f"{overall['precision']:.3f}, recall {overall['recall'] or 0.0:.3f}; evaluate/metrics.json)",
+    }
 
 
 def collect(args):
@@ -98,8 +116,15 @@ def collect(args):
     out.mkdir(parents=True, exist_ok=True)
     legacy = json.loads(Path(args.legacy).read_text())
     legacy_dir = Path(args.legacy).parent
-    copies = [ir_xml, ir_xml.with_suffix(".bin"), deploy_dir / deploy["symbol"],
-              deploy_dir / deploy["params"], Path(args.deploy), legacy_dir / legacy["symbol"], legacy_dir / legacy["params"]]
+    copies = [
+        ir_xml,
+        ir_xml.with_suffix(".bin"),
+        deploy_dir / deploy["symbol"],
+        deploy_dir / deploy["params"],
+        Path(args.deploy),
+        legacy_dir / legacy["symbol"],
+        legacy_dir / legacy["params"],
+    ]
     for source in copies:
         shutil.copy2(source, out / source.name)
     metrics = json.loads(Path(args.metrics).read_text())
@@ -112,28 +137,54 @@ def collect(args):
     manifest = {
         "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
         "classes": deploy["classes"],
-        "ir": {"xml": ir_xml.name, "bin": ir_xml.with_suffix(".bin").name,
-               "input_contract": contract,
-               "check": json.loads(Path(args.ir_check).read_text())},
-        "mxnet": {"symbol": deploy["symbol"], "params": deploy["params"], "epoch": deploy["epoch"],
-                  "epoch_reason": deploy["epoch_reason"], "input": deploy["input"]},
-        "mxnet012": {"symbol": legacy["symbol"], "params": legacy["params"],
-                     "check": json.loads(Path(args.legacy_check).read_text())},
-        "thresholds": {**{k: deploy[k] for k in ("force_nms", "nms_threshold", "nms_topk", "threshold")},
-                       "score_threshold": contract.get("score_threshold")},
+        "ir": {
+            "xml": ir_xml.name,
+            "bin": ir_xml.with_suffix(".bin").name,
+            "input_contract": contract,
+            "check": json.loads(Path(args.ir_check).read_text()),
+        },
+        "mxnet": {
+            "symbol": deploy["symbol"],
+            "params": deploy["params"],
+            "epoch": deploy["epoch"],
+            "epoch_reason": deploy["epoch_reason"],
+            "input": deploy["input"],
+        },
+        "mxnet012": {
+            "symbol": legacy["symbol"],
+            "params": legacy["params"],
+            "check": json.loads(Path(args.legacy_check).read_text()),
+        },
+        "thresholds": {
+            **{k: deploy[k] for k in ("force_nms", "nms_threshold", "nms_topk", "threshold")},
+            "score_threshold": contract.get("score_threshold"),
+        },
         "metrics": {k: metrics[k] for k in ("images", "iou_threshold", "map_voc07", "map_area", "coco_map")},
         "provenance": provenance(args.config, args.annotations),
     }
     (out / "README.md").write_text(folder_readme(manifest))
-    manifest["files"]["README.md"] = {"sha256": sha256_file(out / "README.md"), "bytes": (out / "README.md").stat().st_size}
+    manifest["files"]["README.md"] = {
+        "sha256": sha256_file(out / "README.md"),
+        "bytes": (out / "README.md").stat().st_size,
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log(f"artifacts: {len(files)} files in {out}, val mAP (VOC07) {metrics['map_voc07']}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.deeplens_artifacts", description=__doc__.split("\n\n")[0])
-    for name in ("--deploy", "--ir", "--contract", "--metrics", "--legacy", "--legacy-check", "--ir-check",
-                 "--annotations", "--config", "--out-dir"):
+    for name in (
+        "--deploy",
+        "--ir",
+        "--contract",
+        "--metrics",
+        "--legacy",
+        "--legacy-check",
+        "--ir-check",
+        "--annotations",
+        "--config",
+        "--out-dir",
+    ):
         parser.add_argument(name, required=True)
     collect(parser.parse_args(argv))
 

@@ -1,10 +1,12 @@
 """demo: draw a model's detections on images, beside the ground truth where there is one.
 
 In the workflow it draws the first val images; by hand it works on any image or folder:
-    python -m workflow.orchestrator.envs exec mxnet -- python -m workflow.demo --deploy results/sample/deploy/deploy.json \
+    .venv/bin/python -m workflow.orchestrator.envs exec mxnet -- \
+        python -m workflow.demo --deploy results/sample/deploy/deploy.json \
         --images photo.jpg more_photos/ --threshold 0.5 --out-dir /tmp/demo
 printing one JSON line of detections per image.
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -66,7 +68,9 @@ def render(rgb, detections, ground_truth, classes, captions=("detections", "grou
 def ground_truth_rows(record):
     """Drawing rows of a checked annotation record (pixel boxes)."""
     w, h = record["width"], record["height"]
-    return [[o["class"], 1.0, o["box"][0] / w, o["box"][1] / h, o["box"][2] / w, o["box"][3] / h] for o in record["objects"]]
+    return [
+        [o["class"], 1.0, o["box"][0] / w, o["box"][1] / h, o["box"][2] / w, o["box"][3] / h] for o in record["objects"]
+    ]
 
 
 def truth_rows(label_rows):
@@ -88,11 +92,19 @@ def run_demo(detector, paths, truths, threshold, out_dir):
         name = f"{index:02d}_{Path(path).stem}.jpg"
         picture = render(rgb, rows, truth, classes, (f"detections, score >= {threshold:g}", "ground truth"))
         cv2.imwrite(str(out_dir / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        found = [{"class": classes[int(r[0])], "score": round(float(r[1]), 4), "box": [round(float(v), 4) for v in r[2:]]}
-                 for r in rows]
+        found = [
+            {"class": classes[int(r[0])], "score": round(float(r[1]), 4), "box": [round(float(v), 4) for v in r[2:]]}
+            for r in rows
+        ]
         print(json.dumps({"image": str(path), "output": str(out_dir / name), "detections": found}), flush=True)
-        written.append({"image": str(path), "output": name, "detections": len(found),
-                        "ground_truth": None if truth is None else len(truth)})
+        written.append(
+            {
+                "image": str(path),
+                "output": name,
+                "detections": len(found),
+                "ground_truth": None if truth is None else len(truth),
+            }
+        )
     return written
 
 

@@ -4,6 +4,7 @@ The graph has no loss or target layers; it ends in SoftmaxActivation(mode='chann
 MXNet 0.12 knows no lowercase softmax) and MultiBoxDetection(force_suppress=force_nms, ...). Written as
 deploy_ssd_<network>_<shape>-symbol.json + -NNNN.params, with deploy.json describing both.
 """
+
 import argparse
 import csv
 import json
@@ -57,7 +58,9 @@ def deploy_graph(folder, epoch, network, num_classes, data_shape, **detection):
     needed_args = [n for n in symbol.list_arguments() if n != "data"]
     missing = [n for n in needed_args if n not in arg_params]
     if missing:
-        raise UserError(f"checkpoint {folder}/{CHECKPOINT_PREFIX}-{epoch:04d}.params lacks {missing[:5]} for network {network}")
+        raise UserError(
+            f"checkpoint {folder}/{CHECKPOINT_PREFIX}-{epoch:04d}.params lacks {missing[:5]} for network {network}"
+        )
     return symbol, {n: arg_params[n] for n in needed_args}, {n: aux_params[n] for n in symbol.list_auxiliary_states()}
 
 
@@ -65,19 +68,41 @@ def export(args):
     stop_dirs = args.train_dirs.split(",")
     epoch, folder, reason = choose_epoch(stop_dirs, args.epoch)
     symbol, arg_params, aux_params = deploy_graph(
-        folder, epoch, args.network, len(args.classes.split(",")), args.data_shape, force_nms=args.force_nms,
-        nms_threshold=args.nms_threshold, nms_topk=args.nms_topk, threshold=args.threshold)
+        folder,
+        epoch,
+        args.network,
+        len(args.classes.split(",")),
+        args.data_shape,
+        force_nms=args.force_nms,
+        nms_threshold=args.nms_threshold,
+        nms_topk=args.nms_topk,
+        threshold=args.threshold,
+    )
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / f"deploy_ssd_{args.network}_{args.data_shape}"
     mx.model.save_checkpoint(str(prefix), epoch, symbol, arg_params, aux_params)
     info = {
-        "symbol": f"{prefix.name}-symbol.json", "params": f"{prefix.name}-{epoch:04d}.params", "epoch": epoch,
-        "epoch_choice": args.epoch, "epoch_reason": reason, "val_map_at_epoch": val_map_at(stop_dirs[-1], epoch),
-        "network": args.network, "data_shape": args.data_shape, "classes": args.classes.split(","),
-        "force_nms": args.force_nms, "nms_threshold": args.nms_threshold, "nms_topk": args.nms_topk,
-        "threshold": args.threshold, "input": {"layout": "NCHW", "color": "RGB", "mean_rgb": list(MEAN_RGB), "scale": 1.0,
-                                              "resize": "forced to data_shape x data_shape, aspect ratio not kept"},
+        "symbol": f"{prefix.name}-symbol.json",
+        "params": f"{prefix.name}-{epoch:04d}.params",
+        "epoch": epoch,
+        "epoch_choice": args.epoch,
+        "epoch_reason": reason,
+        "val_map_at_epoch": val_map_at(stop_dirs[-1], epoch),
+        "network": args.network,
+        "data_shape": args.data_shape,
+        "classes": args.classes.split(","),
+        "force_nms": args.force_nms,
+        "nms_threshold": args.nms_threshold,
+        "nms_topk": args.nms_topk,
+        "threshold": args.threshold,
+        "input": {
+            "layout": "NCHW",
+            "color": "RGB",
+            "mean_rgb": list(MEAN_RGB),
+            "scale": 1.0,
+            "resize": "forced to data_shape x data_shape, aspect ratio not kept",
+        },
     }
     Path(args.out).write_text(json.dumps(info, indent=1))
     log(f"deploy: epoch {epoch} ({reason}) -> {prefix}-symbol.json, force_nms={info['force_nms']}")
@@ -90,7 +115,9 @@ def main(argv=None):
     parser.add_argument("--network", required=True)
     parser.add_argument("--classes", required=True, help="comma-separated class names")
     parser.add_argument("--data-shape", type=int, required=True)
-    parser.add_argument("--force-nms", action=argparse.BooleanOptionalAction, required=True, help="NMS across classes (else per class)")
+    parser.add_argument(
+        "--force-nms", action=argparse.BooleanOptionalAction, required=True, help="NMS across classes (else per class)"
+    )
     parser.add_argument("--nms-threshold", type=float, required=True)
     parser.add_argument("--nms-topk", type=int, required=True)
     parser.add_argument("--threshold", type=float, required=True)

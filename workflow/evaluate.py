@@ -27,6 +27,7 @@ or background for a detection matched to nothing (a false alarm); columns the pr
 for a box no detection matched (a missed object). A box found with the wrong label is a class confusion. Unless
 --use-difficult, difficult boxes and the detections matched to them are left out, as in the mAP.
 """
+
 import argparse
 import itertools
 import json
@@ -45,8 +46,16 @@ from workflow.lib.cli import Progress, UserError, run_main, log, with_interval  
 from workflow.demo import render, truth_rows  # noqa: E402
 from workflow.deploy import choose_epoch, deploy_graph  # noqa: E402
 from workflow.lib.detector import Detector, read_records  # noqa: E402
-from workflow.lib.metrics import (AP_KEYS, MAP_KEYS, MatchedImages, bootstrap_intervals, f1_thresholds,  # noqa: E402
-                              iou_matrix, paired_difference, per_class_table)
+from workflow.lib.metrics import (
+    AP_KEYS,
+    MAP_KEYS,
+    MatchedImages,
+    bootstrap_intervals,
+    f1_thresholds,  # noqa: E402
+    iou_matrix,
+    paired_difference,
+    per_class_table,
+)
 
 BATCH = 8
 BACKGROUND = -1  # the class of a false alarm's (missing) box and of a missed box's (missing) detection
@@ -116,14 +125,23 @@ def image_errors(pairs):
     correct = sum(true == predicted != BACKGROUND for true, predicted in pairs)
     wrong_class = sum(BACKGROUND not in (true, predicted) and true != predicted for true, predicted in pairs)
     false_positives, missed = detections - correct, objects - correct
-    return {"objects": objects, "detections": detections, "correct": correct, "wrong_class": wrong_class,
-            "false_positives": false_positives, "missed": missed, "errors": false_positives + missed}
+    return {
+        "objects": objects,
+        "detections": detections,
+        "correct": correct,
+        "wrong_class": wrong_class,
+        "false_positives": false_positives,
+        "missed": missed,
+        "errors": false_positives + missed,
+    }
 
 
 def rank_images(pairs_per_image, names):
     """Every image with its counts, the most errors first (ties: more false positives first, then record order)."""
-    rows = [{"record": index, "image": name, **image_errors(pairs)}
-            for index, (name, pairs) in enumerate(zip(names, pairs_per_image))]
+    rows = [
+        {"record": index, "image": name, **image_errors(pairs)}
+        for index, (name, pairs) in enumerate(zip(names, pairs_per_image))
+    ]
     rows.sort(key=lambda row: (-row["errors"], -row["false_positives"], row["record"]))
     return [{"rank": rank, **row} for rank, row in enumerate(rows, 1)]
 
@@ -138,8 +156,10 @@ def draw_worst(rec_path, ranked, ground_truth, shown, classes, count, out_dir, t
             continue
         row = chosen[index]
         name = f"{row['rank']:02d}_{Path(row['image']).stem}.jpg"
-        notes = (f"score >= {threshold:g}: {row['false_positives']} false of {row['detections']}",
-                 f"ground truth: {row['missed']} missed of {row['objects']}")
+        notes = (
+            f"score >= {threshold:g}: {row['false_positives']} false of {row['detections']}",
+            f"ground truth: {row['missed']} missed of {row['objects']}",
+        )
         picture = render(rgb, shown[index], truth_rows(ground_truth[index]), classes, notes)
         cv2.imwrite(str(out_dir / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
         drawn.append({**row, "output": f"{out_dir.name}/{name}"})
@@ -184,10 +204,19 @@ def class_table(result, classes, matrix, class_intervals, class_f1):
         c = cls.class_id
         aps = {"ap_voc07": row.pop("ap_voc07"), "ap_area": row.pop("ap_area"), "ap_coco": cls.ap_coco}
         bounds = {f"{key}_{side}": value for key in AP_KEYS for side, value in zip(("low", "high"), intervals[key])}
-        row = {"class_id": c, "name": row.pop("name"), **aps, **bounds, **row,
-               "precision_at_threshold": _ratio(matrix[c, c], matrix[:, c].sum()),
-               "recall_at_threshold": _ratio(matrix[c, c], matrix[c, :].sum()),
-               "f1_threshold": f1["threshold"], "f1": f1["f1"], "f1_precision": f1["precision"], "f1_recall": f1["recall"]}
+        row = {
+            "class_id": c,
+            "name": row.pop("name"),
+            **aps,
+            **bounds,
+            **row,
+            "precision_at_threshold": _ratio(matrix[c, c], matrix[:, c].sum()),
+            "recall_at_threshold": _ratio(matrix[c, c], matrix[c, :].sum()),
+            "f1_threshold": f1["threshold"],
+            "f1": f1["f1"],
+            "f1_precision": f1["precision"],
+            "f1_recall": f1["recall"],
+        }
         table.append({k: clean(v) for k, v in row.items()})
     return table
 
@@ -199,7 +228,9 @@ def plot_f1_curves(curves, best, classes, path):
     for name, (thresholds, f1), chosen, width in lines:
         if not len(thresholds):
             continue
-        line, = axis.plot(thresholds, f1, linewidth=width, label=f"{name} (best {chosen['f1']:.2f} at {chosen['threshold']:.2f})")
+        (line,) = axis.plot(
+            thresholds, f1, linewidth=width, label=f"{name} (best {chosen['f1']:.2f} at {chosen['threshold']:.2f})"
+        )
         axis.plot([chosen["threshold"]], [chosen["f1"]], "o", color=line.get_color())
     axis.set(xlabel="score threshold", ylabel="F1", xlim=(0, 1), ylim=(0, 1.01), title="F1 on val by score threshold")
     axis.grid(alpha=0.3)
@@ -214,22 +245,37 @@ def last_epoch_detector(info, stop_dirs):
     epoch, folder, _ = choose_epoch(stop_dirs, "last")
     if epoch == info["epoch"]:
         return None
-    symbol, args, aux = deploy_graph(folder, epoch, info["network"], len(info["classes"]), info["data_shape"],
-                                     force_nms=info["force_nms"], nms_threshold=info["nms_threshold"],
-                                     nms_topk=info["nms_topk"], threshold=info["threshold"])
+    symbol, args, aux = deploy_graph(
+        folder,
+        epoch,
+        info["network"],
+        len(info["classes"]),
+        info["data_shape"],
+        force_nms=info["force_nms"],
+        nms_threshold=info["nms_threshold"],
+        nms_topk=info["nms_topk"],
+        threshold=info["threshold"],
+    )
     return Detector.from_graph({**info, "epoch": epoch}, symbol, args, aux, batch_size=BATCH)
 
 
 def compare_with_last(deployed, detector, rec_path, images, settings):
     """The deployed model's mAP against the last epoch's on the same val images, with the paired bootstrap."""
     ground_truth, detections = detect_records(detector, rec_path, images)
-    last = MatchedImages(ground_truth, detections, len(detector.info["classes"]), settings.iou_threshold,
-                         settings.use_difficult)
-    compared = paired_difference(deployed, last, settings.bootstrap_resamples, settings.bootstrap_seed,
-                                 settings.confidence)
+    last = MatchedImages(
+        ground_truth, detections, len(detector.info["classes"]), settings.iou_threshold, settings.use_difficult
+    )
+    compared = paired_difference(
+        deployed, last, settings.bootstrap_resamples, settings.bootstrap_seed, settings.confidence
+    )
     distinguishable = compared["low"] is not None and (compared["low"] > 0 or compared["high"] < 0)
-    return {"last_epoch": detector.info["epoch"], "last_map_voc07": clean(last.result().map_voc07), **compared,
-            "confidence": settings.confidence, "distinguishable": distinguishable}
+    return {
+        "last_epoch": detector.info["epoch"],
+        "last_map_voc07": clean(last.result().map_voc07),
+        **compared,
+        "confidence": settings.confidence,
+        "distinguishable": distinguishable,
+    }
 
 
 def _ratio(numerator, denominator):
@@ -252,8 +298,9 @@ def evaluate(detector, rec_path, lst_path, out, settings, last_detector=None):
         raise UserError(f"{rec_path}: {len(ground_truth)} records but {len(names)} lines in {lst_path}")
     matched = MatchedImages(ground_truth, detections, len(classes), settings.iou_threshold, settings.use_difficult)
     result = matched.result()
-    map_intervals, class_intervals = bootstrap_intervals(matched, settings.bootstrap_resamples, settings.bootstrap_seed,
-                                                         settings.confidence)
+    map_intervals, class_intervals = bootstrap_intervals(
+        matched, settings.bootstrap_resamples, settings.bootstrap_seed, settings.confidence
+    )
     best_f1, f1_curves = f1_thresholds(matched)
     shown = above(detections, settings.confusion_threshold)
     pairs = [match_image(g, d, settings.iou_threshold, settings.use_difficult) for g, d in zip(ground_truth, shown)]
@@ -268,32 +315,64 @@ def evaluate(detector, rec_path, lst_path, out, settings, last_detector=None):
     pd.DataFrame(matrix, index=pd.Index(labels, name="true"), columns=labels).to_csv(out / "confusion.csv")
     plot_confusion(matrix, labels, settings.confusion_threshold, out / "confusion.png")
     pd.DataFrame(ranked).to_csv(out / "worst_images.csv", index=False)
-    drawn = draw_worst(rec_path, ranked, ground_truth, shown, classes, settings.worst_images, out / "worst",
-                       settings.confusion_threshold)
-    (out / "worst_images.json").write_text(json.dumps({"threshold": settings.confusion_threshold, "images": drawn}, indent=1))
+    drawn = draw_worst(
+        rec_path,
+        ranked,
+        ground_truth,
+        shown,
+        classes,
+        settings.worst_images,
+        out / "worst",
+        settings.confusion_threshold,
+    )
+    (out / "worst_images.json").write_text(
+        json.dumps({"threshold": settings.confusion_threshold, "images": drawn}, indent=1)
+    )
 
-    model = {key: detector.info[key] for key in ("network", "data_shape", "force_nms", "nms_threshold", "nms_topk", "threshold")}
-    metrics = {"images": len(ground_truth), "iou_threshold": settings.iou_threshold, "use_difficult": settings.use_difficult,
-               "confusion_threshold": settings.confusion_threshold, "epoch": detector.info["epoch"], "model": model,
-               **{key: clean(getattr(result, key)) for key in MAP_KEYS},
-               "intervals": {key: list(map_intervals[key]) for key in MAP_KEYS},
-               "bootstrap": {"resamples": settings.bootstrap_resamples, "seed": settings.bootstrap_seed,
-                             "confidence": settings.confidence, "method": "bias-corrected percentile, val images drawn with replacement"},
-               "score_threshold": {"iou_threshold": settings.iou_threshold, "overall": best_f1["overall"],
-                                   "per_class": dict(zip(classes, best_f1["per_class"]))},
-               "last_epoch": None, "per_class": table}
+    model = {
+        key: detector.info[key]
+        for key in ("network", "data_shape", "force_nms", "nms_threshold", "nms_topk", "threshold")
+    }
+    metrics = {
+        "images": len(ground_truth),
+        "iou_threshold": settings.iou_threshold,
+        "use_difficult": settings.use_difficult,
+        "confusion_threshold": settings.confusion_threshold,
+        "epoch": detector.info["epoch"],
+        "model": model,
+        **{key: clean(getattr(result, key)) for key in MAP_KEYS},
+        "intervals": {key: list(map_intervals[key]) for key in MAP_KEYS},
+        "bootstrap": {
+            "resamples": settings.bootstrap_resamples,
+            "seed": settings.bootstrap_seed,
+            "confidence": settings.confidence,
+            "method": "bias-corrected percentile, val images drawn with replacement",
+        },
+        "score_threshold": {
+            "iou_threshold": settings.iou_threshold,
+            "overall": best_f1["overall"],
+            "per_class": dict(zip(classes, best_f1["per_class"])),
+        },
+        "last_epoch": None,
+        "per_class": table,
+    }
     if last_detector:
         metrics["last_epoch"] = compare_with_last(matched, last_detector, rec_path, len(names), settings)
         metrics["last_epoch"]["summary"] = last_epoch_note(metrics)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     chosen = best_f1["overall"]
-    log(f"evaluate: {len(ground_truth)} val images, mAP VOC07 {with_interval(result.map_voc07, map_intervals['map_voc07'])}, "
+    log(
+        f"evaluate: {len(ground_truth)} val images, "
+        f"mAP VOC07 {with_interval(result.map_voc07, map_intervals['map_voc07'])}, "
         f"area {with_interval(result.map_area, map_intervals['map_area'])}, "
-        f"COCO {with_interval(result.coco_map, map_intervals['coco_map'])} ({settings.confidence:.0%} bootstrap intervals); "
+        f"COCO {with_interval(result.coco_map, map_intervals['coco_map'])} "
+        f"({settings.confidence:.0%} bootstrap intervals); "
         f"F1-optimal score threshold {'none' if chosen['threshold'] is None else format(chosen['threshold'], '.3f')} "
         f"(F1 {chosen['f1']:.3f}); "
         f"at confusion_threshold {settings.confusion_threshold}: {matrix[-1, :-1].sum()} false alarms, "
-        f"{matrix[:-1, -1].sum()} missed objects, {matrix[:-1, :-1].sum() - np.trace(matrix[:-1, :-1])} class confusions")
+        f"{matrix[:-1, -1].sum()} missed objects, "
+        f"{matrix[:-1, :-1].sum() - np.trace(matrix[:-1, :-1])} class confusions"
+    )
     if metrics["last_epoch"]:
         log(f"evaluate: {metrics['last_epoch']['summary']}")
     return metrics
@@ -302,14 +381,21 @@ def evaluate(detector, rec_path, lst_path, out, settings, last_detector=None):
 def last_epoch_note(metrics):
     """One sentence: does the deployed epoch beat the last one on these val images?"""
     c = metrics["last_epoch"]
-    figures = (f"deployed epoch {metrics['epoch']} mAP VOC07 {metrics['map_voc07']:.3f} vs last epoch {c['last_epoch']} "
-               f"{c['last_map_voc07']:.3f}: difference {c['difference']:+.3f}")
+    figures = (
+        f"deployed epoch {metrics['epoch']} mAP VOC07 {metrics['map_voc07']:.3f} vs last epoch {c['last_epoch']} "
+        f"{c['last_map_voc07']:.3f}: difference {c['difference']:+.3f}"
+    )
     if c["low"] is None:
         return f"{figures} (no bootstrap resamples: no interval)"
-    verdict = ("the val set tells them apart" if c["distinguishable"]
-               else "the val set cannot tell them apart (the interval holds 0)")
-    return (f"{figures}, {c['confidence']:.0%} paired bootstrap interval {c['low']:+.3f} to {c['high']:+.3f}, higher in "
-            f"{c['share_a_higher']:.0%} of {c['resamples']} resamples of the {metrics['images']} images; {verdict}")
+    verdict = (
+        "the val set tells them apart"
+        if c["distinguishable"]
+        else "the val set cannot tell them apart (the interval holds 0)"
+    )
+    return (
+        f"{figures}, {c['confidence']:.0%} paired bootstrap interval {c['low']:+.3f} to {c['high']:+.3f}, higher in "
+        f"{c['share_a_higher']:.0%} of {c['resamples']} resamples of the {metrics['images']} images; {verdict}"
+    )
 
 
 def main(argv=None):
@@ -318,11 +404,24 @@ def main(argv=None):
     parser.add_argument("--val-rec", required=True, help="packed val records")
     parser.add_argument("--val-lst", required=True, help="their .lst (names the images)")
     parser.add_argument("--iou-threshold", type=float, required=True)
-    parser.add_argument("--use-difficult", action=argparse.BooleanOptionalAction, required=True, help="count difficult boxes as positives")
-    parser.add_argument("--confusion-threshold", type=float, required=True,
-                        help="score a detection needs to count in the confusion matrix and the image errors")
-    parser.add_argument("--worst-images", type=int, required=True, help="how many of the images with most errors to draw")
-    parser.add_argument("--bootstrap-resamples", type=int, required=True, help="resamples of the val images per interval")
+    parser.add_argument(
+        "--use-difficult",
+        action=argparse.BooleanOptionalAction,
+        required=True,
+        help="count difficult boxes as positives",
+    )
+    parser.add_argument(
+        "--confusion-threshold",
+        type=float,
+        required=True,
+        help="score a detection needs to count in the confusion matrix and the image errors",
+    )
+    parser.add_argument(
+        "--worst-images", type=int, required=True, help="how many of the images with most errors to draw"
+    )
+    parser.add_argument(
+        "--bootstrap-resamples", type=int, required=True, help="resamples of the val images per interval"
+    )
     parser.add_argument("--bootstrap-seed", type=int, default=0)
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the bootstrap intervals")
     parser.add_argument("--train-dirs", help="comma-separated training stop folders: compare with the last epoch")

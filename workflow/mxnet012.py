@@ -6,6 +6,7 @@ with preprocessed val images and MXNet 1.9.1's detections. `verify` (deeplens-mx
 numpy only) runs the exported model on the same inputs and requires the same labels and boxes, with
 scores within a tolerance, for every detection at or above the compared score.
 """
+
 import argparse
 import itertools
 import json
@@ -73,15 +74,22 @@ def compare(reference, legacy, min_score):
             mismatches.append(f"image {index}: {len(want)} detections in MXNet 1.9.1, {len(got)} in the legacy run")
             continue
         if not np.array_equal(want[:, 0], got[:, 0]):
-            mismatches.append(f"image {index}: labels differ: {want[:, 0].astype(int).tolist()} vs {got[:, 0].astype(int).tolist()}")
+            mismatches.append(
+                f"image {index}: labels differ: {want[:, 0].astype(int).tolist()} vs {got[:, 0].astype(int).tolist()}"
+            )
             continue
         difference = float(np.abs(want[:, 1:] - got[:, 1:]).max()) if len(want) else 0.0
         worst = max(worst, difference)
         compared += len(want)
         if difference > TOLERANCE:
             mismatches.append(f"image {index}: scores or boxes differ by {difference:.2e} (> {TOLERANCE})")
-    return {"images": len(reference), "detections_compared": compared, "max_abs_difference": worst,
-            "min_score": min_score, "mismatches": mismatches}
+    return {
+        "images": len(reference),
+        "detections_compared": compared,
+        "max_abs_difference": worst,
+        "min_score": min_score,
+        "mismatches": mismatches,
+    }
 
 
 def verify(folder, min_score, out):
@@ -92,8 +100,10 @@ def verify(folder, min_score, out):
     Path(out).write_text(json.dumps(result, indent=1))
     if result["mismatches"]:
         raise UserError(f"MXNet {version} detects differently from MXNet 1.9.1: " + "; ".join(result["mismatches"][:5]))
-    log(f"legacy: MXNet {version} loads the model and matches MXNet 1.9.1 on {result['images']} images "
-        f"({result['detections_compared']} detections, max difference {result['max_abs_difference']:.1e})")
+    log(
+        f"legacy: MXNet {version} loads the model and matches MXNet 1.9.1 on {result['images']} images "
+        f"({result['detections_compared']} detections, max difference {result['max_abs_difference']:.1e})"
+    )
 
 
 def main(argv=None):

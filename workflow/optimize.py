@@ -10,6 +10,7 @@ suppression followed by a cross-class one keeps fewer boxes than MXNet's single 
 So the converted graph keeps every candidate (nms_threshold 1) and the contract carries the deploy
 symbol's NMS settings for the caller, which then reproduces MXNet's detections exactly.
 """
+
 import argparse
 import json
 import subprocess
@@ -29,20 +30,36 @@ LOG_TAIL_LINES = 15
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m workflow.optimize", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--deploy", type=Path, help="deploy.json of the deploy stage (gives symbol, params, data shape)")
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.optimize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--deploy", type=Path, help="deploy.json of the deploy stage (gives symbol, params, data shape)"
+    )
     parser.add_argument("--symbol", type=Path, help="deploy symbol, P-symbol.json")
     parser.add_argument("--params", type=Path, help="weights, P-NNNN.params")
     parser.add_argument("--data-shape", type=int, help="square input side in pixels")
-    parser.add_argument("--mean-rgb", type=float, nargs=3, default=(123, 117, 104),
-                        help="the mean the network was trained with (deploy.json's input.mean_rgb with --deploy; "
-                             "default: MXNet's SSD example's)")
+    parser.add_argument(
+        "--mean-rgb",
+        type=float,
+        nargs=3,
+        default=(123, 117, 104),
+        help="the mean the network was trained with (deploy.json's input.mean_rgb with --deploy; "
+        "default: MXNet's SSD example's)",
+    )
     parser.add_argument("--precision", choices=("FP16", "FP32"), required=True)
-    parser.add_argument("--color", choices=("RGB", "BGR"), required=True,
-                        help="channel order of the frames given to the IR (OpenCV and awscam frames are BGR)")
-    parser.add_argument("--mean-in-ir", action=argparse.BooleanOptionalAction, required=True,
-                        help="subtract the mean inside the IR, or leave it to the caller")
+    parser.add_argument(
+        "--color",
+        choices=("RGB", "BGR"),
+        required=True,
+        help="channel order of the frames given to the IR (OpenCV and awscam frames are BGR)",
+    )
+    parser.add_argument(
+        "--mean-in-ir",
+        action=argparse.BooleanOptionalAction,
+        required=True,
+        help="subtract the mean inside the IR, or leave it to the caller",
+    )
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--log", required=True, type=Path, help="file that keeps the full Model Optimizer output")
@@ -81,19 +98,32 @@ def nms_settings(attrs, symbol_path):
     """force_nms and nms_threshold of the deploy symbol, with MXNet's defaults for absent attributes."""
     variances = tuple(float(v) for v in attrs.get("variances", "()").strip("()[] ").split(",") if v.strip())
     if variances and variances != VARIANCES:
-        raise UserError(f"{symbol_path}: MultiBoxDetection variances {variances} are not {VARIANCES}, "
-                        "the only ones the Model Optimizer puts into PriorBox; the IR would decode boxes wrongly")
-    return {"force_nms": mxnet_bool(attrs.get("force_suppress", "False")),
-            "nms_threshold": float(attrs.get("nms_threshold", "0.5"))}
+        raise UserError(
+            f"{symbol_path}: MultiBoxDetection variances {variances} are not {VARIANCES}, "
+            "the only ones the Model Optimizer puts into PriorBox; the IR would decode boxes wrongly"
+        )
+    return {
+        "force_nms": mxnet_bool(attrs.get("force_suppress", "False")),
+        "nms_threshold": float(attrs.get("nms_threshold", "0.5")),
+    }
 
 
 def mo_command(args, symbol, params):
     side = args.data_shape
-    command = [str(Path(sys.executable).parent / "mo"),
-               "--input_model", str(params), "--input_symbol", str(symbol),
-               "--input_shape", f"[1,3,{side},{side}]",
-               "--output_dir", str(args.out_dir), "--model_name", args.model_name,
-               f"--compress_to_fp16={args.precision == 'FP16'}"]
+    command = [
+        str(Path(sys.executable).parent / "mo"),
+        "--input_model",
+        str(params),
+        "--input_symbol",
+        str(symbol),
+        "--input_shape",
+        f"[1,3,{side},{side}]",
+        "--output_dir",
+        str(args.out_dir),
+        "--model_name",
+        args.model_name,
+        f"--compress_to_fp16={args.precision == 'FP16'}",
+    ]
     if args.mean_in_ir:
         command += ["--mean_values", "[{:g},{:g},{:g}]".format(*args.mean_rgb)]
     if args.color == "BGR":
@@ -110,8 +140,9 @@ def run_mo(command, header, log_path):
         returncode = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
     if returncode != 0:
         tail = "\n".join(log_path.read_text().splitlines()[-LOG_TAIL_LINES:])
-        raise UserError(f"the Model Optimizer failed (exit status {returncode}); full output in {log_path}. "
-                        f"Last lines:\n{tail}")
+        raise UserError(
+            f"the Model Optimizer failed (exit status {returncode}); full output in {log_path}. Last lines:\n{tail}"
+        )
 
 
 def contract(args, nms):
@@ -121,7 +152,7 @@ def contract(args, nms):
         "precision": args.precision,
         "inference_precision": INFERENCE_PRECISION,
         "inference_precision_note": "the INFERENCE_PRECISION_HINT infer.py compiles with unless told otherwise; "
-                                    "the stored weights are `precision`",
+        "the stored weights are `precision`",
         "layout": "NCHW",
         "input_shape": [1, 3, args.data_shape, args.data_shape],
         "resize": "stretch to the input size, aspect ratio not kept",
@@ -131,7 +162,7 @@ def contract(args, nms):
         "mean_note": "mean_values are in color_order; the caller subtracts them when mean_in_ir is false",
         "scale": None,
         "output": "[1, 1, top_k, 7] rows (image_id, label, score, xmin, ymin, xmax, ymax), boxes normalised "
-                  "to [0, 1], grouped by label; image_id -1 ends the list",
+        "to [0, 1], grouped by label; image_id -1 ends the list",
         "labels": "0-based class ids as in MXNet (background removed)",
         "nms_in_ir": False,
         **nms,
@@ -152,15 +183,19 @@ def optimize(args):
         symbol.write_text(json.dumps(graph))
         params.symlink_to(args.params.resolve())
         start = time.monotonic()
-        header = (f"# {args.symbol} + {args.params}, linked as {params.name}; its MultiBoxDetection has "
-                  f"nms_threshold 1 here (NMS is left to the caller: {nms})")
+        header = (
+            f"# {args.symbol} + {args.params}, linked as {params.name}; its MultiBoxDetection has "
+            f"nms_threshold 1 here (NMS is left to the caller: {nms})"
+        )
         run_mo(mo_command(args, symbol, params), header, args.log)
     xml = args.out_dir / f"{args.model_name}.xml"
     if not xml.is_file() or not xml.with_suffix(".bin").is_file():
         raise UserError(f"the Model Optimizer wrote no {xml} and .bin; see {args.log}")
     xml.with_suffix(".contract.json").write_text(json.dumps(contract(args, nms), indent=2) + "\n")
-    log(f"optimize: {xml} ({args.precision}, {args.color} input, mean {'inside' if args.mean_in_ir else 'outside'}"
-        f" the IR) in {time.monotonic() - start:.0f} s")
+    log(
+        f"optimize: {xml} ({args.precision}, {args.color} input, mean {'inside' if args.mean_in_ir else 'outside'}"
+        f" the IR) in {time.monotonic() - start:.0f} s"
+    )
     return xml
 
 

@@ -8,6 +8,7 @@ any other image is decoded as workflow.lib.images does, downscaled so its longer
 im2rec does. Images are prepared in parallel but written in list order, so identical input gives identical
 bytes.
 """
+
 import argparse
 import io
 import json
@@ -98,10 +99,15 @@ def pack(records, out_prefix, max_side, quality, max_pixels, processes, pass_thr
     out_prefix = Path(out_prefix)
     tmp = {suffix: out_prefix.with_suffix(f".{suffix}.part") for suffix in ("rec", "idx", "lst")}
     progress = Progress(f"pack {out_prefix.name}", len(records))
-    tasks = [(r["image"], max_side, quality, max_pixels, pass_through, r.get("jpeg_ends_early", False))
-             for r in records]
-    with (Pool(processes) as pool, open(tmp["rec"], "wb") as rec, open(tmp["idx"], "w") as idx,
-          open(tmp["lst"], "w") as lst):
+    tasks = [
+        (r["image"], max_side, quality, max_pixels, pass_through, r.get("jpeg_ends_early", False)) for r in records
+    ]
+    with (
+        Pool(processes) as pool,
+        open(tmp["rec"], "wb") as rec,
+        open(tmp["idx"], "w") as idx,
+        open(tmp["lst"], "w") as lst,
+    ):
         for index, (record, jpeg) in enumerate(zip(records, pool.imap(encode, tasks, chunksize=4))):
             if isinstance(jpeg, str):
                 raise UserError(f"cannot pack {jpeg}")
@@ -118,15 +124,26 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.pack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", required=True, help="the split's checked records (JSON list, in list order)")
     parser.add_argument("--out-prefix", required=True, help="writes PREFIX.lst, PREFIX.rec and PREFIX.idx")
-    parser.add_argument("--max-side", type=int, required=True, help="downscale so the longer side is at most this (0 = keep)")
+    parser.add_argument(
+        "--max-side", type=int, required=True, help="downscale so the longer side is at most this (0 = keep)"
+    )
     parser.add_argument("--jpeg-quality", type=int, required=True)
     parser.add_argument("--max-image-pixels", type=int, required=True)
     parser.add_argument("--processes", type=int, required=True)
-    parser.add_argument("--re-encode", action="store_true", help="re-encode every image, also JPEGs that could be stored as they are")
+    parser.add_argument(
+        "--re-encode", action="store_true", help="re-encode every image, also JPEGs that could be stored as they are"
+    )
     args = parser.parse_args(argv)
     records = json.loads(Path(args.records).read_text())
-    pack(records, args.out_prefix, args.max_side, args.jpeg_quality, args.max_image_pixels, args.processes,
-         pass_through=not args.re_encode)
+    pack(
+        records,
+        args.out_prefix,
+        args.max_side,
+        args.jpeg_quality,
+        args.max_image_pixels,
+        args.processes,
+        pass_through=not args.re_encode,
+    )
     log(f"pack: {len(records)} images -> {args.out_prefix}.rec")
 
 

@@ -11,6 +11,7 @@ corrupted download is never mistaken for the real file.
 
     python -m workflow.pretrained --spec SPEC_JSON --cache DIR --link OUT.params
 """
+
 import argparse
 import hashlib
 import json
@@ -43,8 +44,10 @@ def download(url, sha256, cache):
     try:
         _fetch(url, partial)
     except OSError as error:
-        raise UserError(f"cannot download the pretrained model {url} ({error}). Without internet, download it "
-                        f"elsewhere and put it at {target}, or set pretrained: to a local checkpoint path") from None
+        raise UserError(
+            f"cannot download the pretrained model {url} ({error}). Without internet, download it "
+            f"elsewhere and put it at {target}, or set pretrained: to a local checkpoint path"
+        ) from None
     actual = sha256_file(partial)
     if actual != sha256:
         partial.unlink()
@@ -65,7 +68,8 @@ def _fetch(url, partial):
 
 
 def params_file(path, cache):
-    """The .params file that a local path names (a prefix, a .params file, or a release .zip unpacked into the cache)."""
+    """The .params file that a local path names: a prefix, a .params file, or a release .zip (unpacked into the
+    cache)."""
     path = Path(path)
     if path.suffix == ".params" and path.is_file():
         return path
@@ -74,8 +78,10 @@ def params_file(path, cache):
     candidates = sorted(path.parent.glob(f"{path.name}-[0-9][0-9][0-9][0-9].params")) if path.parent.is_dir() else []
     if candidates:
         return candidates[-1]
-    raise UserError(f"pretrained: no checkpoint at '{path}': expected {path}-NNNN.params (+ {path}-symbol.json), "
-                    "a .params file, or a release .zip")
+    raise UserError(
+        f"pretrained: no checkpoint at '{path}': expected {path}-NNNN.params (+ {path}-symbol.json), "
+        "a .params file, or a release .zip"
+    )
 
 
 def _from_zip(archive, cache):

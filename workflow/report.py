@@ -1,4 +1,5 @@
 """report: one self-contained HTML page per run: how good the model is and how it was made."""
+
 import argparse
 import base64
 import html
@@ -16,7 +17,8 @@ from workflow.lib.cli import log, run_main, with_interval  # noqa: E402
 from workflow.lib.stopping import stop_reason  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f2f2f2}td:first-child{text-align:left}img{max-width:100%;margin:4px 0}
 pre{background:#f7f7f7;padding:8px;overflow-x:auto}.big{font-size:1.4em}"""
 
@@ -45,11 +47,22 @@ def training_section(inputs, config, deploy, metrics):
     figure, (loss_axis, map_axis) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
     frame.plot(x="epoch", y=["cls_loss", "loc_loss"], ax=loss_axis, title="training loss")
     if frame["val_map"].notna().any():
-        frame.plot(x="epoch", y="val_map", ax=map_axis, title="val mAP (VOC07) per epoch", marker=".",
-                   label="per epoch (per-class NMS)")
+        frame.plot(
+            x="epoch",
+            y="val_map",
+            ax=map_axis,
+            title="val mAP (VOC07) per epoch",
+            marker=".",
+            label="per epoch (per-class NMS)",
+        )
     if metrics["map_voc07"] is not None:
-        map_axis.plot([deploy["epoch"]], [metrics["map_voc07"]], "r*", markersize=12,
-                      label=f"evaluate (force_nms={deploy['force_nms']})")
+        map_axis.plot(
+            [deploy["epoch"]],
+            [metrics["map_voc07"]],
+            "r*",
+            markersize=12,
+            label=f"evaluate (force_nms={deploy['force_nms']})",
+        )
         map_axis.legend(loc="lower right", fontsize=8)
     map_axis.set_ylim(0, 1)
     for axis in (loss_axis, map_axis):
@@ -63,20 +76,27 @@ def stop_note(frame, config):
     trained, planned = int(frame["epoch"].iloc[-1]), config["epochs"][-1]
     if trained >= planned:
         return f"<p>Trained all {planned} epochs.</p>"
-    reason = stop_reason(frame.to_dict("records"), config["train_budget_minutes"], config["early_stop_patience"],
-                         config["early_stop_smoothing"])
+    reason = stop_reason(
+        frame.to_dict("records"),
+        config["train_budget_minutes"],
+        config["early_stop_patience"],
+        config["early_stop_smoothing"],
+    )
     return f"<p>Training stopped after epoch {trained} of {planned}: {html.escape(reason or 'unknown reason')}.</p>"
 
 
 def map_note(deploy, metrics):
     """Which NMS each val mAP uses: train.py's Validator builds the deploy graph with force_nms=False."""
-    return (f"<p>The val mAP per epoch is train.py's: the deploy graph with <b>per-class NMS</b> (force_nms=False) and the "
-            f"network's default NMS settings, VOC07 at IoU 0.5, difficult boxes ignored, images resized by MXNet's record "
-            f"iterator. At the deployed epoch {deploy['epoch']} it was {number(deploy.get('val_map_at_epoch'))}. The final "
-            f"evaluation (red star) runs the model as deployed, NMS <b>{'across classes' if deploy['force_nms'] else 'per class'}"
-            f"</b> (force_nms={deploy['force_nms']}, nms_threshold={deploy['nms_threshold']}), VOC07 at IoU "
-            f"{metrics['iou_threshold']}, use_difficult={metrics['use_difficult']}: "
-            f"<b>{number(metrics['map_voc07'])}</b>.</p>")
+    return (
+        f"<p>The val mAP per epoch is train.py's: the deploy graph with <b>per-class NMS</b> (force_nms=False) and the "
+        f"network's default NMS settings, VOC07 at IoU 0.5, difficult boxes ignored, images resized by MXNet's record "
+        f"iterator. At the deployed epoch {deploy['epoch']} it was {number(deploy.get('val_map_at_epoch'))}. The final "
+        f"evaluation (red star) runs the model as deployed, NMS "
+        f"<b>{'across classes' if deploy['force_nms'] else 'per class'}"
+        f"</b> (force_nms={deploy['force_nms']}, nms_threshold={deploy['nms_threshold']}), VOC07 at IoU "
+        f"{metrics['iou_threshold']}, use_difficult={metrics['use_difficult']}: "
+        f"<b>{number(metrics['map_voc07'])}</b>.</p>"
+    )
 
 
 def map_figure(metrics, key):
@@ -99,84 +119,135 @@ def threshold_note(metrics):
     chosen = metrics["score_threshold"]["overall"]
     if chosen["threshold"] is None:
         return "No val detections, so no score threshold was chosen; the device code uses 0.5."
-    return (f"Score threshold of the device code (infer.py, the Lambda) unless set: <b>{chosen['threshold']:.3f}</b>, "
-            f"the one that maximises F1 over all classes on val at IoU {metrics['score_threshold']['iou_threshold']} "
-            f"(F1 {chosen['f1']:.3f}, precision {chosen['precision']:.3f}, recall {number(chosen['recall'], 3)}).")
+    return (
+        f"Score threshold of the device code (infer.py, the Lambda) unless set: <b>{chosen['threshold']:.3f}</b>, "
+        f"the one that maximises F1 over all classes on val at IoU {metrics['score_threshold']['iou_threshold']} "
+        f"(F1 {chosen['f1']:.3f}, precision {chosen['precision']:.3f}, recall {number(chosen['recall'], 3)})."
+    )
 
 
-PER_CLASS_COLUMNS = {"name": "class", "ap_voc07": "AP VOC07", "ap_area": "AP area", "ap_coco": "AP COCO 0.5:0.95",
-                     "npos": "objects", "precision_at_threshold": "precision at confusion_threshold",
-                     "recall_at_threshold": "recall at confusion_threshold", "f1_threshold": "F1-optimal threshold",
-                     "f1": "F1 there", "f1_precision": "precision there", "f1_recall": "recall there"}
+PER_CLASS_COLUMNS = {
+    "name": "class",
+    "ap_voc07": "AP VOC07",
+    "ap_area": "AP area",
+    "ap_coco": "AP COCO 0.5:0.95",
+    "npos": "objects",
+    "precision_at_threshold": "precision at confusion_threshold",
+    "recall_at_threshold": "recall at confusion_threshold",
+    "f1_threshold": "F1-optimal threshold",
+    "f1": "F1 there",
+    "f1_precision": "precision there",
+    "f1_recall": "recall there",
+}
 
 
 def per_class_section(inputs, metrics):
     frame = pd.DataFrame(metrics["per_class"])
     for key in ("ap_voc07", "ap_area", "ap_coco"):
         if f"{key}_low" in frame:
-            frame[key] = [with_interval(None if pd.isna(row[key]) else row[key],
-                                        (None if pd.isna(row[f"{key}_low"]) else row[f"{key}_low"], row[f"{key}_high"]))
-                          for _, row in frame.iterrows()]
+            frame[key] = [
+                with_interval(
+                    None if pd.isna(row[key]) else row[key],
+                    (None if pd.isna(row[f"{key}_low"]) else row[f"{key}_low"], row[f"{key}_high"]),
+                )
+                for _, row in frame.iterrows()
+            ]
     columns = {key: title for key, title in PER_CLASS_COLUMNS.items() if key in frame}
-    note = (f"<p>AP from every detection, with its {metrics['bootstrap']['confidence']:.0%} bootstrap interval over the "
-            f"{metrics['images']} val images ({metrics['bootstrap']['resamples']} resamples). Precision and recall at "
-            f"confusion_threshold from the detections scoring &ge; {metrics['confusion_threshold']}, matched as in the "
-            f"confusion matrix below; the F1-optimal threshold and the figures there match as the AP does. "
-            f"All columns in <code>evaluate/per_class.csv</code>.</p>")
-    return (table_html(frame[list(columns)].rename(columns=columns)) + note
-            + image_tag(Path(inputs["curves"]).read_bytes()) + image_tag(Path(inputs["f1_curves"]).read_bytes()))
+    note = (
+        f"<p>AP from every detection, with its {metrics['bootstrap']['confidence']:.0%} bootstrap interval over the "
+        f"{metrics['images']} val images ({metrics['bootstrap']['resamples']} resamples). Precision and recall at "
+        f"confusion_threshold from the detections scoring &ge; {metrics['confusion_threshold']}, matched as in the "
+        f"confusion matrix below; the F1-optimal threshold and the figures there match as the AP does. "
+        f"All columns in <code>evaluate/per_class.csv</code>.</p>"
+    )
+    return (
+        table_html(frame[list(columns)].rename(columns=columns))
+        + note
+        + image_tag(Path(inputs["curves"]).read_bytes())
+        + image_tag(Path(inputs["f1_curves"]).read_bytes())
+    )
 
 
 def confusion_section(inputs, metrics):
     frame = pd.read_csv(inputs["confusion"]).rename(columns={"true": "true \\ predicted"})
-    return (f"<p>Detections scoring &ge; {metrics['confusion_threshold']} (confusion_threshold; the device's default is "
-            f"{number(metrics['score_threshold']['overall']['threshold'], 3)}) on the {metrics['images']} val images, in "
-            f"descending score order, each matched to the unmatched ground-truth box of any class with the highest IoU "
-            f"(&gt; {metrics['iou_threshold']}). Rows: true class; columns: predicted class. The <i>background</i> row "
-            f"counts false alarms (detections matching no box), the <i>background</i> column missed objects; off the "
-            f"diagonal a box found with the wrong label.</p>"
-            + table_html(frame) + image_tag(Path(inputs["confusion_plot"]).read_bytes()))
+    return (
+        f"<p>Detections scoring &ge; {metrics['confusion_threshold']} (confusion_threshold; the device's default is "
+        f"{number(metrics['score_threshold']['overall']['threshold'], 3)}) on the {metrics['images']} val images, in "
+        f"descending score order, each matched to the unmatched ground-truth box of any class with the highest IoU "
+        f"(&gt; {metrics['iou_threshold']}). Rows: true class; columns: predicted class. The <i>background</i> row "
+        f"counts false alarms (detections matching no box), the <i>background</i> column missed objects; off the "
+        f"diagonal a box found with the wrong label.</p>"
+        + table_html(frame)
+        + image_tag(Path(inputs["confusion_plot"]).read_bytes())
+    )
 
 
 def worst_section(inputs):
     ranking = pd.read_csv(inputs["ranking"])
     index = json.loads(Path(inputs["worst"]).read_text())
     wrong = ranking[ranking["errors"] > 0].assign(image=lambda frame: frame["image"].map(lambda path: Path(path).name))
-    columns = ["rank", "image", "objects", "detections", "correct", "wrong_class", "false_positives", "missed", "errors"]
-    return (f"<p>{len(wrong)} of {len(ranking)} val images have an error at score &ge; {index['threshold']} (errors = "
-            f"false positives + missed objects; a wrong label counts as both). The worst {len(index['images'])} "
-            f"(detections left, ground truth right, as packed):</p>"
-            + (table_html(wrong[columns].head(20)) if len(wrong) else "")
-            + "".join(image_tag((Path(inputs["worst"]).parent / d["output"]).read_bytes(), "image/jpeg")
-                      for d in index["images"]))
+    columns = [
+        "rank",
+        "image",
+        "objects",
+        "detections",
+        "correct",
+        "wrong_class",
+        "false_positives",
+        "missed",
+        "errors",
+    ]
+    return (
+        f"<p>{len(wrong)} of {len(ranking)} val images have an error at score &ge; {index['threshold']} (errors = "
+        f"false positives + missed objects; a wrong label counts as both). The worst {len(index['images'])} "
+        f"(detections left, ground truth right, as packed):</p>"
+        + (table_html(wrong[columns].head(20)) if len(wrong) else "")
+        + "".join(
+            image_tag((Path(inputs["worst"]).parent / d["output"]).read_bytes(), "image/jpeg") for d in index["images"]
+        )
+    )
 
 
 def ir_section(check):
     latency = check["latency"]
     ran = check["inference_precision"]["ran"]
-    return (f"<p>{check['precision']} IR on {check['images']} val images, computing in {ran} (the contract's "
-            f"inference precision, the same on every CPU): {check['matched']} detections (score &ge; "
-            f"{check['min_score']}) paired with MXNet's ({check['agreement']:.1%}; {check['only_mxnet']} only in MXNet, "
-            f"{check['only_ir']} only in the IR; {check['degenerate_mxnet']} MXNet and {check['degenerate_ir']} IR "
-            f"boxes under one input pixel wide or high left out of the pairing). mAP (VOC07) MXNet "
-            f"{check['mxnet_map_voc07']:.4f}, IR {check['ir_map_voc07']:.4f} (tolerance {check['map_tolerance']}).</p>"
-            + table_html(pd.DataFrame([{"model": k.removesuffix("_ms"), "computes in": "f32" if k.startswith("mxnet") else ran,
-                                        "ms per image (batch 1, median)": v}
-                                       for k, v in latency.items() if k.endswith("_ms")]))
-            + f"<p>IR speed-up over MXNet on this CPU: {latency['ir_speedup']:.1f}x</p>"
-            + fast_precision_note(check)
-            + differences_list(check.get("differences", [])))
+    return (
+        f"<p>{check['precision']} IR on {check['images']} val images, computing in {ran} (the contract's "
+        f"inference precision, the same on every CPU): {check['matched']} detections (score &ge; "
+        f"{check['min_score']}) paired with MXNet's ({check['agreement']:.1%}; {check['only_mxnet']} only in MXNet, "
+        f"{check['only_ir']} only in the IR; {check['degenerate_mxnet']} MXNet and {check['degenerate_ir']} IR "
+        f"boxes under one input pixel wide or high left out of the pairing). mAP (VOC07) MXNet "
+        f"{check['mxnet_map_voc07']:.4f}, IR {check['ir_map_voc07']:.4f} (tolerance {check['map_tolerance']}).</p>"
+        + table_html(
+            pd.DataFrame(
+                [
+                    {
+                        "model": k.removesuffix("_ms"),
+                        "computes in": "f32" if k.startswith("mxnet") else ran,
+                        "ms per image (batch 1, median)": v,
+                    }
+                    for k, v in latency.items()
+                    if k.endswith("_ms")
+                ]
+            )
+        )
+        + f"<p>IR speed-up over MXNet on this CPU: {latency['ir_speedup']:.1f}x</p>"
+        + fast_precision_note(check)
+        + differences_list(check.get("differences", []))
+    )
 
 
 def fast_precision_note(check):
     fast = check["fast_precision"]
     if not fast["supported"]:
         return f"<p>This CPU cannot compute in {fast['inference_precision']} (no AVX512_BF16 or AMX).</p>"
-    return (f"<p>On this CPU the IR can also compute in {fast['ran']} (AVX512_BF16 or AMX), OpenVINO's default here; "
-            f"for information, not part of the proof: {fast['ir_ms']:.1f} ms per image, mAP (VOC07) "
-            f"{fast['ir_map_voc07']:.4f}, {fast['agreement']:.1%} of detections paired with MXNet's "
-            f"({fast['only_mxnet']} only in MXNet, {fast['only_ir']} only in the IR). "
-            f"<code>infer.py --precision-hint {fast['inference_precision']}</code> runs it so.</p>")
+    return (
+        f"<p>On this CPU the IR can also compute in {fast['ran']} (AVX512_BF16 or AMX), OpenVINO's default here; "
+        f"for information, not part of the proof: {fast['ir_ms']:.1f} ms per image, mAP (VOC07) "
+        f"{fast['ir_map_voc07']:.4f}, {fast['agreement']:.1%} of detections paired with MXNet's "
+        f"({fast['only_mxnet']} only in MXNet, {fast['only_ir']} only in the IR). "
+        f"<code>infer.py --precision-hint {fast['inference_precision']}</code> runs it so.</p>"
+    )
 
 
 def differences_list(differences, shown=10):
@@ -193,28 +264,39 @@ def stages_section(benchmarks):
     for path in benchmarks:
         measured = pd.read_csv(path, sep="\t").iloc[-1]
         wall, cpu, memory = (pd.to_numeric(measured[key], errors="coerce") for key in ("s", "cpu_time", "max_rss"))
-        rows.append({"stage": Path(path).stem, "wall s": round(wall, 1), "CPU s": number(cpu, 1),
-                     "peak memory MB": number(memory, 0)})  # psutil samples too seldom for the shortest jobs: n/a
+        rows.append(
+            {
+                "stage": Path(path).stem,
+                "wall s": round(wall, 1),
+                "CPU s": number(cpu, 1),
+                "peak memory MB": number(memory, 0),
+            }
+        )  # psutil samples too seldom for the shortest jobs: n/a
     frame = pd.DataFrame(rows)
     total = f"{frame['wall s'].sum() / 60:.1f} min of stage wall time in all" if rows else "no stage measured"
-    return (f"<p>As Snakemake measured them (<code>benchmarks/*.tsv</code>; the report's own is written after "
-            f"it): {total}.</p>" + table_html(frame))
+    return (
+        f"<p>As Snakemake measured them (<code>benchmarks/*.tsv</code>; the report's own is written after "
+        f"it): {total}.</p>" + table_html(frame)
+    )
 
 
 def build(inputs, config):
     """The page, from the paths the rule declares (inputs: name -> path or list of paths, as in the rule)."""
-    deploy, metrics, manifest, demo = (json.loads(Path(inputs[name]).read_text())
-                                       for name in ("deploy", "metrics", "manifest", "demo"))
+    deploy, metrics, manifest, demo = (
+        json.loads(Path(inputs[name]).read_text()) for name in ("deploy", "metrics", "manifest", "demo")
+    )
     problems = pd.read_csv(inputs["table"])
     splits = {name: len(Path(path).read_text().splitlines()) for name, path in zip(("train", "val"), inputs["splits"])}
     images = len(json.loads(Path(inputs["annotations"]).read_text()))
     parts = [
         f"<h1>deeplens-ssd run <code>{html.escape(config['run'])}</code></h1>",
-        f"<p class=big>val mAP (VOC07 11-point, IoU {metrics['iou_threshold']}): <b>{map_figure(metrics, 'map_voc07')}</b>; "
+        f"<p class=big>val mAP (VOC07 11-point, IoU {metrics['iou_threshold']}): "
+        f"<b>{map_figure(metrics, 'map_voc07')}</b>; "
         f"area mAP {map_figure(metrics, 'map_area')}; COCO mAP@0.5:0.95 {map_figure(metrics, 'coco_map')}; "
         f"difficult boxes {'counted' if metrics['use_difficult'] else 'ignored'}</p>",
         f"<p>In brackets: the {metrics['bootstrap']['confidence']:.0%} bootstrap interval over the val images "
-        f"({metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']}): how much the figure depends "
+        f"({metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']}): "
+        "how much the figure depends "
         f"on which images are in val. {threshold_note(metrics)}</p>",
         f"<p>{epoch_note(deploy, metrics)} Network {deploy['network']} at "
         f"{deploy['data_shape']} px, force_nms={deploy['force_nms']}, nms_threshold={deploy['nms_threshold']}.</p>",
@@ -224,23 +306,35 @@ def build(inputs, config):
         table_html(problems.head(50)) if len(problems) else "",
         table_html(pd.read_csv(inputs["stats"])),
         image_tag(Path(inputs["stats_plot"]).read_bytes()),
-        "<h2>Training</h2>", training_section(inputs, config, deploy, metrics),
-        "<h2>Per-class metrics</h2>", per_class_section(inputs, metrics),
-        "<h2>Confusion matrix with background</h2>", confusion_section(inputs, metrics),
-        "<h2>Val images with the most errors</h2>", worst_section(inputs),
+        "<h2>Training</h2>",
+        training_section(inputs, config, deploy, metrics),
+        "<h2>Per-class metrics</h2>",
+        per_class_section(inputs, metrics),
+        "<h2>Confusion matrix with background</h2>",
+        confusion_section(inputs, metrics),
+        "<h2>Val images with the most errors</h2>",
+        worst_section(inputs),
         f"<h2>Demo (score &ge; {demo['threshold']}, demo_threshold; detections left, ground truth right)</h2>",
-        "".join(image_tag((Path(inputs["demo"]).parent / d["output"]).read_bytes(), "image/jpeg")
-                for d in demo["images"]),
-        "<h2>OpenVINO IR against MXNet</h2>", ir_section(json.loads(Path(inputs["ir_check"]).read_text())),
+        "".join(
+            image_tag((Path(inputs["demo"]).parent / d["output"]).read_bytes(), "image/jpeg") for d in demo["images"]
+        ),
+        "<h2>OpenVINO IR against MXNet</h2>",
+        ir_section(json.loads(Path(inputs["ir_check"]).read_text())),
         "<h2>DeepLens artifacts</h2>",
         table_html(pd.DataFrame([{"file": k, **v} for k, v in manifest["files"].items()])),
-        "<h3>IR input contract</h3>", f"<pre>{html.escape(json.dumps(manifest['ir']['input_contract'], indent=1))}</pre>",
-        "<h2>How it was made</h2>", f"<pre>{html.escape(json.dumps(manifest['provenance'], indent=1))}</pre>",
-        "<h3>Time and memory per stage</h3>", stages_section(inputs["benchmarks"]),
-        "<h3>Config</h3>", f"<pre>{html.escape(json.dumps(config, indent=1))}</pre>",
+        "<h3>IR input contract</h3>",
+        f"<pre>{html.escape(json.dumps(manifest['ir']['input_contract'], indent=1))}</pre>",
+        "<h2>How it was made</h2>",
+        f"<pre>{html.escape(json.dumps(manifest['provenance'], indent=1))}</pre>",
+        "<h3>Time and memory per stage</h3>",
+        stages_section(inputs["benchmarks"]),
+        "<h3>Config</h3>",
+        f"<pre>{html.escape(json.dumps(config, indent=1))}</pre>",
     ]
-    return f"<!doctype html><html><head><meta charset=utf-8><title>deeplens-ssd {html.escape(config['run'])}</title>" \
-           f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>deeplens-ssd {html.escape(config['run'])}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    )
 
 
 def main(argv=None):

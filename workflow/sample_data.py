@@ -4,6 +4,7 @@ Two classes stand in for the "nike vs adidas" story without copying any trademar
 `swoosh` (a curved, tapering tick stroke) and `stripes` (three slanted bars of increasing length).
 Image i depends only on (seed, i), so any prefix of a larger run is byte-identical to a smaller run.
 """
+
 import argparse
 import math
 import xml.etree.ElementTree as ET
@@ -28,6 +29,7 @@ SUBPIXEL_BITS = 4  # cv2 polygon coordinates are fixed point with this many frac
 
 # ---------------------------------------------------------------- shapes (unit polygons)
 
+
 def normalised(points):
     """Centre a polygon on its bounding box and scale its longest side to 1."""
     points = np.asarray(points, dtype=np.float64)
@@ -39,10 +41,10 @@ def swoosh_polygon():
     """A tick-like crescent: a quadratic curve that dips then sweeps up, thick near the dip, tapering to a point."""
     t = np.linspace(0.0, 1.0, 40)[:, None]
     start, control, end = np.array([0.0, 0.30]), np.array([0.28, 0.95]), np.array([1.0, 0.0])
-    centre = (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t ** 2 * end
+    centre = (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t**2 * end
     tangent = 2 * (1 - t) * (control - start) + 2 * t * (end - control)
     normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1) / np.linalg.norm(tangent, axis=1, keepdims=True)
-    half_width = 0.09 * t ** 0.6 * (1 - t) / 0.347 + 0.012
+    half_width = 0.09 * t**0.6 * (1 - t) / 0.347 + 0.012
     upper, lower = centre + normal * half_width, centre - normal * half_width
     return normalised(np.vstack([upper, lower[::-1]]))
 
@@ -57,13 +59,14 @@ def stripes_polygons():
         shift = slant * bar_height
         bars.append([(left, 1.0), (left + bar_width, 1.0), (left + bar_width + shift, top), (left + shift, top)])
     flat = normalised(np.concatenate(bars))
-    return [flat[i:i + 4] for i in range(0, 12, 4)]
+    return [flat[i : i + 4] for i in range(0, 12, 4)]
 
 
 SHAPES = {"swoosh": lambda: [swoosh_polygon()], "stripes": stripes_polygons}
 
 
 # ---------------------------------------------------------------- drawing helpers
+
 
 def to_fixed_point(polygons):
     return [np.round(p * (1 << SUBPIXEL_BITS)).astype(np.int32) for p in polygons]
@@ -108,6 +111,7 @@ def rotation(degrees):
 
 
 # ---------------------------------------------------------------- backgrounds and distractors
+
 
 def gradient_background(rng, height, width):
     angle = rng.uniform(0, 2 * math.pi)
@@ -161,11 +165,12 @@ def background(rng, height, width):
 
 # ---------------------------------------------------------------- object placement
 
+
 def random_object(rng, name, height, width):
     """The class's polygons scaled, aspect-jittered, rotated and moved to a random spot fully inside the image."""
     # uniform in area rather than side length, so that tiny objects are not over-represented
     smallest, largest = OBJECT_SIZE_RANGE
-    size = math.sqrt(rng.uniform(smallest ** 2, largest ** 2)) * min(height, width)
+    size = math.sqrt(rng.uniform(smallest**2, largest**2)) * min(height, width)
     aspect = math.exp(rng.uniform(-0.2, 0.2))
     transform = rotation(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG)) @ np.diag([size * aspect, size / aspect])
     polygons = [p @ transform.T for p in SHAPES[name]()]
@@ -252,6 +257,7 @@ def occluder(rng, objects, height, width):
 
 # ---------------------------------------------------------------- image effects
 
+
 def photometric_jitter(rng, image):
     """Blur, contrast/brightness, sensor noise and an occasional low-quality JPEG round trip."""
     sigma = rng.uniform(0.0, 1.2)
@@ -274,6 +280,7 @@ def encode_jpeg(image, quality):
 
 
 # ---------------------------------------------------------------- one sample
+
 
 def blend_layer(image, layer, colour):
     """Paint `colour` over `image` with the anti-aliased white-on-black `layer` as its opacity."""
@@ -305,6 +312,7 @@ def render_sample(seed, index):
 
 
 # ---------------------------------------------------------------- LabelImg XML
+
 
 def labelimg_xml(filename, width, height, boxes):
     """The annotation exactly as LabelImg lays it out (tab indented, no XML declaration)."""

@@ -4,6 +4,7 @@
 
 Needs Debian's chromium (`apt-get install chromium`); standard library otherwise. Exits 1 naming what is missing.
 """
+
 import argparse
 import re
 import shutil
@@ -12,9 +13,24 @@ import sys
 import tempfile
 from pathlib import Path
 
-SECTIONS = ("Data", "Training", "Per-class metrics", "OpenVINO IR against MXNet", "DeepLens artifacts", "How it was made")
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+SECTIONS = (
+    "Data",
+    "Training",
+    "Per-class metrics",
+    "OpenVINO IR against MXNet",
+    "DeepLens artifacts",
+    "How it was made",
+)
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def missing_parts(page):
@@ -34,8 +50,19 @@ def screenshot(report, png, width=1200, height=4000):
     if not browser:
         sys.exit("ERROR: chromium not found; install it with: apt-get install chromium")
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                        f"--screenshot={png}", Path(report).resolve().as_uri()], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                browser,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                f"--screenshot={png}",
+                Path(report).resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def main(argv=None):

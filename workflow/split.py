@@ -9,6 +9,7 @@ Writes each split's ids (train.txt, val.txt) and its checked records in the same
 val.json): the pack of a split reads only its own records, so a change that leaves a split's records as
 they were does not repack it.
 """
+
 import argparse
 import hashlib
 import json
@@ -45,11 +46,16 @@ def _from_image_sets(folder, usable):
         listed = [line.split()[0] for line in (folder / f"{name}.txt").read_text().splitlines() if line.strip()]
         missing = [i for i in listed if i not in usable]
         if missing:
-            log(f"split: {len(missing)} ids in {folder / name}.txt have no usable image and are left out, e.g. {missing[:3]}")
+            log(
+                f"split: {len(missing)} ids in {folder / name}.txt have no usable image and are left out, "
+                f"e.g. {missing[:3]}"
+            )
         lists.append([i for i in listed if i in usable])
     overlap = set(lists[0]) & set(lists[1])
     if overlap:
-        raise UserError(f"{folder}: {len(overlap)} images are in both train.txt and val.txt, e.g. {sorted(overlap)[:3]}")
+        raise UserError(
+            f"{folder}: {len(overlap)} images are in both train.txt and val.txt, e.g. {sorted(overlap)[:3]}"
+        )
     return tuple(lists)
 
 
@@ -81,7 +87,10 @@ def main(argv=None):
     if not train or not val:
         raise UserError(f"split ({how}) gives {len(train)} train and {len(val)} val images; both need at least one")
     by_id = {r["id"]: r for r in records}
-    for ids, list_out, records_out in ((train, args.train_out, args.train_records), (val, args.val_out, args.val_records)):
+    for ids, list_out, records_out in (
+        (train, args.train_out, args.train_records),
+        (val, args.val_out, args.val_records),
+    ):
         Path(list_out).write_text("".join(f"{i}\n" for i in ids))
         Path(records_out).write_text("[\n" + ",\n".join(json.dumps(by_id[i]) for i in ids) + "\n]\n")  # a record a line
     log(f"split: {len(train)} train, {len(val)} val ({how})")

@@ -8,6 +8,7 @@ A run that was killed continues after its last finished epoch when started again
 Record labels are [2, 6, cls, xmin, ymin, xmax, ymax, difficult, ...] with normalised
 coordinates and 0-based classes (see the pack stage).
 """
+
 import os
 import sys
 
@@ -37,18 +38,29 @@ LOG_COLUMNS = ("epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds"
 TRAIN_AUGMENTATION = dict(
     rand_crop_prob=0.5,
     num_crop_sampler=5,
-    min_crop_scales=(0.3,) * 5, max_crop_scales=(1.0,) * 5,
-    min_crop_aspect_ratios=(0.5,) * 5, max_crop_aspect_ratios=(2.0,) * 5,
-    min_crop_overlaps=(0.1, 0.3, 0.5, 0.7, 0.9), max_crop_overlaps=(1.0,) * 5,
-    min_crop_sample_coverages=(0.0,) * 5, max_crop_sample_coverages=(1.0,) * 5,
-    min_crop_object_coverages=(0.0,) * 5, max_crop_object_coverages=(1.0,) * 5,
+    min_crop_scales=(0.3,) * 5,
+    max_crop_scales=(1.0,) * 5,
+    min_crop_aspect_ratios=(0.5,) * 5,
+    max_crop_aspect_ratios=(2.0,) * 5,
+    min_crop_overlaps=(0.1, 0.3, 0.5, 0.7, 0.9),
+    max_crop_overlaps=(1.0,) * 5,
+    min_crop_sample_coverages=(0.0,) * 5,
+    max_crop_sample_coverages=(1.0,) * 5,
+    min_crop_object_coverages=(0.0,) * 5,
+    max_crop_object_coverages=(1.0,) * 5,
     max_crop_trials=(25,) * 5,
     crop_emit_mode="center",
-    rand_pad_prob=0.3, max_pad_scale=2.0, fill_value=127,
-    random_hue_prob=0.5, max_random_hue=18,
-    random_saturation_prob=0.5, max_random_saturation=32,
-    random_illumination_prob=0.5, max_random_illumination=32,
-    random_contrast_prob=0.5, max_random_contrast=0.5,
+    rand_pad_prob=0.3,
+    max_pad_scale=2.0,
+    fill_value=127,
+    random_hue_prob=0.5,
+    max_random_hue=18,
+    random_saturation_prob=0.5,
+    max_random_saturation=32,
+    random_illumination_prob=0.5,
+    max_random_illumination=32,
+    random_contrast_prob=0.5,
+    max_random_contrast=0.5,
     rand_mirror_prob=0.5,
     inter_method=10,
 )
@@ -65,25 +77,47 @@ def parse_args(argv=None):
     parser.add_argument("--begin-epoch", type=int, required=True, help="0, or the end epoch of the previous stop")
     parser.add_argument("--end-epoch", type=int, required=True, help="absolute epoch to stop at")
     parser.add_argument("--resume", help="output folder of the previous stop, holding its checkpoint at --begin-epoch")
-    parser.add_argument("--pretrained", help="a .params file to start from; arrays whose name or shape "
-                                             "does not fit (other class count) are left out and initialised")
-    parser.add_argument("--freeze", required=True, help="regular expression: parameters whose names match are not "
-                                                        "trained ('' trains all)")
+    parser.add_argument(
+        "--pretrained",
+        help="a .params file to start from; arrays whose name or shape "
+        "does not fit (other class count) are left out and initialised",
+    )
+    parser.add_argument(
+        "--freeze",
+        required=True,
+        help="regular expression: parameters whose names match are not trained ('' trains all)",
+    )
     parser.add_argument("--learning-rate", type=float, required=True)
     parser.add_argument("--momentum", type=float, required=True)
     parser.add_argument("--wd", type=float, required=True)
     parser.add_argument("--lr-steps", required=True, help="epochs (absolute) where the lr is multiplied by --lr-factor")
     parser.add_argument("--lr-factor", type=float, required=True)
     parser.add_argument("--warmup-epochs", type=float, required=True)
-    parser.add_argument("--seed", type=int, required=True,
-                        help="seeds the initialisation and the shuffling (MXNet seeds the augmentation itself)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        required=True,
+        help="seeds the initialisation and the shuffling (MXNet seeds the augmentation itself)",
+    )
     parser.add_argument("--threads", type=int, required=True, help="CPU threads (decoding and augmentation)")
-    parser.add_argument("--budget-minutes", type=float, required=True,
-                        help="stop after the epoch that brings the run's total epoch time past this (0: no budget)")
-    parser.add_argument("--patience", type=int, required=True,
-                        help="stop when val mAP has not improved for this many epochs (0: never; needs --val-rec)")
-    parser.add_argument("--patience-smoothing", type=int, required=True,
-                        help="--patience watches the moving average of val mAP over this many epochs (1: none)")
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        required=True,
+        help="stop after the epoch that brings the run's total epoch time past this (0: no budget)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        required=True,
+        help="stop when val mAP has not improved for this many epochs (0: never; needs --val-rec)",
+    )
+    parser.add_argument(
+        "--patience-smoothing",
+        type=int,
+        required=True,
+        help="--patience watches the moving average of val mAP over this many epochs (1: none)",
+    )
     parser.add_argument("--gpus", required=True, help="'' for the CPU, '0,1' for GPUs 0 and 1")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
@@ -185,7 +219,9 @@ def _check_options(options):
     if options.resume:
         for kind in ("params", "states"):
             if not os.path.exists(_checkpoint_path(options.resume, options.begin_epoch, kind)):
-                raise UserError(f"no checkpoint {_checkpoint_path(options.resume, options.begin_epoch, kind)} to resume from")
+                raise UserError(
+                    f"no checkpoint {_checkpoint_path(options.resume, options.begin_epoch, kind)} to resume from"
+                )
     try:
         networks.anchor_boxes(options.network, options.data_shape)
     except ValueError as error:
@@ -201,30 +237,51 @@ def frozen_parameters(symbol, pattern):
     except re.error as error:
         raise UserError(f"freeze: '{pattern}' is not a regular expression ({error})") from None
     frozen = [name for name in symbol.list_arguments() if name not in ("data", "label") and matcher.search(name)]
-    log(f"freeze '{pattern}': {len(frozen)} parameters not trained" + (f", e.g. {', '.join(frozen[:4])}" if frozen else ""))
+    log(
+        f"freeze '{pattern}': {len(frozen)} parameters not trained"
+        + (f", e.g. {', '.join(frozen[:4])}" if frozen else "")
+    )
     return frozen
 
 
 def _bind_module(symbol, contexts, options, max_objects):
     shape = options.data_shape
-    module = mx.mod.Module(symbol, data_names=["data"], label_names=["label"], context=contexts,
-                           fixed_param_names=frozen_parameters(symbol, options.freeze))
-    module.bind(data_shapes=[("data", (options.batch_size, 3, shape, shape))],
-                label_shapes=[("label", (options.batch_size, max_objects, 6))])
+    module = mx.mod.Module(
+        symbol,
+        data_names=["data"],
+        label_names=["label"],
+        context=contexts,
+        fixed_param_names=frozen_parameters(symbol, options.freeze),
+    )
+    module.bind(
+        data_shapes=[("data", (options.batch_size, 3, shape, shape))],
+        label_shapes=[("label", (options.batch_size, max_objects, 6))],
+    )
     return module
 
 
 def _init_optimizer(module, options, num_devices, batches_per_epoch):
     """SGD with warm-up and steps counted in updates, continuing at --begin-epoch; returns the schedule."""
     schedule = WarmupStepSchedule(
-        options.learning_rate, round(options.warmup_epochs * batches_per_epoch),
+        options.learning_rate,
+        round(options.warmup_epochs * batches_per_epoch),
         [int(epoch) * batches_per_epoch for epoch in options.lr_steps.split(",") if epoch.strip()],
-        options.lr_factor)
-    module.init_optimizer(kvstore="device" if num_devices > 1 else "local", optimizer="sgd", optimizer_params=dict(
-        learning_rate=options.learning_rate, momentum=options.momentum, wd=options.wd, lr_scheduler=schedule,
-        # The losses are already divided by the number of valid anchors in the batch
-        # (normalization='valid'); the gradients of the devices are summed.
-        rescale_grad=1.0 / num_devices, begin_num_update=options.begin_epoch * batches_per_epoch))
+        options.lr_factor,
+    )
+    module.init_optimizer(
+        kvstore="device" if num_devices > 1 else "local",
+        optimizer="sgd",
+        optimizer_params=dict(
+            learning_rate=options.learning_rate,
+            momentum=options.momentum,
+            wd=options.wd,
+            lr_scheduler=schedule,
+            # The losses are already divided by the number of valid anchors in the batch
+            # (normalization='valid'); the gradients of the devices are summed.
+            rescale_grad=1.0 / num_devices,
+            begin_num_update=options.begin_epoch * batches_per_epoch,
+        ),
+    )
     return schedule
 
 
@@ -257,8 +314,10 @@ def _fitting_params(symbol, options):
                 left_out.append(name)
     if not fitting[0]:
         raise UserError(f"no array of {options.pretrained} fits network {options.network}")
-    log(f"pretrained {options.pretrained}: {len(fitting[0]) + len(fitting[1])} arrays loaded, "
-        f"left out (initialised): {', '.join(sorted(left_out)) or 'none'}")
+    log(
+        f"pretrained {options.pretrained}: {len(fitting[0]) + len(fitting[1])} arrays loaded, "
+        f"left out (initialised): {', '.join(sorted(left_out)) or 'none'}"
+    )
     return fitting
 
 
@@ -287,11 +346,18 @@ def _train_epoch(module, records, options, epoch, batches_per_epoch):
         module.update()
         losses.add(*module.get_outputs())
         samples_per_s = done * options.batch_size / (time.monotonic() - start)
-        progress.update(done, f"cls_loss {losses.cls_loss:.4f} loc_loss {losses.loc_loss:.4f} "
-                              f"{samples_per_s:.1f} samples/s")
+        progress.update(
+            done, f"cls_loss {losses.cls_loss:.4f} loc_loss {losses.loc_loss:.4f} {samples_per_s:.1f} samples/s"
+        )
     seconds = time.monotonic() - start
-    return dict(epoch=epoch + 1, cls_loss=losses.cls_loss, loc_loss=losses.loc_loss,
-                samples_per_s=done * options.batch_size / seconds, seconds=seconds, val_map="")
+    return dict(
+        epoch=epoch + 1,
+        cls_loss=losses.cls_loss,
+        loc_loss=losses.loc_loss,
+        samples_per_s=done * options.batch_size / seconds,
+        seconds=seconds,
+        val_map="",
+    )
 
 
 class LossTotals:
@@ -331,12 +397,14 @@ class Validator:
 
         module = self._bind(args, auxs)
         ground_truth, detections = [], []
-        for batch in _record_iter(self.options.val_rec, self.options, seed=0, augment=False,
-                                  max_objects=self.max_objects):
+        for batch in _record_iter(
+            self.options.val_rec, self.options, seed=0, augment=False, max_objects=self.max_objects
+        ):
             module.forward(mx.io.DataBatch(batch.data), is_train=False)
             keep = self.options.batch_size - batch.pad
-            for objects, found in zip(_objects(batch.label[0]).asnumpy()[:keep],
-                                      module.get_outputs()[0].asnumpy()[:keep]):
+            for objects, found in zip(
+                _objects(batch.label[0]).asnumpy()[:keep], module.get_outputs()[0].asnumpy()[:keep]
+            ):
                 ground_truth.append(objects[objects[:, 0] >= 0])
                 detections.append(found[found[:, 0] >= 0])
         return evaluate_detections(ground_truth, detections, self.num_classes).map_voc07
@@ -355,11 +423,21 @@ def _record_iter(path, options, seed, augment, max_objects):
     """Batches of a record file; labels padded to max_objects (MultiBoxTarget's time grows with it)."""
     augmentation = TRAIN_AUGMENTATION if augment else {}
     return mx.io.ImageDetRecordIter(
-        path_imgrec=path, path_imgidx=_idx_path(path), batch_size=options.batch_size,
-        data_shape=(3, options.data_shape, options.data_shape), label_pad_width=2 + 6 * max_objects,
-        label_pad_value=-1, shuffle=augment, seed=seed, preprocess_threads=options.threads,
-        mean_r=networks.MEAN_RGB[0], mean_g=networks.MEAN_RGB[1], mean_b=networks.MEAN_RGB[2],
-        verbose=False, **augmentation)
+        path_imgrec=path,
+        path_imgidx=_idx_path(path),
+        batch_size=options.batch_size,
+        data_shape=(3, options.data_shape, options.data_shape),
+        label_pad_width=2 + 6 * max_objects,
+        label_pad_value=-1,
+        shuffle=augment,
+        seed=seed,
+        preprocess_threads=options.threads,
+        mean_r=networks.MEAN_RGB[0],
+        mean_g=networks.MEAN_RGB[1],
+        mean_b=networks.MEAN_RGB[2],
+        verbose=False,
+        **augmentation,
+    )
 
 
 def _objects(raw_label):
@@ -369,7 +447,7 @@ def _objects(raw_label):
     """
     start = 4 + 2
     max_objects = (raw_label.shape[1] - start) // 6
-    return raw_label[:, start:start + max_objects * 6].reshape((0, max_objects, 6))
+    return raw_label[:, start : start + max_objects * 6].reshape((0, max_objects, 6))
 
 
 class WarmupStepSchedule(mx.lr_scheduler.LRScheduler):
@@ -395,8 +473,9 @@ def _scan_records(rec_path):
     while (record := reader.read()) is not None:
         label = mx.recordio.unpack(record)[0].label
         if len(label) < 2 or tuple(label[:2]) != (2, 6) or (len(label) - 2) % 6:
-            raise UserError(f"{rec_path} record {count}: label is not [2, 6, cls, xmin, ymin, xmax, ymax, "
-                            f"difficult, ...]")
+            raise UserError(
+                f"{rec_path} record {count}: label is not [2, 6, cls, xmin, ymin, xmax, ymax, difficult, ...]"
+            )
         count += 1
         max_objects = max(max_objects, (len(label) - 2) // 6)
     reader.close()
@@ -444,9 +523,11 @@ def _write_log(folder, rows, name):
 
 def _format_row(row):
     val = f", val mAP {row['val_map']:.4f}" if row["val_map"] != "" else ""
-    return (f"epoch {row['epoch']}: lr {row['lr']:.5g}, cls_loss {row['cls_loss']:.4f}, "
-            f"loc_loss {row['loc_loss']:.4f}, {row['samples_per_s']:.1f} samples/s, "
-            f"{row['seconds']:.1f} s{val}")
+    return (
+        f"epoch {row['epoch']}: lr {row['lr']:.5g}, cls_loss {row['cls_loss']:.4f}, "
+        f"loc_loss {row['loc_loss']:.4f}, {row['samples_per_s']:.1f} samples/s, "
+        f"{row['seconds']:.1f} s{val}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ still counts them. Where the CPU computes in bf16 (AVX512_BF16 or AMX), the IR's
 latency at bf16 are measured beside the proof, for information. Latency, batch 1, median after warm-up:
 MXNet, the IR as built and the IR at the other weight precision (converted here only to be timed).
 """
+
 import argparse
 import json
 import statistics
@@ -63,6 +64,7 @@ def match(mxnet_rows, ir_rows, min_score, data_shape):
     """(paired count, rows only MXNet has, rows only the IR has, (MXNet's, IR's) degenerate counts) among detections
     scoring at least min_score. Degenerate boxes are set aside; a partner may be any detection of the other model
     scoring up to SCORE_MARGIN below min_score, so FP16 rounding at the threshold is no difference."""
+
     def above(rows, score):
         return rows[rows[:, 1] >= score]
 
@@ -105,14 +107,30 @@ def latencies(detector, compiled, contract, image_bgr, deploy_json, min_score):
 
     image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     precision = contract["precision"]
-    result = {"mxnet_fp32_ms": median_ms(lambda: detector.raw([image_rgb])),
-              f"ir_{precision.lower()}_ms": median_ms(lambda: infer.detect(compiled, image_bgr, contract, min_score))}
+    result = {
+        "mxnet_fp32_ms": median_ms(lambda: detector.raw([image_rgb])),
+        f"ir_{precision.lower()}_ms": median_ms(lambda: infer.detect(compiled, image_bgr, contract, min_score)),
+    }
     other = "FP32" if precision == "FP16" else "FP16"
     log(f"verify_ir: converting the deploy model to an {other} IR too, only to time it")
     with tempfile.TemporaryDirectory() as work:
-        args = optimize.parse_args(["--deploy", str(deploy_json), "--precision", other, "--color", contract["color_order"],
-                                    "--mean-in-ir" if contract["mean_in_ir"] else "--no-mean-in-ir", "--out-dir", work,
-                                    "--model-name", "twin", "--log", str(Path(work) / "mo.log")])
+        args = optimize.parse_args(
+            [
+                "--deploy",
+                str(deploy_json),
+                "--precision",
+                other,
+                "--color",
+                contract["color_order"],
+                "--mean-in-ir" if contract["mean_in_ir"] else "--no-mean-in-ir",
+                "--out-dir",
+                work,
+                "--model-name",
+                "twin",
+                "--log",
+                str(Path(work) / "mo.log"),
+            ]
+        )
         twin, twin_contract = infer.load(optimize.optimize(args))
         result[f"ir_{other.lower()}_ms"] = median_ms(lambda: infer.detect(twin, image_bgr, twin_contract, min_score))
     result["ir_speedup"] = result["mxnet_fp32_ms"] / result[f"ir_{precision.lower()}_ms"]
@@ -133,6 +151,7 @@ def ir_detections(compiled, contract, images_bgr, threshold, label):
 @dataclass
 class Reference:
     """The val set and what MXNet detects on it, which every IR run is compared with."""
+
     images_bgr: list
     truths: list
     mxnet: list
@@ -152,9 +171,17 @@ def compare(reference, ir_all, args):
         differences += [describe(index, "MXNet", row, reference.classes) for row in only_mxnet]
         differences += [describe(index, "IR", row, reference.classes) for row in only_ir]
     ir_map = evaluate_detections(reference.truths, ir_all, len(reference.classes), args.iou_threshold).map_voc07
-    return {"matched": int(totals[0]), "only_mxnet": int(totals[1]), "only_ir": int(totals[2]),
-            "degenerate_mxnet": int(totals[3]), "degenerate_ir": int(totals[4]), "agreement": agreement(*totals[:3]),
-            "ir_map_voc07": ir_map, "map_difference": abs(ir_map - reference.mxnet_map), "differences": differences}
+    return {
+        "matched": int(totals[0]),
+        "only_mxnet": int(totals[1]),
+        "only_ir": int(totals[2]),
+        "degenerate_mxnet": int(totals[3]),
+        "degenerate_ir": int(totals[4]),
+        "agreement": agreement(*totals[:3]),
+        "ir_map_voc07": ir_map,
+        "map_difference": abs(ir_map - reference.mxnet_map),
+        "differences": differences,
+    }
 
 
 def fast_precision_check(reference, args):
@@ -164,18 +191,27 @@ def fast_precision_check(reference, args):
         log(f"verify_ir: this CPU has no {FAST_PRECISION} ({', '.join(capabilities)}); the IR runs in f32 only")
         return {"inference_precision": FAST_PRECISION, "supported": False}
     compiled, contract = infer.load(args.ir, precision=FAST_PRECISION)
-    ir_all = ir_detections(compiled, contract, reference.images_bgr, reference.threshold, f"verify_ir ({FAST_PRECISION})")
+    ir_all = ir_detections(
+        compiled, contract, reference.images_bgr, reference.threshold, f"verify_ir ({FAST_PRECISION})"
+    )
     image = reference.images_bgr[0]
-    return {**compare(reference, ir_all, args), "inference_precision": FAST_PRECISION, "supported": True,
-            "ran": infer.precision_ran(compiled),
-            "ir_ms": median_ms(lambda: infer.detect(compiled, image, contract, args.min_score))}
+    return {
+        **compare(reference, ir_all, args),
+        "inference_precision": FAST_PRECISION,
+        "supported": True,
+        "ran": infer.precision_ran(compiled),
+        "ir_ms": median_ms(lambda: infer.detect(compiled, image, contract, args.min_score)),
+    }
 
 
 def summary(result):
-    return (f"{result['matched']} detections paired ({result['agreement']:.1%}), {result['only_mxnet']} only in MXNet, "
-            f"{result['only_ir']} only in the IR; {result['degenerate_mxnet']} MXNet and {result['degenerate_ir']} IR boxes "
-            "under one input pixel set aside; "
-            f"IR mAP {result['ir_map_voc07']:.4f}")
+    return (
+        f"{result['matched']} detections paired ({result['agreement']:.1%}), {result['only_mxnet']} only in MXNet, "
+        f"{result['only_ir']} only in the IR; "
+        f"{result['degenerate_mxnet']} MXNet and {result['degenerate_ir']} IR boxes "
+        "under one input pixel set aside; "
+        f"IR mAP {result['ir_map_voc07']:.4f}"
+    )
 
 
 def write_differences(path, result):
@@ -195,32 +231,50 @@ def mxnet_reference(detector, args):
         progress.update(index + 1)
     truths = [truth for _, truth in records]
     classes = detector.info["classes"]
-    return Reference(images_bgr=[cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR) for image_rgb, _ in records],
-                     truths=truths, mxnet=mxnet, classes=classes, data_shape=detector.data_shape,
-                     mxnet_map=evaluate_detections(truths, mxnet, len(classes), args.iou_threshold).map_voc07,
-                     threshold=detector.info["threshold"])
+    return Reference(
+        images_bgr=[cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR) for image_rgb, _ in records],
+        truths=truths,
+        mxnet=mxnet,
+        classes=classes,
+        data_shape=detector.data_shape,
+        mxnet_map=evaluate_detections(truths, mxnet, len(classes), args.iou_threshold).map_voc07,
+        threshold=detector.info["threshold"],
+    )
 
 
 def verify(args):
     detector = Detector(args.deploy)
     reference = mxnet_reference(detector, args)
     compiled, contract = infer.load(args.ir)
-    ir_all = ir_detections(compiled, contract, reference.images_bgr, reference.threshold,
-                           f"verify_ir ({contract['inference_precision']})")
-    result = {"images": len(ir_all), "min_score": args.min_score, "match_iou": MATCH_IOU, "min_agreement": MIN_AGREEMENT,
-              "mxnet_map_voc07": reference.mxnet_map, "map_tolerance": MAP_TOLERANCE, **compare(reference, ir_all, args),
-              "precision": contract["precision"], "force_nms": contract["force_nms"],
-              "inference_precision": {"requested": contract["inference_precision"],
-                                      "ran": infer.precision_ran(compiled)},
-              "fast_precision": fast_precision_check(reference, args)}
+    ir_all = ir_detections(
+        compiled, contract, reference.images_bgr, reference.threshold, f"verify_ir ({contract['inference_precision']})"
+    )
+    result = {
+        "images": len(ir_all),
+        "min_score": args.min_score,
+        "match_iou": MATCH_IOU,
+        "min_agreement": MIN_AGREEMENT,
+        "mxnet_map_voc07": reference.mxnet_map,
+        "map_tolerance": MAP_TOLERANCE,
+        **compare(reference, ir_all, args),
+        "precision": contract["precision"],
+        "force_nms": contract["force_nms"],
+        "inference_precision": {"requested": contract["inference_precision"], "ran": infer.precision_ran(compiled)},
+        "fast_precision": fast_precision_check(reference, args),
+    }
     result["latency"] = latencies(detector, compiled, contract, reference.images_bgr[0], args.deploy, args.min_score)
     write_differences(args.differences, result)
     Path(args.out).write_text(json.dumps(result, indent=1))
-    log(f"verify_ir: {summary(result)} vs MXNet {reference.mxnet_map:.4f}, at {result['inference_precision']['ran']}; "
-        "latency " + ", ".join(f"{k} {v:.1f}" for k, v in result["latency"].items() if k.endswith("_ms")))
+    log(
+        f"verify_ir: {summary(result)} vs MXNet {reference.mxnet_map:.4f}, at {result['inference_precision']['ran']}; "
+        "latency " + ", ".join(f"{k} {v:.1f}" for k, v in result["latency"].items() if k.endswith("_ms"))
+    )
     fast = result["fast_precision"]
     if fast["supported"]:
-        log(f"verify_ir: at {fast['ran']} (this CPU's fast path, for information): {summary(fast)}; {fast['ir_ms']:.1f} ms")
+        log(
+            f"verify_ir: at {fast['ran']} (this CPU's fast path, for information): {summary(fast)}; "
+            f"{fast['ir_ms']:.1f} ms"
+        )
     for line in result["differences"]:
         log(f"verify_ir: {line}")
     check_proof(result, args)
@@ -229,15 +283,22 @@ def verify(args):
 def check_proof(result, args):
     problems = []
     if result["map_difference"] > MAP_TOLERANCE:
-        problems.append(f"IR mAP {result['ir_map_voc07']:.4f} differs from MXNet's {result['mxnet_map_voc07']:.4f} "
-                        f"by more than {MAP_TOLERANCE}")
+        problems.append(
+            f"IR mAP {result['ir_map_voc07']:.4f} differs from MXNet's {result['mxnet_map_voc07']:.4f} "
+            f"by more than {MAP_TOLERANCE}"
+        )
     if result["agreement"] < MIN_AGREEMENT:
-        problems.append(f"{result['only_mxnet']} MXNet and {result['only_ir']} IR detections (score >= {args.min_score}) "
-                        f"have no partner with the same label and IoU >= {MATCH_IOU}: agreement "
-                        f"{result['agreement']:.3f} < {MIN_AGREEMENT}")
+        problems.append(
+            f"{result['only_mxnet']} MXNet and {result['only_ir']} IR detections (score >= {args.min_score}) "
+            f"have no partner with the same label and IoU >= {MATCH_IOU}: agreement "
+            f"{result['agreement']:.3f} < {MIN_AGREEMENT}"
+        )
     if problems:
-        raise UserError("the IR does not reproduce the MXNet model: " + "; ".join(problems) +
-                        f" (the detections that differ are listed in {args.differences})")
+        raise UserError(
+            "the IR does not reproduce the MXNet model: "
+            + "; ".join(problems)
+            + f" (the detections that differ are listed in {args.differences})"
+        )
 
 
 def main(argv=None):
@@ -248,8 +309,11 @@ def main(argv=None):
     parser.add_argument("--min-score", type=float, required=True, help="compare detections scoring at least this")
     parser.add_argument("--iou-threshold", type=float, required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--differences", required=True,
-                        help="text file listing the detections that differ (a log: it survives a failed run)")
+    parser.add_argument(
+        "--differences",
+        required=True,
+        help="text file listing the detections that differ (a log: it survives a failed run)",
+    )
     verify(parser.parse_args(argv))
 
 

@@ -2,6 +2,7 @@
 (tests/cluster/slurm.sh), every stage a job submitted by the pinned snakemake-executor-plugin-slurm through
 profiles/slurm. `make test-cluster` installs Slurm (root, Debian) and runs this file; the session starts the
 cluster and stops every daemon it started when it ends, pass or fail."""
+
 import collections
 import csv
 import json
@@ -15,7 +16,6 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 from conftest import REPO, copy_sample, snakemake, write_config  # noqa: E402
@@ -57,13 +57,29 @@ def slurm(*command):
 def slurm_options(cpus):
     """Options for every snakemake call: the profile; no rule asks for more CPUs than the node has (Slurm would keep
     the job pending forever, reason PartitionConfig); the first status check a second after a submission."""
-    return ["--profile", str(REPO / "profiles" / "slurm"), "--max-threads", str(cpus),
-            "--slurm-init-seconds-before-status-checks", "1"]
+    return [
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--max-threads",
+        str(cpus),
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+    ]
 
 
 def snakemake_command(workdir, *args):
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args,
-            "--configfile", str(workdir / "config.yaml")]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+        "--configfile",
+        str(workdir / "config.yaml"),
+    ]
 
 
 def run_env():
@@ -72,8 +88,14 @@ def run_env():
 
 def on_slurm(workdir, *args):
     """Run the workflow in `workdir` through the cluster; the finished process (stdout and stderr together)."""
-    return subprocess.run(snakemake_command(workdir, *args), env=run_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT)
+    return subprocess.run(
+        snakemake_command(workdir, *args),
+        env=run_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
 
 
 def run_id(output):
@@ -84,8 +106,17 @@ def run_id(output):
 def accounted_jobs(name):
     """The jobs named `name` as Slurm's accounting database has them (one dict per job, without steps)."""
     fields = ["JobID", "Comment", "Account", "AllocCPUS", "ReqMem", "Timelimit", "State"]
-    lines = slurm("sacct", "-X", "--parsable2", "--noheader", "--name", name, f"--format={','.join(fields)}",
-                  "--starttime", "now-1days").splitlines()
+    lines = slurm(
+        "sacct",
+        "-X",
+        "--parsable2",
+        "--noheader",
+        "--name",
+        name,
+        f"--format={','.join(fields)}",
+        "--starttime",
+        "now-1days",
+    ).splitlines()
     return [dict(zip(fields, line.split("|"))) for line in lines]
 
 
@@ -151,8 +182,9 @@ def test_sweep_of_two_tiny_runs_runs_every_stage_as_an_accounted_slurm_job(clust
             assert job["ReqMem"] == f"{rule['mem_mb']}M" and minutes(job["Timelimit"]) == rule["runtime"], job
         check = json.loads((work / "results" / row["run"] / "ir" / "verify.json").read_text())
         assert check["precision"] == row["ir_precision"] and check["agreement"] >= 0.97
-    assert_same_artifacts(work / "results" / "tiny-FP16" / "deeplens_artifacts",
-                          local / "results" / "tiny-FP16" / "deeplens_artifacts")
+    assert_same_artifacts(
+        work / "results" / "tiny-FP16" / "deeplens_artifacts", local / "results" / "tiny-FP16" / "deeplens_artifacts"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +253,7 @@ def test_scancel_mid_training_then_the_same_command_continues_after_the_last_fin
     assert f"holds epoch {len(before)} from an interrupted run: continuing after it" in log
     rows = read_rows(train / "log.csv")
     assert [int(row["epoch"]) for row in rows] == list(range(1, 201))
-    assert rows[:len(before)] == before, "the finished epochs are kept, not trained again"
+    assert rows[: len(before)] == before, "the finished epochs are kept, not trained again"
     assert collections.Counter(rule_of(job) for job in accounted_jobs(run_id(again.stdout))) == {"train_stop": 1}
 
 

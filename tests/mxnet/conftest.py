@@ -10,6 +10,7 @@ SAMPLE = REPO / "data" / "sample"
 @pytest.fixture
 def voc(tmp_path):
     """A small VOC folder: the first `n` sample images and XMLs copied to tmp, returned as its path."""
+
     def make(n=4):
         root = tmp_path / "voc"
         for sub in ("Annotations", "JPEGImages"):
@@ -18,4 +19,5 @@ def voc(tmp_path):
             shutil.copy(xml, root / "Annotations" / xml.name)
             shutil.copy(SAMPLE / "JPEGImages" / f"{xml.stem}.jpg", root / "JPEGImages" / f"{xml.stem}.jpg")
         return root
+
     return make

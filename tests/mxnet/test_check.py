@@ -24,9 +24,12 @@ def settings(**overrides):
 def write_xml(root, stem, objects, size=(320, 240), extra=""):
     body = "".join(
         f"<object><name>{name}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
-        for name, x1, y1, x2, y2 in objects)
+        for name, x1, y1, x2, y2 in objects
+    )
     size_xml = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
-    (root / "Annotations" / f"{stem}.xml").write_text(f"{extra}<annotation><filename>{stem}.jpg</filename>{size_xml}{body}</annotation>")
+    (root / "Annotations" / f"{stem}.xml").write_text(
+        f"{extra}<annotation><filename>{stem}.jpg</filename>{size_xml}{body}</annotation>"
+    )
 
 
 def write_image(root, stem, size=(320, 240), suffix=".jpg", color=(90, 120, 150)):
@@ -53,13 +56,20 @@ def test_float_coordinates_missing_size_and_upper_case_extension_are_accepted(vo
     assert records[0]["width"] == 320 and records[0]["objects"][0]["box"] == [10.5, 20.25, 100.75, 200.0]
 
 
-@pytest.mark.parametrize("objects, problem, words", [
-    ([("nike", 10, 10, 50, 50)], "unknown-class", "class 'nike' is not in the configured classes ['swoosh', 'stripes']"),
-    ([("swoosh", "nan", 10, 50, 50)], "xml-invalid", "object 1 ('swoosh') <xmin> is not a number: 'nan'"),
-    ([("swoosh", 10, 10, "inf", 50)], "xml-invalid", "object 1 ('swoosh') <xmax> is not a number: 'inf'"),
-    ([("swoosh", 50, 10, 50, 60)], "degenerate-box", "empty box (50, 10, 50, 60)"),
-    ([("swoosh", 10, 10, 400, 60)], "box-outside", "lies outside the 320x240 image"),
-])
+@pytest.mark.parametrize(
+    "objects, problem, words",
+    [
+        (
+            [("nike", 10, 10, 50, 50)],
+            "unknown-class",
+            "class 'nike' is not in the configured classes ['swoosh', 'stripes']",
+        ),
+        ([("swoosh", "nan", 10, 50, 50)], "xml-invalid", "object 1 ('swoosh') <xmin> is not a number: 'nan'"),
+        ([("swoosh", 10, 10, "inf", 50)], "xml-invalid", "object 1 ('swoosh') <xmax> is not a number: 'inf'"),
+        ([("swoosh", 50, 10, 50, 60)], "degenerate-box", "empty box (50, 10, 50, 60)"),
+        ([("swoosh", 10, 10, 400, 60)], "box-outside", "lies outside the 320x240 image"),
+    ],
+)
 def test_bad_objects_are_errors_naming_the_object(voc, objects, problem, words):
     root = voc(0)
     write_image(root, "a")
@@ -114,7 +124,7 @@ def test_broken_and_oversized_images_are_refused(voc):
     write_image(root, "broken")
     data = bytearray((root / "JPEGImages" / "broken.jpg").read_bytes())
     table = data.index(b"\xff\xc4")
-    data[table + 5:table + 21] = b"\xff" * 16  # Huffman code counts no table can hold
+    data[table + 5 : table + 21] = b"\xff" * 16  # Huffman code counts no table can hold
     (root / "JPEGImages" / "broken.jpg").write_bytes(bytes(data))
     write_xml(root, "broken", [("swoosh", 1, 1, 50, 50)])
     _, problems = problems_of(root)
@@ -153,10 +163,26 @@ def test_cli_fails_with_file_level_message_and_never_writes_into_the_dataset(voc
     write_image(root, "bad")
     write_xml(root, "bad", [("nike", 10, 10, 50, 50)])
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
-    command = [sys.executable, "-m", "workflow.check", "--dataset", str(root), "--classes", '["swoosh", "stripes"]',
-               "--out", str(tmp_path / "a.json"), "--table", str(tmp_path / "t.csv"),
-               "--problems-log", str(tmp_path / "logs.csv"), "--class-map", "{}", "--max-image-pixels", "50000000",
-               "--keep-empty-images"]
+    command = [
+        sys.executable,
+        "-m",
+        "workflow.check",
+        "--dataset",
+        str(root),
+        "--classes",
+        '["swoosh", "stripes"]',
+        "--out",
+        str(tmp_path / "a.json"),
+        "--table",
+        str(tmp_path / "t.csv"),
+        "--problems-log",
+        str(tmp_path / "logs.csv"),
+        "--class-map",
+        "{}",
+        "--max-image-pixels",
+        "50000000",
+        "--keep-empty-images",
+    ]
     result = subprocess.run(command + ["--no-skip-bad-files"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1
     assert "ERROR: 1 annotation errors" in result.stderr and "bad.xml: unknown-class" in result.stderr
@@ -172,7 +198,9 @@ def test_cli_fails_with_file_level_message_and_never_writes_into_the_dataset(voc
 def test_filename_is_never_used_to_find_the_image(voc):
     root = voc(0)
     write_image(root, "IMG_1", suffix=".JPG")
-    write_xml(root, "IMG_1", [("swoosh", 10, 10, 50, 50)])  # <filename>IMG_1.jpg</filename>: case of the extension differs
+    write_xml(
+        root, "IMG_1", [("swoosh", 10, 10, 50, 50)]
+    )  # <filename>IMG_1.jpg</filename>: case of the extension differs
     write_image(root, "IMG_2", color=(10, 20, 30))
     write_xml(root, "IMG_2", [("swoosh", 10, 10, 50, 50)])
     xml = root / "Annotations" / "IMG_2.xml"
@@ -186,12 +214,15 @@ def test_filename_naming_another_image_is_a_warning(voc):
     write_image(root, "IMG_3")
     write_xml(root, "IMG_3", [("swoosh", 10, 10, 50, 50)])
     xml = root / "Annotations" / "IMG_3.xml"
-    xml.write_text(xml.read_text().replace("<filename>IMG_3.jpg</filename>", "<filename>C:\\photos\\IMG_9.jpg</filename>"))
+    xml.write_text(
+        xml.read_text().replace("<filename>IMG_3.jpg</filename>", "<filename>C:\\photos\\IMG_9.jpg</filename>")
+    )
     records, problems = problems_of(root)
     assert len(records) == 1 and records[0]["image"].endswith("IMG_3.jpg")
     assert problems[("filename-differs", "warning")].message == (
         "<filename> 'C:\\photos\\IMG_9.jpg' names another image; this XML is paired with IMG_3.jpg by file stem: "
-        "check that its boxes belong to that image")
+        "check that its boxes belong to that image"
+    )
 
 
 def test_path_and_folder_from_another_machine_are_never_used(voc, tmp_path):
@@ -208,13 +239,16 @@ def test_path_and_folder_from_another_machine_are_never_used(voc, tmp_path):
     assert records[0]["width"] == 320
 
 
-@pytest.mark.parametrize("name, make", [
-    ("rgba.png", lambda: Image.new("RGBA", (320, 240), (10, 20, 30, 128))),
-    ("palette.png", lambda: Image.new("RGB", (320, 240), (200, 20, 30)).convert("P")),
-    ("gray.jpg", lambda: Image.new("L", (320, 240), 77)),
-    ("cmyk.jpg", lambda: Image.new("CMYK", (320, 240), (10, 200, 30, 0))),
-    ("deep.png", lambda: Image.fromarray(np.full((240, 320), 40000, dtype=np.uint16))),
-])
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("rgba.png", lambda: Image.new("RGBA", (320, 240), (10, 20, 30, 128))),
+        ("palette.png", lambda: Image.new("RGB", (320, 240), (200, 20, 30)).convert("P")),
+        ("gray.jpg", lambda: Image.new("L", (320, 240), 77)),
+        ("cmyk.jpg", lambda: Image.new("CMYK", (320, 240), (10, 200, 30, 0))),
+        ("deep.png", lambda: Image.fromarray(np.full((240, 320), 40000, dtype=np.uint16))),
+    ],
+)
 def test_png_gray_cmyk_and_16_bit_images_are_accepted(voc, name, make):
     root = voc(0)
     make().save(root / "JPEGImages" / name)
@@ -241,8 +275,14 @@ def test_exif_rotation_warns_and_the_stored_pixels_are_used(voc):
     records, problems = problems_of(root)
     assert list(problems) == [("exif-rotation", "warning")]
     assert problems[("exif-rotation", "warning")].message == (
-        "EXIF orientation 6: boxes are taken on the image as stored (as LabelImg shows it); the image is used unrotated")
-    assert (records[0]["width"], records[0]["height"]) == (320, 240) and records[0]["objects"][0]["box"] == [10, 10, 300, 50]
+        "EXIF orientation 6: boxes are taken on the image as stored (as LabelImg shows it); the image is used unrotated"
+    )
+    assert (records[0]["width"], records[0]["height"]) == (320, 240) and records[0]["objects"][0]["box"] == [
+        10,
+        10,
+        300,
+        50,
+    ]
 
 
 def test_size_of_the_rotated_view_is_an_error(voc):
@@ -253,7 +293,8 @@ def test_size_of_the_rotated_view_is_an_error(voc):
     assert records == [] and ("exif-rotation", "warning") in problems
     assert problems[("size-mismatch", "error")].message == (
         "<size> 240x320 is the EXIF-rotated view of the 320x240 stored image: the boxes were drawn on a rotated image; "
-        "re-save the image without EXIF rotation and relabel")
+        "re-save the image without EXIF rotation and relabel"
+    )
 
 
 CARDS = REPO.parent / "shared" / "datasets" / "cards" / "train"

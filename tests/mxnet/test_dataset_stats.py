@@ -3,8 +3,15 @@ import numpy as np
 from workflow.dataset_stats import best_anchor_iou, box_table, split_summary
 
 RECORDS = [
-    {"id": "a", "width": 200, "height": 100, "objects": [{"class": 0, "box": [0, 0, 100, 50], "difficult": 0},
-                                                        {"class": 1, "box": [100, 50, 200, 100], "difficult": 0}]},
+    {
+        "id": "a",
+        "width": 200,
+        "height": 100,
+        "objects": [
+            {"class": 0, "box": [0, 0, 100, 50], "difficult": 0},
+            {"class": 1, "box": [100, 50, 200, 100], "difficult": 0},
+        ],
+    },
     {"id": "b", "width": 100, "height": 100, "objects": []},
 ]
 

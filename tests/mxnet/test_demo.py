@@ -34,13 +34,15 @@ def test_cli_on_a_folder_prints_a_json_line_per_image_and_draws_it(tmp_path, cap
         shutil.copy(path, folder)
     (folder / "notes.txt").write_text("not an image")
 
-    demo.main(["--deploy", str(deploy), "--images", str(folder), "--threshold", "0.5", "--out-dir", str(tmp_path / "out")])
+    demo.main(
+        ["--deploy", str(deploy), "--images", str(folder), "--threshold", "0.5", "--out-dir", str(tmp_path / "out")]
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [demo.Path(line["image"]).name for line in lines] == [p.name for p in originals]
     for line in lines:
         assert line["detections"] and all(d["score"] >= 0.5 and d["class"] in CLASSES for d in line["detections"])
         original = cv2.imread(line["image"]).astype(int)
-        drawn = cv2.imread(line["output"]).astype(int)[demo.CAPTION_HEIGHT:]
+        drawn = cv2.imread(line["output"]).astype(int)[demo.CAPTION_HEIGHT :]
         assert drawn.shape == original.shape  # no ground truth: the detections only
         height, width = original.shape[:2]
         best = max(line["detections"], key=lambda d: d["score"])

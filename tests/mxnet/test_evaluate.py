@@ -17,14 +17,28 @@ def make_tiny_deploy(folder, seed=0):
     symbol = build_deploy_symbol("tiny", len(CLASSES), SHAPE)
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, SHAPE, SHAPE))
     rng = np.random.RandomState(seed)
-    args = {name: mx.nd.array(rng.normal(0, 0.2, shape)) for name, shape in zip(symbol.list_arguments(), arg_shapes)
-            if name != "data"}
-    aux = {name: mx.nd.ones(shape) if name.endswith("var") else mx.nd.zeros(shape)
-           for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes)}
+    args = {
+        name: mx.nd.array(rng.normal(0, 0.2, shape))
+        for name, shape in zip(symbol.list_arguments(), arg_shapes)
+        if name != "data"
+    }
+    aux = {
+        name: mx.nd.ones(shape) if name.endswith("var") else mx.nd.zeros(shape)
+        for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes)
+    }
     mx.model.save_checkpoint(str(folder / "deploy_ssd_tiny_64"), 3, symbol, args, aux)
-    info = {"symbol": "deploy_ssd_tiny_64-symbol.json", "params": "deploy_ssd_tiny_64-0003.params", "epoch": 3,
-            "network": "tiny", "data_shape": SHAPE, "classes": CLASSES, "force_nms": True, "nms_threshold": 0.45,
-            "nms_topk": 400, "threshold": 0.01}
+    info = {
+        "symbol": "deploy_ssd_tiny_64-symbol.json",
+        "params": "deploy_ssd_tiny_64-0003.params",
+        "epoch": 3,
+        "network": "tiny",
+        "data_shape": SHAPE,
+        "classes": CLASSES,
+        "force_nms": True,
+        "nms_threshold": 0.45,
+        "nms_topk": 400,
+        "threshold": 0.01,
+    }
     (folder / "deploy.json").write_text(json.dumps(info))
     return folder / "deploy.json"
 
@@ -46,12 +60,27 @@ def model_and_records(voc, tmp_path):
 
 
 def run(deploy, rec, out, *options, difficult=False):
-    settings = {"--iou-threshold": "0.5", "--confusion-threshold": "0.5", "--worst-images": "6",
-                "--bootstrap-resamples": "1000"}
+    settings = {
+        "--iou-threshold": "0.5",
+        "--confusion-threshold": "0.5",
+        "--worst-images": "6",
+        "--bootstrap-resamples": "1000",
+    }
     settings.update(zip(options[::2], options[1::2]))  # options: flag, value pairs
-    evaluate.main(["--deploy", str(deploy), "--val-rec", str(rec), "--val-lst", str(rec.with_suffix(".lst")),
-                   "--out-dir", str(out), *[item for pair in settings.items() for item in pair],
-                   "--use-difficult" if difficult else "--no-use-difficult"])
+    evaluate.main(
+        [
+            "--deploy",
+            str(deploy),
+            "--val-rec",
+            str(rec),
+            "--val-lst",
+            str(rec.with_suffix(".lst")),
+            "--out-dir",
+            str(out),
+            *[item for pair in settings.items() for item in pair],
+            "--use-difficult" if difficult else "--no-use-difficult",
+        ]
+    )
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -97,12 +126,16 @@ GROUND_TRUTH = [
     [[0, 0.2, 0.2, 0.6, 0.6, 0]],
 ]
 DETECTIONS = [
-    [[0, 0.9, 0.0, 0.0, 0.4, 0.4],  # right: swoosh as swoosh
-     [0, 0.8, 0.5, 0.5, 0.9, 0.9],  # the stripes labelled swoosh: a class confusion
-     [1, 0.7, 0.0, 0.0, 0.4, 0.4],  # the swoosh again as stripes, both boxes taken: a false alarm
-     [1, 0.3, 0.5, 0.5, 0.9, 0.9]],  # below the score threshold: not counted
-    [[0, 0.6, 0.6, 0.6, 0.9, 0.9],  # on the difficult box: left out unless use_difficult
-     [1, 0.55, 0.1, 0.1, 0.2, 0.2]],  # IoU 0.25 with the stripes: a false alarm, the stripes is missed
+    [
+        [0, 0.9, 0.0, 0.0, 0.4, 0.4],  # right: swoosh as swoosh
+        [0, 0.8, 0.5, 0.5, 0.9, 0.9],  # the stripes labelled swoosh: a class confusion
+        [1, 0.7, 0.0, 0.0, 0.4, 0.4],  # the swoosh again as stripes, both boxes taken: a false alarm
+        [1, 0.3, 0.5, 0.5, 0.9, 0.9],
+    ],  # below the score threshold: not counted
+    [
+        [0, 0.6, 0.6, 0.6, 0.9, 0.9],  # on the difficult box: left out unless use_difficult
+        [1, 0.55, 0.1, 0.1, 0.2, 0.2],
+    ],  # IoU 0.25 with the stripes: a false alarm, the stripes is missed
     [[0, 0.6, 0.1, 0.1, 0.5, 0.5]],  # a false alarm
     [[0, 0.5, 0.2, 0.2, 0.58, 0.6]],  # IoU 0.95, score exactly at the threshold: right
 ]
@@ -116,16 +149,24 @@ def hand_made_pairs(use_difficult=False):
 
 def test_confusion_matrix_counts_class_confusions_false_alarms_and_misses():
     #                           predicted: swoosh stripes background      (true: rows)
-    assert evaluate.confusion_matrix(hand_made_pairs(), 2).tolist() == [[2, 0, 0],   # swoosh
-                                                                        [1, 0, 1],   # stripes
-                                                                        [1, 2, 0]]   # background
-    assert evaluate.confusion_matrix(hand_made_pairs(use_difficult=True), 2).tolist() == [[3, 0, 0], [1, 0, 1], [1, 2, 0]]
+    assert evaluate.confusion_matrix(hand_made_pairs(), 2).tolist() == [
+        [2, 0, 0],  # swoosh
+        [1, 0, 1],  # stripes
+        [1, 2, 0],
+    ]  # background
+    assert evaluate.confusion_matrix(hand_made_pairs(use_difficult=True), 2).tolist() == [
+        [3, 0, 0],
+        [1, 0, 1],
+        [1, 2, 0],
+    ]
 
 
 def test_each_box_is_matched_once_greedily_by_score():
     truth = [[0, 0.0, 0.0, 0.4, 0.4, 0], [0, 0.05, 0.0, 0.45, 0.4, 0]]
-    found = [[0, 0.6, 0.0, 0.0, 0.4, 0.4],   # lower score, best IoU with the first box
-             [0, 0.9, 0.02, 0.0, 0.42, 0.4]]  # higher score: matched first, takes the first box (IoU 0.90 vs 0.86)
+    found = [
+        [0, 0.6, 0.0, 0.0, 0.4, 0.4],  # lower score, best IoU with the first box
+        [0, 0.9, 0.02, 0.0, 0.42, 0.4],
+    ]  # higher score: matched first, takes the first box (IoU 0.90 vs 0.86)
     # the lower-scoring detection then takes the second box (IoU 0.78), still above 0.5
     assert evaluate.match_image(truth, found, 0.5) == [(0, 0), (0, 0)]
     assert evaluate.match_image(truth, found[:1] * 3, 0.5) == [(0, 0), (0, 0), (-1, 0)]
@@ -135,9 +176,19 @@ def test_images_are_ranked_by_false_positives_plus_missed_objects():
     ranked = evaluate.rank_images(hand_made_pairs(), NAMES)
     assert [row["image"] for row in ranked] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
     a, b, c, d = ranked
-    assert {k: a[k] for k in ("rank", "objects", "detections", "correct", "wrong_class", "false_positives", "missed",
-                              "errors")} == {"rank": 1, "objects": 2, "detections": 3, "correct": 1, "wrong_class": 1,
-                                             "false_positives": 2, "missed": 1, "errors": 3}
+    assert {
+        k: a[k]
+        for k in ("rank", "objects", "detections", "correct", "wrong_class", "false_positives", "missed", "errors")
+    } == {
+        "rank": 1,
+        "objects": 2,
+        "detections": 3,
+        "correct": 1,
+        "wrong_class": 1,
+        "false_positives": 2,
+        "missed": 1,
+        "errors": 3,
+    }
     assert (b["false_positives"], b["missed"], b["errors"]) == (1, 1, 2)
     assert (c["false_positives"], c["missed"], c["errors"]) == (1, 0, 1)
     assert (d["errors"], d["rank"]) == (0, 4)
@@ -149,8 +200,12 @@ def test_images_are_ranked_by_false_positives_plus_missed_objects():
 def test_metrics_carry_bootstrap_intervals_and_f1_thresholds(model_and_records, tmp_path):
     deploy, rec, _ = model_and_records
     metrics = run(deploy, rec, tmp_path / "a", "--bootstrap-resamples", "200", "--bootstrap-seed", "4")
-    assert metrics["bootstrap"] == {"resamples": 200, "seed": 4, "confidence": 0.95,
-                                    "method": "bias-corrected percentile, val images drawn with replacement"}
+    assert metrics["bootstrap"] == {
+        "resamples": 200,
+        "seed": 4,
+        "confidence": 0.95,
+        "method": "bias-corrected percentile, val images drawn with replacement",
+    }
     for key in ("map_voc07", "map_area", "coco_map"):
         low, high = metrics["intervals"][key]
         assert 0 <= low <= high <= 1

@@ -1,4 +1,5 @@
 """An im2rec detection list (.lst, the original project's format) and an image folder as the dataset."""
+
 import json
 import subprocess
 import sys
@@ -44,10 +45,19 @@ def problems_of(lst, **overrides):
     return records, {(p.problem, p.severity): p for p in problems}
 
 
-@pytest.mark.parametrize("name, lines, objects, difficult, first", [
-    ("NikeAndAdidas_train.lst", 108, (103, 102), 5, ("VOC2017\\n2.jpg", [0.0, 0.1902, 0.3185, 0.3738, 0.4296, 0.0])),
-    ("NikeAndAdidas_val.lst", 15, (10, 6), 0, ("VOC2017\\a1.jpg", [1.0, 0.517, 0.2428, 0.669, 0.3288, 0.0])),
-])
+@pytest.mark.parametrize(
+    "name, lines, objects, difficult, first",
+    [
+        (
+            "NikeAndAdidas_train.lst",
+            108,
+            (103, 102),
+            5,
+            ("VOC2017\\n2.jpg", [0.0, 0.1902, 0.3185, 0.3738, 0.4296, 0.0]),
+        ),
+        ("NikeAndAdidas_val.lst", 15, (10, 6), 0, ("VOC2017\\a1.jpg", [1.0, 0.517, 0.2428, 0.669, 0.3288, 0.0])),
+    ],
+)
 def test_the_original_lists_parse_completely(name, lines, objects, difficult, first):
     entries = [voc.parse_lst_line(line) for _, line in voc.lst_lines(SEED / name)]
     assert len(entries) == lines
@@ -61,8 +71,10 @@ def test_the_original_lists_parse_completely(name, lines, objects, difficult, fi
 
 
 def test_a_clean_list_gives_pixel_boxes_and_ids_by_relative_path(folder):
-    lst = write_list(folder / "train.lst", [([(1, 0.1, 0.2, 0.5, 0.9, 0), (0, 0.6, 0.1, 0.9, 0.4, 1)], "VOC2017\\a.jpg"),
-                                            ([], "VOC2017/b.jpg")])
+    lst = write_list(
+        folder / "train.lst",
+        [([(1, 0.1, 0.2, 0.5, 0.9, 0), (0, 0.6, 0.1, 0.9, 0.4, 1)], "VOC2017\\a.jpg"), ([], "VOC2017/b.jpg")],
+    )
     records, problems = problems_of(lst)
     assert problems == {}
     assert [r["id"] for r in records] == ["VOC2017/a", "VOC2017/b"]
@@ -72,21 +84,66 @@ def test_a_clean_list_gives_pixel_boxes_and_ids_by_relative_path(folder):
     assert first["box"] == pytest.approx([20, 20, 100, 90]) and second["difficult"] == 1 and records[1]["objects"] == []
 
 
-@pytest.mark.parametrize("objects, path, problem, message", [
-    ([(0, 0.1, 0.1, 0.5, 0.5, 0)], "VOC2017\\gone.jpg", "image-missing", "no image at {root}/VOC2017/gone.jpg (written 'VOC2017\\gone.jpg')"),
-    ([(0, 0.1, 0.1, 1.3, 0.5, 0)], "VOC2017\\a.jpg", "box-outside",
-     "object 1 ('nike'): box (0.1, 0.1, 1.3, 0.5) lies outside [0, 1] (normalised coordinates)"),
-    ([(2, 0.1, 0.1, 0.5, 0.5, 0)], "VOC2017\\a.jpg", "unknown-class",
-     "object 1: class id 2 is not one of the 2 configured classes (ids 0 to 1: ['nike', 'adidas'])"),
-    ([(0.5, 0.1, 0.1, 0.5, 0.5, 0)], "VOC2017\\a.jpg", "unknown-class",
-     "object 1: class id 0.5 is not one of the 2 configured classes (ids 0 to 1: ['nike', 'adidas'])"),
-    ([(0, 0.5, 0.1, 0.5, 0.5, 0)], "VOC2017\\a.jpg", "degenerate-box", "object 1 ('nike'): empty box (0.5, 0.1, 0.5, 0.5) (xmin >= xmax or ymin >= ymax)"),
-    ([], "..\\outside.jpg", "image-path-invalid", "image path '..\\outside.jpg' leads outside the image root {root}"),
-    ([], "VOC2017\\..\\..\\outside.jpg", "image-path-invalid", "image path 'VOC2017\\..\\..\\outside.jpg' leads outside the image root {root}"),
-    ([], "C:\\data\\VOC2017\\a.jpg", "image-path-invalid",
-     "image path 'C:\\data\\VOC2017\\a.jpg' is absolute; paths in a .lst must be relative to the image root {root}"),
-    ([], "/etc/passwd", "image-path-invalid", "image path '/etc/passwd' is absolute; paths in a .lst must be relative to the image root {root}"),
-])
+@pytest.mark.parametrize(
+    "objects, path, problem, message",
+    [
+        (
+            [(0, 0.1, 0.1, 0.5, 0.5, 0)],
+            "VOC2017\\gone.jpg",
+            "image-missing",
+            "no image at {root}/VOC2017/gone.jpg (written 'VOC2017\\gone.jpg')",
+        ),
+        (
+            [(0, 0.1, 0.1, 1.3, 0.5, 0)],
+            "VOC2017\\a.jpg",
+            "box-outside",
+            "object 1 ('nike'): box (0.1, 0.1, 1.3, 0.5) lies outside [0, 1] (normalised coordinates)",
+        ),
+        (
+            [(2, 0.1, 0.1, 0.5, 0.5, 0)],
+            "VOC2017\\a.jpg",
+            "unknown-class",
+            "object 1: class id 2 is not one of the 2 configured classes (ids 0 to 1: ['nike', 'adidas'])",
+        ),
+        (
+            [(0.5, 0.1, 0.1, 0.5, 0.5, 0)],
+            "VOC2017\\a.jpg",
+            "unknown-class",
+            "object 1: class id 0.5 is not one of the 2 configured classes (ids 0 to 1: ['nike', 'adidas'])",
+        ),
+        (
+            [(0, 0.5, 0.1, 0.5, 0.5, 0)],
+            "VOC2017\\a.jpg",
+            "degenerate-box",
+            "object 1 ('nike'): empty box (0.5, 0.1, 0.5, 0.5) (xmin >= xmax or ymin >= ymax)",
+        ),
+        (
+            [],
+            "..\\outside.jpg",
+            "image-path-invalid",
+            "image path '..\\outside.jpg' leads outside the image root {root}",
+        ),
+        (
+            [],
+            "VOC2017\\..\\..\\outside.jpg",
+            "image-path-invalid",
+            "image path 'VOC2017\\..\\..\\outside.jpg' leads outside the image root {root}",
+        ),
+        (
+            [],
+            "C:\\data\\VOC2017\\a.jpg",
+            "image-path-invalid",
+            "image path 'C:\\data\\VOC2017\\a.jpg' is absolute; paths in a .lst must be relative to the image "
+            "root {root}",
+        ),
+        (
+            [],
+            "/etc/passwd",
+            "image-path-invalid",
+            "image path '/etc/passwd' is absolute; paths in a .lst must be relative to the image root {root}",
+        ),
+    ],
+)
 def test_list_errors_name_the_line_and_the_problem(folder, objects, path, problem, message):
     (folder.parent / "outside.jpg").write_bytes((folder / "VOC2017" / "a.jpg").read_bytes())
     lst = write_list(folder / "train.lst", [([(0, 0.1, 0.1, 0.4, 0.4, 0)], "VOC2017\\b.jpg"), (objects, path)])
@@ -98,21 +155,25 @@ def test_list_errors_name_the_line_and_the_problem(folder, objects, path, proble
 
 def test_broken_lines_and_slight_overshoot(folder):
     lst = folder / "train.lst"
-    lst.write_text("0\t2\t6\t0\t0.1\t0.1\tx\t0.5\t0\tVOC2017/a.jpg\n"
-                   "0\t2\t6\tnan\t0.1\t0.1\t0.2\t0.5\t0\tVOC2017/a.jpg\n"
-                   "1\t2\t6\t0\t0.1\t0.1\t0.5\tVOC2017/b.jpg\n"
-                   "2\tVOC2017/c.jpg\n"
-                   "\n"
-                   "3\t2\t6\t1\t-0.01\t0.1\t1.01\t0.5\t0\tVOC2017/c.jpg\n")
+    lst.write_text(
+        "0\t2\t6\t0\t0.1\t0.1\tx\t0.5\t0\tVOC2017/a.jpg\n"
+        "0\t2\t6\tnan\t0.1\t0.1\t0.2\t0.5\t0\tVOC2017/a.jpg\n"
+        "1\t2\t6\t0\t0.1\t0.1\t0.5\tVOC2017/b.jpg\n"
+        "2\tVOC2017/c.jpg\n"
+        "\n"
+        "3\t2\t6\t1\t-0.01\t0.1\t1.01\t0.5\t0\tVOC2017/c.jpg\n"
+    )
     records, table = check.check_dataset(lst, settings())
     assert [(p.file, p.problem, p.severity) for p in table] == [
-        (f"{lst}:{n}", "lst-invalid", "error") for n in (1, 2, 3, 4)] + [(f"{lst}:6", "box-clipped", "warning")]
+        (f"{lst}:{n}", "lst-invalid", "error") for n in (1, 2, 3, 4)
+    ] + [(f"{lst}:6", "box-clipped", "warning")]
     assert [p.message for p in table] == [
         "label value 6 is not a number: 'x'",
         "label value 3 is not a number: 'nan'",
         "6 label values do not fit header width 2 and 6 values per object",
         "expected tab-separated index, 2, 6, objects and image path; got 2 fields",
-        "object 1 ('adidas'): box (-0.01, 0.1, 1.01, 0.5) clipped to [0, 1] (normalised coordinates)"]
+        "object 1 ('adidas'): box (-0.01, 0.1, 1.01, 0.5) clipped to [0, 1] (normalised coordinates)",
+    ]
     assert records[0]["objects"][0]["box"] == pytest.approx([0, 10, 200, 50])
 
 
@@ -123,28 +184,69 @@ def test_lst_root_and_missing_list(folder, tmp_path):
     records, problems = problems_of(lst, lst_root=str(folder))
     assert problems == {} and records[0]["image"] == str(folder / "VOC2017" / "a.jpg")
     _, problems = problems_of(lst)
-    assert problems[("image-missing", "error")].message == f"no image at {lists}/VOC2017/a.jpg (written 'VOC2017\\a.jpg')"
+    assert (
+        problems[("image-missing", "error")].message == f"no image at {lists}/VOC2017/a.jpg (written 'VOC2017\\a.jpg')"
+    )
     assert voc.lst_images(lst, folder) == [str(folder / "VOC2017" / "a.jpg")] and voc.lst_images(lst) == []
     with pytest.raises(check.UserError, match="no such list file"):
         check.check_dataset(lists / "gone.lst", settings())
 
 
 def test_cli_checks_train_and_val_lists_and_split_takes_the_val_list(folder, tmp_path):
-    write_list(folder / "train.lst", [([(0, 0.1, 0.1, 0.4, 0.4, 0)], "VOC2017\\a.jpg"), ([(1, 0.2, 0.2, 0.6, 0.9, 0)], "VOC2017\\b.jpg")])
+    write_list(
+        folder / "train.lst",
+        [([(0, 0.1, 0.1, 0.4, 0.4, 0)], "VOC2017\\a.jpg"), ([(1, 0.2, 0.2, 0.6, 0.9, 0)], "VOC2017\\b.jpg")],
+    )
     write_list(folder / "val.lst", [([(1, 0.3, 0.3, 0.5, 0.5, 0)], "VOC2017\\c.jpg")])
     out = tmp_path / "out"
     out.mkdir()
-    command = [sys.executable, "-m", "workflow.check", "--dataset", str(folder / "train.lst"), "--val-dataset",
-               str(folder / "val.lst"), "--classes", json.dumps(CLASSES), "--out", str(out / "a.json"), "--table", str(out / "t.csv"),
-               "--problems-log", str(out / "problems.csv"), "--class-map", "{}", "--max-image-pixels", "50000000",
-               "--keep-empty-images", "--no-skip-bad-files"]
+    command = [
+        sys.executable,
+        "-m",
+        "workflow.check",
+        "--dataset",
+        str(folder / "train.lst"),
+        "--val-dataset",
+        str(folder / "val.lst"),
+        "--classes",
+        json.dumps(CLASSES),
+        "--out",
+        str(out / "a.json"),
+        "--table",
+        str(out / "t.csv"),
+        "--problems-log",
+        str(out / "problems.csv"),
+        "--class-map",
+        "{}",
+        "--max-image-pixels",
+        "50000000",
+        "--keep-empty-images",
+        "--no-skip-bad-files",
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "3 usable images, 3 objects (nike 1, adidas 2); 0 errors" in result.stderr
-    command = [sys.executable, "-m", "workflow.split", "--annotations", str(out / "a.json"), "--dataset", str(folder / "train.lst"),
-               "--val-fraction", "0.15", "--seed", "0",
-               "--train-out", str(out / "train.txt"), "--val-out", str(out / "val.txt"),
-               "--train-records", str(out / "train.json"), "--val-records", str(out / "val.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "workflow.split",
+        "--annotations",
+        str(out / "a.json"),
+        "--dataset",
+        str(folder / "train.lst"),
+        "--val-fraction",
+        "0.15",
+        "--seed",
+        "0",
+        "--train-out",
+        str(out / "train.txt"),
+        "--val-out",
+        str(out / "val.txt"),
+        "--train-records",
+        str(out / "train.json"),
+        "--val-records",
+        str(out / "val.json"),
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (out / "val.txt").read_text() == "VOC2017/c\n" and "(val_dataset)" in result.stderr

@@ -1,4 +1,5 @@
 """Tests of workflow.lib.metrics: the shared PASCAL VOC devkit reference cases, then one hand-made case per rule."""
+
 import json
 import math
 from pathlib import Path
@@ -7,9 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow.lib.metrics import (MatchedImages, best_f1, bootstrap_intervals, evaluate_detections, f1_thresholds,
-                              paired_difference, per_class_table, percentile_interval, resample_draws,
-                              resampled_values)
+from workflow.lib.metrics import (
+    MatchedImages,
+    best_f1,
+    bootstrap_intervals,
+    evaluate_detections,
+    f1_thresholds,
+    paired_difference,
+    per_class_table,
+    percentile_interval,
+    resample_draws,
+    resampled_values,
+)
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared/reference/voc_metric_cases.json"
 UNIT = [0.0, 0.0, 1.0, 1.0]  # a box; a detection on it has IoU 1 with a gt on it
@@ -31,6 +41,7 @@ def evaluate(images, num_classes=1, **kwargs):
 
 # ---------------------------------------------------------------- reference cases (devkit)
 
+
 def reference_cases():
     if not REFERENCE.exists():
         pytest.skip(f"reference file missing: {REFERENCE}")
@@ -42,10 +53,16 @@ def test_reference_cases_equal_devkit(use_difficult):
     suffix = "_use_difficult" if use_difficult else ""
     for index, case in enumerate(reference_cases()):
         result = evaluate_detections(
-            [image["gt"] for image in case["images"]], [image["det"] for image in case["images"]],
-            case["num_classes"], iou_threshold=case["iou_threshold"], use_difficult=use_difficult)
-        for kind, ap_field, map_value in [("voc07_11point", "ap_voc07", result.map_voc07),
-                                          ("area", "ap_area", result.map_area)]:
+            [image["gt"] for image in case["images"]],
+            [image["det"] for image in case["images"]],
+            case["num_classes"],
+            iou_threshold=case["iou_threshold"],
+            use_difficult=use_difficult,
+        )
+        for kind, ap_field, map_value in [
+            ("voc07_11point", "ap_voc07", result.map_voc07),
+            ("area", "ap_area", result.map_area),
+        ]:
             expected = case["expected_devkit"][kind + suffix]
             got = {f"c{c.class_id}": getattr(c, ap_field) for c in result.per_class}
             got["mAP"] = map_value
@@ -54,10 +71,15 @@ def test_reference_cases_equal_devkit(use_difficult):
 
 # ---------------------------------------------------------------- hand-made cases, one per rule
 
+
 def test_difficult_match_is_ignored_unless_use_difficult():
     # scores: 0.95 hits nothing, 0.9 hits the difficult box, 0.8 hits the normal box
-    images = [([gt(0, UNIT), gt(0, ELSEWHERE, difficult=1)],
-               [det(0, 0.95, [9, 9, 10, 10]), det(0, 0.9, ELSEWHERE), det(0, 0.8, UNIT)])]
+    images = [
+        (
+            [gt(0, UNIT), gt(0, ELSEWHERE, difficult=1)],
+            [det(0, 0.95, [9, 9, 10, 10]), det(0, 0.9, ELSEWHERE), det(0, 0.8, UNIT)],
+        )
+    ]
 
     ignored = evaluate(images).per_class[0]  # counted: FP, TP with npos 1
     assert (ignored.npos, ignored.tp, ignored.fp) == (1, 1, 1)
@@ -125,8 +147,7 @@ def test_iou_exactly_at_threshold_is_not_a_match():
 
 def test_eleven_point_and_area_ap_on_a_simple_pr_curve():
     # npos 2; by score: TP, FP, TP -> precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1
-    images = [([gt(0, UNIT)], [det(0, 0.9, UNIT), det(0, 0.8, ELSEWHERE)]),
-              ([gt(0, UNIT)], [det(0, 0.7, UNIT)])]
+    images = [([gt(0, UNIT)], [det(0, 0.9, UNIT), det(0, 0.8, ELSEWHERE)]), ([gt(0, UNIT)], [det(0, 0.7, UNIT)])]
     result = evaluate(images).per_class[0]
     np.testing.assert_allclose(result.precision_curve, [1, 1 / 2, 2 / 3])
     np.testing.assert_allclose(result.recall_curve, [1 / 2, 1 / 2, 1])
@@ -144,21 +165,32 @@ def test_per_class_table_rows_build_a_dataframe():
     images = [([gt(0, UNIT), gt(1, ELSEWHERE)], [det(0, 0.9, UNIT), det(0, 0.8, ELSEWHERE)])]
     rows = per_class_table(evaluate(images, num_classes=2), class_names=["cat", "dog"])
     table = pd.DataFrame(rows)
-    assert list(table.columns) == ["class_id", "name", "ap_voc07", "ap_area", "npos", "tp", "fp",
-                                   "precision", "recall"]
-    assert rows[0] == {"class_id": 0, "name": "cat", "ap_voc07": 1.0, "ap_area": 1.0, "npos": 1,
-                       "tp": 1, "fp": 1, "precision": 0.5, "recall": 1.0}
+    assert list(table.columns) == ["class_id", "name", "ap_voc07", "ap_area", "npos", "tp", "fp", "precision", "recall"]
+    assert rows[0] == {
+        "class_id": 0,
+        "name": "cat",
+        "ap_voc07": 1.0,
+        "ap_area": 1.0,
+        "npos": 1,
+        "tp": 1,
+        "fp": 1,
+        "precision": 0.5,
+        "recall": 1.0,
+    }
     assert table.loc[1, "ap_area"] == 0 and "name" not in per_class_table(evaluate(images, 2))[0]
 
 
 def test_padding_rows_and_empty_images_are_accepted():
-    images = [(np.array([gt(0, UNIT), [-1, -1, -1, -1, -1, -1]]), np.array([det(0, 0.9, UNIT), [-1] * 6])),
-              (np.zeros((0, 6)), [])]
+    images = [
+        (np.array([gt(0, UNIT), [-1, -1, -1, -1, -1, -1]]), np.array([det(0, 0.9, UNIT), [-1] * 6])),
+        (np.zeros((0, 6)), []),
+    ]
     result = evaluate(images)
     assert (result.per_class[0].tp, result.per_class[0].fp, result.map_area) == (1, 0, 1.0)
 
 
 # ---------------------------------------------------------------- bootstrap over images
+
 
 def matched(images, num_classes=1, **kwargs):
     return MatchedImages([g for g, _ in images], [d for _, d in images], num_classes, **kwargs)
@@ -192,9 +224,13 @@ def random_images(rng, count, num_classes):
     images = []
     for _ in range(count):
         boxes = rng.uniform(0, 0.6, (rng.integers(0, 4), 2))
-        truth = [gt(int(rng.integers(num_classes)), [x, y, x + 0.3, y + 0.3], int(rng.random() < 0.2)) for x, y in boxes]
-        found = [det(int(rng.integers(num_classes)), float(rng.random()), [x, y, x + 0.3, y + 0.3])
-                 for x, y in rng.uniform(0, 0.6, (rng.integers(0, 6), 2))]
+        truth = [
+            gt(int(rng.integers(num_classes)), [x, y, x + 0.3, y + 0.3], int(rng.random() < 0.2)) for x, y in boxes
+        ]
+        found = [
+            det(int(rng.integers(num_classes)), float(rng.random()), [x, y, x + 0.3, y + 0.3])
+            for x, y in rng.uniform(0, 0.6, (rng.integers(0, 6), 2))
+        ]
         found += [det(int(t[0]), float(rng.random()), [v + rng.normal(0, 0.03) for v in t[1:5]]) for t in truth]
         images.append((truth, found))
     return images
@@ -241,32 +277,67 @@ def test_paired_difference_scores_both_models_on_the_same_resamples():
 
 # ---------------------------------------------------------------- F1-optimal score threshold
 
+
 def test_f1_threshold_by_hand():
     # by score: 0.9 TP, 0.8 FP, 0.7 TP and 0.7 FP (a tie: one threshold keeps both), 0.5 TP, 0.4 FP; 3 objects
-    images = [([gt(0, UNIT), gt(0, ELSEWHERE)], [det(0, 0.9, UNIT), det(0, 0.8, [9, 9, 10, 10]),
-                                                 det(0, 0.7, ELSEWHERE), det(0, 0.7, [7, 7, 8, 8])]),
-              ([gt(0, UNIT), gt(1, UNIT)], [det(0, 0.5, UNIT), det(0, 0.4, ELSEWHERE), det(1, 0.6, UNIT)])]
+    images = [
+        (
+            [gt(0, UNIT), gt(0, ELSEWHERE)],
+            [det(0, 0.9, UNIT), det(0, 0.8, [9, 9, 10, 10]), det(0, 0.7, ELSEWHERE), det(0, 0.7, [7, 7, 8, 8])],
+        ),
+        ([gt(0, UNIT), gt(1, UNIT)], [det(0, 0.5, UNIT), det(0, 0.4, ELSEWHERE), det(1, 0.6, UNIT)]),
+    ]
     best, curves = f1_thresholds(matched(images, 2))
     thresholds, f1 = curves["per_class"][0]
     # F1 = 2 tp / (tp + fp + npos): 0.9: 2/4, 0.8: 2/5, 0.7: 4/7, 0.5: 6/8, 0.4: 6/9
     assert thresholds.tolist() == [0.9, 0.8, 0.7, 0.5, 0.4]
     assert f1.tolist() == pytest.approx([2 / 4, 2 / 5, 4 / 7, 6 / 8, 6 / 9])
-    assert best["per_class"][0] == {"threshold": 0.5, "f1": pytest.approx(0.75), "precision": pytest.approx(0.6),
-                                    "recall": 1.0, "tp": 3, "fp": 2, "npos": 3}
+    assert best["per_class"][0] == {
+        "threshold": 0.5,
+        "f1": pytest.approx(0.75),
+        "precision": pytest.approx(0.6),
+        "recall": 1.0,
+        "tp": 3,
+        "fp": 2,
+        "npos": 3,
+    }
     assert best["per_class"][1]["threshold"] == 0.6
     # pooled: 0.9 T, 0.8 F, 0.7 T+F, 0.6 T, 0.5 T, 0.4 F over 4 objects; best 0.5 with tp 4, fp 2: 8/10
-    assert best["overall"] == {"threshold": 0.5, "f1": pytest.approx(0.8), "precision": pytest.approx(4 / 6),
-                               "recall": 1.0, "tp": 4, "fp": 2, "npos": 4}
+    assert best["overall"] == {
+        "threshold": 0.5,
+        "f1": pytest.approx(0.8),
+        "precision": pytest.approx(4 / 6),
+        "recall": 1.0,
+        "tp": 4,
+        "fp": 2,
+        "npos": 4,
+    }
 
 
 def test_f1_ties_take_the_higher_threshold_and_difficult_matches_count_neither_way():
     # 0.9 TP (F1 2/3 with 2 objects), 0.8 on the difficult box (ignored), 0.7 and 0.65 FP, 0.6 TP (F1 4/6 too)
-    images = [([gt(0, UNIT), gt(0, ELSEWHERE, difficult=1), gt(0, [2, 2, 3, 3])],
-               [det(0, 0.9, UNIT), det(0, 0.8, ELSEWHERE), det(0, 0.7, [9, 9, 10, 10]), det(0, 0.65, [8, 8, 9, 9]),
-                det(0, 0.6, [2, 2, 3, 3])])]
+    images = [
+        (
+            [gt(0, UNIT), gt(0, ELSEWHERE, difficult=1), gt(0, [2, 2, 3, 3])],
+            [
+                det(0, 0.9, UNIT),
+                det(0, 0.8, ELSEWHERE),
+                det(0, 0.7, [9, 9, 10, 10]),
+                det(0, 0.65, [8, 8, 9, 9]),
+                det(0, 0.6, [2, 2, 3, 3]),
+            ],
+        )
+    ]
     best, curves = f1_thresholds(matched(images))
     assert curves["overall"][0].tolist() == [0.9, 0.7, 0.65, 0.6]
     assert curves["overall"][1].tolist() == pytest.approx([2 / 3, 2 / 4, 2 / 5, 4 / 6])
     assert best["overall"]["threshold"] == 0.9
-    assert best_f1(np.zeros(0), np.zeros(0, int), 2) == {"threshold": None, "f1": 0.0, "precision": None,
-                                                           "recall": 0.0, "tp": 0, "fp": 0, "npos": 2}
+    assert best_f1(np.zeros(0), np.zeros(0, int), 2) == {
+        "threshold": None,
+        "f1": 0.0,
+        "precision": None,
+        "recall": 0.0,
+        "tp": 0,
+        "fp": 0,
+        "npos": 2,
+    }

@@ -10,14 +10,28 @@ from workflow.lib import networks
 REFERENCE = REPO.parent / "shared" / "reference" / "resnet50_ssd_voc0712_params.json"
 SEED_SYMBOL = REPO.parent / "shared" / "reference" / "seed_project" / "ssd_resnet50_512-symbol.json"
 # Ops that both MXNet 0.12 (DeepLens) and the OpenVINO 2024.4 MXNet front end know.
-DEPLOY_OPS = {"null", "Convolution", "BatchNorm", "Activation", "Pooling", "Flatten", "Concat", "Reshape",
-              "transpose", "elemwise_add", "SoftmaxActivation", "_contrib_MultiBoxPrior", "_contrib_MultiBoxDetection"}
+DEPLOY_OPS = {
+    "null",
+    "Convolution",
+    "BatchNorm",
+    "Activation",
+    "Pooling",
+    "Flatten",
+    "Concat",
+    "Reshape",
+    "transpose",
+    "elemwise_add",
+    "SoftmaxActivation",
+    "_contrib_MultiBoxPrior",
+    "_contrib_MultiBoxDetection",
+}
 
 
 def shapes(symbol, data_shape):
     args, _, auxs = symbol.infer_shape(data=(1, 3, data_shape, data_shape), label=(1, 3, 6))
-    arg_shapes = {name: list(shape) for name, shape in zip(symbol.list_arguments(), args)
-                  if name not in ("data", "label")}
+    arg_shapes = {
+        name: list(shape) for name, shape in zip(symbol.list_arguments(), args) if name not in ("data", "label")
+    }
     return arg_shapes, {name: list(shape) for name, shape in zip(symbol.list_auxiliary_states(), auxs)}
 
 
@@ -48,7 +62,9 @@ def test_building_twice_gives_the_same_graph(network):
     first = networks.build_training_symbol(network, 3, 300)
     second = networks.build_training_symbol(network, 3, 300)
     assert first.tojson() == second.tojson()
-    assert networks.build_deploy_symbol(network, 3, 300).tojson() == networks.build_deploy_symbol(network, 3, 300).tojson()
+    assert (
+        networks.build_deploy_symbol(network, 3, 300).tojson() == networks.build_deploy_symbol(network, 3, 300).tojson()
+    )
 
 
 @pytest.mark.parametrize("network,data_shape", [("tiny", 64), ("lite", 192), ("resnet50", 512)])

@@ -1,4 +1,5 @@
 """The sample dataset generator: deterministic, LabelImg-shaped, and the committed data/sample matches it."""
+
 import xml.etree.ElementTree as ET
 from pathlib import Path
 

@@ -62,16 +62,26 @@ def test_pack_is_byte_identical_and_reads_back_through_image_det_record_iter(voc
     first = (tmp_path / "a.lst").read_text().splitlines()[0].split("\t")
     assert first[:3] == ["0", "2", "6"] and first[-1] == records[0]["image"]
 
-    iterator = mx.io.ImageDetRecordIter(path_imgrec=str(tmp_path / "a.rec"), batch_size=6, data_shape=(3, 96, 96),
-                                        label_pad_width=60, shuffle=False)
+    iterator = mx.io.ImageDetRecordIter(
+        path_imgrec=str(tmp_path / "a.rec"), batch_size=6, data_shape=(3, 96, 96), label_pad_width=60, shuffle=False
+    )
     labels = iterator.next().label[0].asnumpy()
     for record, raw in zip(records, labels):
         # the iterator prepends (channels, height, width, label length) to the packed [2, 6, objects...]
         assert raw[:6].tolist() == [3, 96, 96, 2 + 6 * len(record["objects"]), 2, 6]
-        rows = raw[6:6 + 6 * len(record["objects"])].reshape(-1, 6)
-        assert (raw[6 + 6 * len(record["objects"]):] == -1).all()
-        expected = [[o["class"], o["box"][0] / record["width"], o["box"][1] / record["height"], o["box"][2] / record["width"],
-                     o["box"][3] / record["height"], o["difficult"]] for o in record["objects"]]
+        rows = raw[6 : 6 + 6 * len(record["objects"])].reshape(-1, 6)
+        assert (raw[6 + 6 * len(record["objects"]) :] == -1).all()
+        expected = [
+            [
+                o["class"],
+                o["box"][0] / record["width"],
+                o["box"][1] / record["height"],
+                o["box"][2] / record["width"],
+                o["box"][3] / record["height"],
+                o["difficult"],
+            ]
+            for o in record["objects"]
+        ]
         np.testing.assert_allclose(rows[:, :6], expected, atol=1e-6)
 
 
@@ -85,8 +95,18 @@ def test_pack_downscales_to_max_side(voc, tmp_path):
 
 def test_record_files_are_byte_identical_to_mxnets_writer(tmp_path):
     magic = pack.RECORDIO_MAGIC
-    jpegs = [b"", b"a", b"ab", b"abc", b"abcd", magic, b"xxxx" + magic + b"yy", b"x" + magic + b"yyy", magic + b"zz" + magic * 2,
-             bytes(range(256)) * 3 + magic]  # the magic word splits a record where it sits at a 4-byte boundary
+    jpegs = [
+        b"",
+        b"a",
+        b"ab",
+        b"abc",
+        b"abcd",
+        magic,
+        b"xxxx" + magic + b"yy",
+        b"x" + magic + b"yyy",
+        magic + b"zz" + magic * 2,
+        bytes(range(256)) * 3 + magic,
+    ]  # the magic word splits a record where it sits at a 4-byte boundary
     label = np.array([2, 6, 1, 0.1, 0.2, 0.3, 0.4, 0], dtype=np.float32)
     writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "mx.idx"), str(tmp_path / "mx.rec"), "w")
     with open(tmp_path / "ours.rec", "wb") as rec, open(tmp_path / "ours.idx", "w") as idx:
@@ -105,8 +125,14 @@ def test_record_files_are_byte_identical_to_mxnets_writer(tmp_path):
 
 def one_image_record(root, name, image, **save):
     image.save(root / "JPEGImages" / name, **save)
-    return {"id": Path(name).stem, "image": str(root / "JPEGImages" / name), "width": image.width, "height": image.height,
-            "objects": [{"class": 0, "box": [1, 1, 20, 20], "difficult": 0}], "source": "dataset"}
+    return {
+        "id": Path(name).stem,
+        "image": str(root / "JPEGImages" / name),
+        "width": image.width,
+        "height": image.height,
+        "objects": [{"class": 0, "box": [1, 1, 20, 20], "difficult": 0}],
+        "source": "dataset",
+    }
 
 
 def packed_image(tmp_path, record, max_side=0):
@@ -124,12 +150,21 @@ def test_a_plain_jpeg_is_stored_as_it_is_and_decodes_to_what_the_check_saw(voc, 
     assert np.abs(stored.astype(int) - load_rgb(record["image"], 50_000_000)).max() <= 1
 
 
-@pytest.mark.parametrize("name, save", [
-    ("progressive.jpg", {"progressive": True}),
-    ("rotated.jpg", {"exif": b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00\x00\x00\x00\x00"}),
-    ("cmyk.jpg", {}),
-    ("flat.png", {}),
-])
+@pytest.mark.parametrize(
+    "name, save",
+    [
+        ("progressive.jpg", {"progressive": True}),
+        (
+            "rotated.jpg",
+            {
+                "exif": b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01"
+                b"\x00\x06\x00\x00\x00\x00\x00\x00"
+            },
+        ),
+        ("cmyk.jpg", {}),
+        ("flat.png", {}),
+    ],
+)
 def test_other_images_are_re_encoded(voc, tmp_path, name, save):
     root = voc(0)
     mode = "CMYK" if name.startswith("cmyk") else "RGB"
@@ -158,7 +193,9 @@ def test_a_jpeg_that_ends_early_is_stored_re_encoded_and_complete(voc, tmp_path)
 def test_downscaling_decodes_a_jpeg_at_reduced_scale_to_the_same_size(voc, tmp_path):
     root = voc(0)
     y, x = np.mgrid[0:600, 0:800]
-    image = Image.fromarray(np.stack([x * 255 // 800, y * 255 // 600, (x // 100 + y // 100) % 2 * 200], axis=2).astype(np.uint8))
+    image = Image.fromarray(
+        np.stack([x * 255 // 800, y * 255 // 600, (x // 100 + y // 100) % 2 * 200], axis=2).astype(np.uint8)
+    )
     record = one_image_record(root, "big.jpg", image, quality=95)
     small = mx.image.imdecode(packed_image(tmp_path, record, max_side=190)).asnumpy()
     assert small.shape == (142, 190, 3)  # 800x600 -> 190x142.5, rounded; decoded at 1/4 (200x150) first
@@ -173,9 +210,26 @@ def test_split_writes_each_splits_records_in_list_order(voc, tmp_path):
     records = checked(root)
     (tmp_path / "a.json").write_text(json.dumps(records))
     outputs = {name: tmp_path / name for name in ("train.txt", "val.txt", "train.json", "val.json")}
-    split.main(["--annotations", str(tmp_path / "a.json"), "--dataset", str(root), "--val-fraction", "0.3", "--seed", "0",
-                "--train-out", str(outputs["train.txt"]), "--val-out", str(outputs["val.txt"]),
-                "--train-records", str(outputs["train.json"]), "--val-records", str(outputs["val.json"])])
+    split.main(
+        [
+            "--annotations",
+            str(tmp_path / "a.json"),
+            "--dataset",
+            str(root),
+            "--val-fraction",
+            "0.3",
+            "--seed",
+            "0",
+            "--train-out",
+            str(outputs["train.txt"]),
+            "--val-out",
+            str(outputs["val.txt"]),
+            "--train-records",
+            str(outputs["train.json"]),
+            "--val-records",
+            str(outputs["val.json"]),
+        ]
+    )
     by_id = {r["id"]: r for r in records}
     for name in ("train", "val"):
         ids = outputs[f"{name}.txt"].read_text().split()
@@ -197,17 +251,55 @@ def test_image_names_with_spaces_go_through_split_pack_and_the_dataset_report(vo
     assert all(" " in record["id"] for record in records)
     (tmp_path / "a.json").write_text(json.dumps(records))
     lists = {name: tmp_path / f"{name}.txt" for name in ("train", "val")}
-    split.main(["--annotations", str(tmp_path / "a.json"), "--dataset", str(root), "--val-fraction", "0.3", "--seed", "0",
-                "--train-out", str(lists["train"]), "--val-out", str(lists["val"]),
-                "--train-records", str(tmp_path / "train.json"), "--val-records", str(tmp_path / "val.json")])
+    split.main(
+        [
+            "--annotations",
+            str(tmp_path / "a.json"),
+            "--dataset",
+            str(root),
+            "--val-fraction",
+            "0.3",
+            "--seed",
+            "0",
+            "--train-out",
+            str(lists["train"]),
+            "--val-out",
+            str(lists["val"]),
+            "--train-records",
+            str(tmp_path / "train.json"),
+            "--val-records",
+            str(tmp_path / "val.json"),
+        ]
+    )
     ids = {name: path.read_text().splitlines() for name, path in lists.items()}
     assert sorted(ids["train"] + ids["val"]) == sorted(record["id"] for record in records)
-    pack.pack(json.loads((tmp_path / "train.json").read_text()), tmp_path / "train", max_side=160, quality=90,
-              max_pixels=50_000_000, processes=1)
+    pack.pack(
+        json.loads((tmp_path / "train.json").read_text()),
+        tmp_path / "train",
+        max_side=160,
+        quality=90,
+        max_pixels=50_000_000,
+        processes=1,
+    )
     packed = mx.recordio.MXIndexedRecordIO(str(tmp_path / "train.idx"), str(tmp_path / "train.rec"), "r")
     assert len(packed.keys) == len(ids["train"])
-    dataset_stats.main(["--annotations", str(tmp_path / "a.json"), "--train", str(lists["train"]),
-                        "--val", str(lists["val"]), "--classes", ",".join(CLASSES), "--network", "tiny",
-                        "--data-shape", "64", "--out-dir", str(tmp_path)])
+    dataset_stats.main(
+        [
+            "--annotations",
+            str(tmp_path / "a.json"),
+            "--train",
+            str(lists["train"]),
+            "--val",
+            str(lists["val"]),
+            "--classes",
+            ",".join(CLASSES),
+            "--network",
+            "tiny",
+            "--data-shape",
+            "64",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
     stats = [line.split(",")[:2] for line in (tmp_path / "stats.csv").read_text().splitlines()[1:3]]
     assert stats == [["train", str(len(ids["train"]))], ["val", str(len(ids["val"]))]]

@@ -8,14 +8,18 @@ from workflow.lib.stopping import best_epoch, stop_reason
 
 
 def rows(*val_maps, seconds=10.0):
-    return [{"epoch": str(i), "seconds": str(seconds), "val_map": "" if m is None else str(m)}
-            for i, m in enumerate(val_maps, start=1)]
+    return [
+        {"epoch": str(i), "seconds": str(seconds), "val_map": "" if m is None else str(m)}
+        for i, m in enumerate(val_maps, start=1)
+    ]
 
 
 def test_patience_counts_epochs_since_the_first_epoch_with_the_best_val_map():
     assert stop_reason(rows(0.1, 0.3, 0.3), patience=2) is None
-    assert stop_reason(rows(0.1, 0.3, 0.3, 0.2), patience=2) == \
-        "val mAP did not improve for 2 epochs (best 0.3000 at epoch 2)"
+    assert (
+        stop_reason(rows(0.1, 0.3, 0.3, 0.2), patience=2)
+        == "val mAP did not improve for 2 epochs (best 0.3000 at epoch 2)"
+    )
     assert stop_reason(rows(0.1, 0.3, 0.3, 0.31), patience=2) is None
     assert stop_reason(rows(0.5, 0.1, 0.1, 0.1), patience=0) is None
 
@@ -28,8 +32,10 @@ def test_epochs_without_val_map_never_end_training_by_patience():
 
 def test_budget_counts_the_seconds_of_all_rows_and_comes_first():
     assert stop_reason(rows(0.1, 0.2, seconds=29.0), budget_minutes=1) is None
-    assert stop_reason(rows(0.1, 0.2, 0.1, seconds=29.0), budget_minutes=1, patience=1) == \
-        "the training budget of 1 minutes was reached (1.4 min)"
+    assert (
+        stop_reason(rows(0.1, 0.2, 0.1, seconds=29.0), budget_minutes=1, patience=1)
+        == "the training budget of 1 minutes was reached (1.4 min)"
+    )
 
 
 def write_stop(folder, val_maps, epochs):
@@ -48,7 +54,10 @@ def test_deploy_epoch_picks_last_best_or_a_number_across_stops(tmp_path):
     second = write_stop(tmp_path / "epoch_4", [0.2, 0.6, 0.4, 0.6], [3, 4])
     assert choose_epoch([first, second], "last")[:2] == (4, tmp_path / "epoch_4")
     assert choose_epoch([first, second], "best") == (
-        2, tmp_path / "epoch_2", "highest val mAP 0.6000 over 4 evaluated epochs (deploy_epoch: best)")
+        2,
+        tmp_path / "epoch_2",
+        "highest val mAP 0.6000 over 4 evaluated epochs (deploy_epoch: best)",
+    )
     assert choose_epoch([first, second], "3")[:2] == (3, tmp_path / "epoch_4")
     with pytest.raises(UserError, match="no checkpoint of epoch 7"):
         choose_epoch([first, second], "7")
@@ -64,8 +73,9 @@ def test_the_report_says_why_training_ended_early():
 
     config = {"epochs": [3, 6], "train_budget_minutes": 0, "early_stop_patience": 2, "early_stop_smoothing": 1}
     frame = pd.DataFrame(rows(0.1, 0.3, 0.3, 0.2)).astype(float)
-    assert stop_note(frame, config) == ("<p>Training stopped after epoch 4 of 6: val mAP did not improve for 2 epochs "
-                                        "(best 0.3000 at epoch 2).</p>")
+    assert stop_note(frame, config) == (
+        "<p>Training stopped after epoch 4 of 6: val mAP did not improve for 2 epochs (best 0.3000 at epoch 2).</p>"
+    )
     assert stop_note(pd.DataFrame(rows(*[0.1] * 6)).astype(float), config) == "<p>Trained all 6 epochs.</p>"
 
 
@@ -75,7 +85,9 @@ def test_smoothed_patience_watches_the_moving_average_of_the_val_map():
     maps = (0.5, 0.5, 0.5, 0.9, 0.5, 0.6, 0.5, 0.5)
     assert best_epoch(rows(*maps), smoothing=3) == (pytest.approx(2 / 3), 6)
     assert best_epoch(rows(0.3, 0.6), smoothing=3) == (pytest.approx(0.45), 2)  # fewer epochs at the start
-    assert stop_reason(rows(*maps), patience=2, smoothing=3) == \
-        "val mAP (moving average over 3 epochs) did not improve for 2 epochs (best 0.6667 at epoch 6)"
+    assert (
+        stop_reason(rows(*maps), patience=2, smoothing=3)
+        == "val mAP (moving average over 3 epochs) did not improve for 2 epochs (best 0.6667 at epoch 6)"
+    )
     assert stop_reason(rows(*maps), patience=5) is None  # raw best 0.9 at epoch 4, 4 epochs ago
     assert best_epoch(rows(None, 0.2, None, 0.4), smoothing=2) == (pytest.approx(0.3), 4)  # unmeasured epochs skipped

@@ -29,8 +29,9 @@ def write_records(prefix, count, seed=0):
         x1, y1 = x0 + rng.integers(24, 40), y0 + rng.integers(24, 40)
         image[y0:y1, x0:x1] = COLOURS[i % 2]
         label = np.array([2, 6, i % 2, x0 / 80, y0 / 80, x1 / 80, y1 / 80, 0], dtype=np.float32)
-        records.write_idx(i, mx.recordio.pack_img(mx.recordio.IRHeader(0, label, i, 0), image, quality=90,
-                                                  img_fmt=".jpg"))
+        records.write_idx(
+            i, mx.recordio.pack_img(mx.recordio.IRHeader(0, label, i, 0), image, quality=90, img_fmt=".jpg")
+        )
     records.close()
     return f"{prefix}.rec"
 
@@ -42,10 +43,43 @@ def records(tmp_path_factory):
 
 
 # The settings every test run shares (the rules pass every one of them from config.yaml)
-SETTINGS = ["--classes", "red,blue", "--network", "tiny", "--data-shape", "64", "--batch-size", "4",
-            "--begin-epoch", "0", "--learning-rate", "0.05", "--momentum", "0.9", "--wd", "0.0005", "--warmup-epochs", "1", "--lr-steps", "3",
-            "--lr-factor", "0.1", "--freeze=", "--threads", "1", "--seed", "3", "--budget-minutes", "0",
-            "--patience", "0", "--patience-smoothing", "1", "--gpus", ""]
+SETTINGS = [
+    "--classes",
+    "red,blue",
+    "--network",
+    "tiny",
+    "--data-shape",
+    "64",
+    "--batch-size",
+    "4",
+    "--begin-epoch",
+    "0",
+    "--learning-rate",
+    "0.05",
+    "--momentum",
+    "0.9",
+    "--wd",
+    "0.0005",
+    "--warmup-epochs",
+    "1",
+    "--lr-steps",
+    "3",
+    "--lr-factor",
+    "0.1",
+    "--freeze=",
+    "--threads",
+    "1",
+    "--seed",
+    "3",
+    "--budget-minutes",
+    "0",
+    "--patience",
+    "0",
+    "--patience-smoothing",
+    "1",
+    "--gpus",
+    "",
+]
 
 
 def options(records, out, **changes):
@@ -67,8 +101,16 @@ def load_params(path):
 
 def test_training_writes_checkpoints_and_log_and_learns(records, tmp_path):
     rows = train(options(records, tmp_path))
-    assert sorted(os.listdir(tmp_path)) == ["log.csv", "progress.csv", "ssd-0001.params", "ssd-0002.params",
-                                            "ssd-0003.params", "ssd-0004.params", "ssd-0004.states", "ssd-symbol.json"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "log.csv",
+        "progress.csv",
+        "ssd-0001.params",
+        "ssd-0002.params",
+        "ssd-0003.params",
+        "ssd-0004.params",
+        "ssd-0004.states",
+        "ssd-symbol.json",
+    ]
     assert (tmp_path / "log.csv").read_text() == (tmp_path / "progress.csv").read_text()
     log = read_log(tmp_path)
     assert list(log[0]) == ["epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds", "val_map"]
@@ -113,8 +155,17 @@ def test_pretrained_loads_what_fits_and_initialises_the_class_heads(records, tmp
     train(options(records, tmp_path / "two", end_epoch=1, val_rec=None))
     pretrained = tmp_path / "two" / "ssd-0001.params"
     # learning rate 0: the loaded weights stay as they were
-    train(options(records, tmp_path / "six", end_epoch=1, val_rec=None, classes="a,b,c,d,e,f", learning_rate=0.0,
-                  pretrained=str(pretrained)))
+    train(
+        options(
+            records,
+            tmp_path / "six",
+            end_epoch=1,
+            val_rec=None,
+            classes="a,b,c,d,e,f",
+            learning_rate=0.0,
+            pretrained=str(pretrained),
+        )
+    )
     before, after = load_params(pretrained), load_params(tmp_path / "six" / "ssd-0001.params")
     assert before.keys() == after.keys()
     heads = {name for name in before if "_cls_pred_conv_" in name}
@@ -133,13 +184,31 @@ def test_finetune_from_a_checkpoint_with_the_public_voc_model_layout(tmp_path, c
     layout = json.loads(REFERENCE_LAYOUT.read_text())["resnet50_300"]
     rng = np.random.default_rng(0)
     fake = {f"arg:{name}": rng.normal(0, 0.01, shape).astype(np.float32) for name, shape in layout["args"].items()}
-    fake.update({f"aux:{name}": rng.uniform(0.5, 1.5, shape).astype(np.float32) for name, shape in layout["aux"].items()})
+    fake.update(
+        {f"aux:{name}": rng.uniform(0.5, 1.5, shape).astype(np.float32) for name, shape in layout["aux"].items()}
+    )
     mx.nd.save(str(tmp_path / "voc-0000.params"), {name: mx.nd.array(value) for name, value in fake.items()})
     one_batch = (write_records(str(tmp_path / "two"), 2), None)
-    train(options(one_batch, tmp_path / "out", network="resnet50", data_shape=300, batch_size=2, end_epoch=1,
-                  val_rec=None, warmup_epochs=0, lr_steps="", learning_rate=0.0, pretrained=str(tmp_path / "voc-0000.params")))
+    train(
+        options(
+            one_batch,
+            tmp_path / "out",
+            network="resnet50",
+            data_shape=300,
+            batch_size=2,
+            end_epoch=1,
+            val_rec=None,
+            warmup_epochs=0,
+            lr_steps="",
+            learning_rate=0.0,
+            pretrained=str(tmp_path / "voc-0000.params"),
+        )
+    )
     heads = sorted(name for name in fake if "_cls_pred_conv_" in name)
-    assert len(heads) == 12 and f"left out (initialised): {', '.join(sorted(h[4:] for h in heads))}" in capsys.readouterr().err
+    assert (
+        len(heads) == 12
+        and f"left out (initialised): {', '.join(sorted(h[4:] for h in heads))}" in capsys.readouterr().err
+    )
     tuned = load_params(tmp_path / "out" / "ssd-0001.params")
     assert tuned.keys() == fake.keys()
     for name in heads:
@@ -157,8 +226,12 @@ def test_mistakes_are_user_errors(records, tmp_path):
     with pytest.raises(UserError, match="too small"):
         train(options(records, tmp_path, network="resnet50"))
     bad = mx.recordio.MXIndexedRecordIO(str(tmp_path / "bad.idx"), str(tmp_path / "bad.rec"), "w")
-    bad.write_idx(0, mx.recordio.pack_img(mx.recordio.IRHeader(0, np.array([0, 0.1, 0.1, 0.5, 0.5], np.float32), 0, 0),
-                                          np.zeros((8, 8, 3), np.uint8)))
+    bad.write_idx(
+        0,
+        mx.recordio.pack_img(
+            mx.recordio.IRHeader(0, np.array([0, 0.1, 0.1, 0.5, 0.5], np.float32), 0, 0), np.zeros((8, 8, 3), np.uint8)
+        ),
+    )
     bad.close()
     with pytest.raises(UserError, match="label is not"):
         train(options(records, tmp_path, train_rec=str(tmp_path / "bad.rec")))
@@ -184,8 +257,16 @@ def test_budget_stops_after_the_epoch_that_crosses_it_and_later_stops_train_noth
     rows = train(options(records, tmp_path / "first", end_epoch=4, budget_minutes=1e-6))
     assert [row["epoch"] for row in rows] == [1] and [int(r["epoch"]) for r in read_log(tmp_path / "first")] == [1]
     assert float(read_log(tmp_path / "first")[0]["seconds"]) > 0
-    later = train(options(records, tmp_path / "second", begin_epoch=4, end_epoch=6, resume=str(tmp_path / "first"),
-                          budget_minutes=1e-6))
+    later = train(
+        options(
+            records,
+            tmp_path / "second",
+            begin_epoch=4,
+            end_epoch=6,
+            resume=str(tmp_path / "first"),
+            budget_minutes=1e-6,
+        )
+    )
     assert [int(row["epoch"]) for row in later] == [1]
     assert sorted(os.listdir(tmp_path / "second")) == ["log.csv", "progress.csv", "ssd-symbol.json"]
 
@@ -196,8 +277,9 @@ def test_patience_stops_on_a_val_map_plateau_and_later_stops_train_nothing(recor
     rows = train(options(records, tmp_path / "first", end_epoch=6, patience=2))
     assert [(row["epoch"], row["val_map"]) for row in rows] == [(1, 0.1), (2, 0.3), (3, 0.3), (4, 0.2)]
     assert [int(row["epoch"]) for row in read_log(tmp_path / "first")] == [1, 2, 3, 4]
-    later = train(options(records, tmp_path / "second", begin_epoch=6, end_epoch=8, resume=str(tmp_path / "first"),
-                          patience=2))
+    later = train(
+        options(records, tmp_path / "second", begin_epoch=6, end_epoch=8, resume=str(tmp_path / "first"), patience=2)
+    )
     assert [int(row["epoch"]) for row in later] == [1, 2, 3, 4]
     assert sorted(os.listdir(tmp_path / "second")) == ["log.csv", "progress.csv", "ssd-symbol.json"]
     with pytest.raises(UserError, match="--patience stops on the val mAP: it needs --val-rec"):
@@ -209,7 +291,9 @@ def test_a_killed_run_continues_after_its_last_finished_epoch(records, tmp_path)
     train(options(records, straight, end_epoch=6, val_rec=None))
     out = tmp_path / "killed"
     argv = ["--train-rec", records[0], *SETTINGS, "--end-epoch", "6", "--out", str(out)]
-    process = subprocess.Popen([sys.executable, "-m", "workflow.train", *argv], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workflow.train", *argv], cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while len(read_rows(out / "progress.csv")) < 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -224,7 +308,9 @@ def test_a_killed_run_continues_after_its_last_finished_epoch(records, tmp_path)
     assert [int(row["epoch"]) for row in read_log(out)] == [1, 2, 3, 4, 5, 6]
     assert sorted(p.name for p in out.glob("*.states")) == ["ssd-0006.states"]
     for name, value in load_params(straight / "ssd-0006.params").items():
-        np.testing.assert_allclose(load_params(out / "ssd-0006.params")[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            load_params(out / "ssd-0006.params")[name], value, rtol=1e-4, atol=1e-6, err_msg=name
+        )
 
 
 def read_rows(path):

@@ -5,6 +5,7 @@ Needs the OpenVINO environment (Model Optimizer with the MXNet front end):
 A seeded, untrained "tiny" SSD at 64 px stands in for a trained one; its scores spread from about
 0.2 to 0.7 over 3 classes, so overlapping boxes of different classes abound.
 """
+
 import json
 import subprocess
 import sys
@@ -47,7 +48,10 @@ def seeded_weights(symbol, seed=0):
             auxs[name] = np.full(shape, 3000.0) if name.startswith("bn_data") else rng.uniform(0.5, 1.5, shape)
         else:
             auxs[name] = rng.normal(0, 0.1, shape)
-    as_nd = lambda arrays: {name: mx.nd.array(value) for name, value in arrays.items()}
+
+    def as_nd(arrays):
+        return {name: mx.nd.array(value) for name, value in arrays.items()}
+
     return as_nd(args), as_nd(auxs)
 
 
@@ -70,11 +74,27 @@ def convert(checkpoint, tmp_path_factory):
         if key not in done:
             out = tmp_path_factory.mktemp("ir")
             name = "-".join(key)
-            optimize.main(["--symbol", str(checkpoint[0]), "--params", str(checkpoint[1]),
-                           "--data-shape", str(SIDE), "--precision", precision, "--color", color,
-                           "--mean-in-ir" if mean_in_ir == "inside" else "--no-mean-in-ir", "--out-dir", str(out),
-                           "--model-name", name,
-                           "--log", str(out / f"{name}.log")])
+            optimize.main(
+                [
+                    "--symbol",
+                    str(checkpoint[0]),
+                    "--params",
+                    str(checkpoint[1]),
+                    "--data-shape",
+                    str(SIDE),
+                    "--precision",
+                    precision,
+                    "--color",
+                    color,
+                    "--mean-in-ir" if mean_in_ir == "inside" else "--no-mean-in-ir",
+                    "--out-dir",
+                    str(out),
+                    "--model-name",
+                    name,
+                    "--log",
+                    str(out / f"{name}.log"),
+                ]
+            )
             done[key] = out / f"{name}.xml"
         return done[key]
 
@@ -87,8 +107,10 @@ def mxnet_model(checkpoint):
     params = mx.nd.load(str(checkpoint[1]))
     module = mx.mod.Module(symbol, data_names=["data"], label_names=None)
     module.bind(data_shapes=[("data", (1, 3, SIDE, SIDE))], for_training=False)
-    module.set_params({k[4:]: v for k, v in params.items() if k.startswith("arg:")},
-                      {k[4:]: v for k, v in params.items() if k.startswith("aux:")})
+    module.set_params(
+        {k[4:]: v for k, v in params.items() if k.startswith("arg:")},
+        {k[4:]: v for k, v in params.items() if k.startswith("aux:")},
+    )
     return module
 
 
@@ -111,7 +133,9 @@ def synthetic_images(count=3, seed=1):
             color = [int(c) for c in rng.integers(0, 256, 3)]
             x, y = int(rng.integers(0, 100)), int(rng.integers(0, 70))
             cv2.rectangle(image, (x, y), (x + int(rng.integers(10, 60)), y + int(rng.integers(10, 50))), color, -1)
-            cv2.circle(image, (int(rng.integers(0, 120)), int(rng.integers(0, 90))), int(rng.integers(5, 30)), color, -1)
+            cv2.circle(
+                image, (int(rng.integers(0, 120)), int(rng.integers(0, 90))), int(rng.integers(5, 30)), color, -1
+            )
         images.append(image)
     return images
 
@@ -125,8 +149,14 @@ def unmatched(expected, actual, score_tol):
     free = [list(row) for row in actual]
     missing = []
     for row in expected:
-        match = next((other for other in free if int(other[0]) == int(row[0]) and box_iou(row, other) >= 0.9
-                      and abs(other[1] - row[1]) <= score_tol), None)
+        match = next(
+            (
+                other
+                for other in free
+                if int(other[0]) == int(row[0]) and box_iou(row, other) >= 0.9 and abs(other[1] - row[1]) <= score_tol
+            ),
+            None,
+        )
         if match is None:
             missing.append(row)
         else:
@@ -206,8 +236,9 @@ def test_bgr_input_and_mean_inside_ir_change_nothing(convert):
     """The device variant (BGR frames, mean subtracted by the IR) detects as the RGB / caller-mean one."""
     rgb_outside = infer.load(convert("FP32", "RGB", "outside"))
     bgr_inside = infer.load(convert("FP32", "BGR", "inside"))
-    assert not np.allclose(infer.preprocess(synthetic_images()[0], rgb_outside[1]),
-                           infer.preprocess(synthetic_images()[0], bgr_inside[1]))
+    assert not np.allclose(
+        infer.preprocess(synthetic_images()[0], rgb_outside[1]), infer.preprocess(synthetic_images()[0], bgr_inside[1])
+    )
     for image in synthetic_images():
         expected = infer.detect(rgb_outside[0], image, rgb_outside[1], 0.0)
         assert_same_detections(expected, infer.detect(bgr_inside[0], image, bgr_inside[1], 0.0), score_tol=1e-4)
@@ -219,9 +250,24 @@ def test_per_class_nms_in_ir_then_cross_class_nms_is_not_mxnet(checkpoint, conve
     another class."""
     out = tmp_path / "default"
     mo = Path(sys.executable).parent / "mo"
-    subprocess.run([str(mo), "--input_model", str(checkpoint[1]), "--input_symbol", str(checkpoint[0]),
-                    "--input_shape", f"[1,3,{SIDE},{SIDE}]", "--output_dir", str(out), "--model_name", "default",
-                    "--compress_to_fp16=False"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(mo),
+            "--input_model",
+            str(checkpoint[1]),
+            "--input_symbol",
+            str(checkpoint[0]),
+            "--input_shape",
+            f"[1,3,{SIDE},{SIDE}]",
+            "--output_dir",
+            str(out),
+            "--model_name",
+            "default",
+            "--compress_to_fp16=False",
+        ],
+        check=True,
+        capture_output=True,
+    )
     per_class = ov.Core().compile_model(out / "default.xml", "CPU")
     _, contract = infer.load(convert("FP32", "RGB", "outside"))
     for image in synthetic_images():
@@ -233,10 +279,14 @@ def test_per_class_nms_in_ir_then_cross_class_nms_is_not_mxnet(checkpoint, conve
 
 
 def test_nms_across_classes_and_per_class():
-    rows = np.array([[0, 0.9, 0.0, 0.0, 0.5, 0.5],
-                     [1, 0.8, 0.0, 0.0, 0.5, 0.5],  # same box, other class
-                     [0, 0.7, 0.05, 0.0, 0.55, 0.5],  # IoU 0.82 with the first
-                     [1, 0.6, 0.6, 0.6, 1.0, 1.0]])
+    rows = np.array(
+        [
+            [0, 0.9, 0.0, 0.0, 0.5, 0.5],
+            [1, 0.8, 0.0, 0.0, 0.5, 0.5],  # same box, other class
+            [0, 0.7, 0.05, 0.0, 0.55, 0.5],  # IoU 0.82 with the first
+            [1, 0.6, 0.6, 0.6, 1.0, 1.0],
+        ]
+    )
     assert infer.nms(rows, 0.45, across_classes=True)[:, 1].tolist() == [0.9, 0.6]
     assert infer.nms(rows, 0.45, across_classes=False)[:, 1].tolist() == [0.9, 0.8, 0.6]
     # MXNet suppresses at IoU >= threshold, and a suppressed box suppresses nothing
@@ -254,8 +304,23 @@ def test_broken_symbol_names_the_log(checkpoint, tmp_path):
     broken.write_text(json.dumps(graph))
     log_path = tmp_path / "logs" / "optimize.log"
     with pytest.raises(UserError, match=str(log_path)):
-        optimize.main(["--symbol", str(broken), "--params", str(checkpoint[1]), "--data-shape", str(SIDE), *CONVERSION,
-                       "--out-dir", str(tmp_path / "ir"), "--model-name", "broken", "--log", str(log_path)])
+        optimize.main(
+            [
+                "--symbol",
+                str(broken),
+                "--params",
+                str(checkpoint[1]),
+                "--data-shape",
+                str(SIDE),
+                *CONVERSION,
+                "--out-dir",
+                str(tmp_path / "ir"),
+                "--model-name",
+                "broken",
+                "--log",
+                str(log_path),
+            ]
+        )
     assert "NoSuchOperation" in log_path.read_text()
 
 
@@ -266,16 +331,46 @@ def test_unreadable_or_wrong_symbol_is_a_user_error(checkpoint, tmp_path):
     networks.build_training_symbol("tiny", NUM_CLASSES, SIDE).save(str(training))
     for symbol, message in ((truncated, "cannot read the deploy symbol"), (training, "0 MultiBoxDetection")):
         with pytest.raises(UserError, match=message):
-            optimize.main(["--symbol", str(symbol), "--params", str(checkpoint[1]), "--data-shape", str(SIDE),
-                           *CONVERSION, "--out-dir", str(tmp_path / "ir"), "--model-name", "x", "--log", str(tmp_path / "x.log")])
+            optimize.main(
+                [
+                    "--symbol",
+                    str(symbol),
+                    "--params",
+                    str(checkpoint[1]),
+                    "--data-shape",
+                    str(SIDE),
+                    *CONVERSION,
+                    "--out-dir",
+                    str(tmp_path / "ir"),
+                    "--model-name",
+                    "x",
+                    "--log",
+                    str(tmp_path / "x.log"),
+                ]
+            )
 
 
 def test_deploy_json_gives_symbol_params_shape_and_mean(tmp_path):
-    info = {"symbol": "d-symbol.json", "params": "d-0003.params", "data_shape": 96,
-            "input": {"layout": "NCHW", "color": "RGB", "mean_rgb": [120.5, 115, 100], "scale": 1.0}}
+    info = {
+        "symbol": "d-symbol.json",
+        "params": "d-0003.params",
+        "data_shape": 96,
+        "input": {"layout": "NCHW", "color": "RGB", "mean_rgb": [120.5, 115, 100], "scale": 1.0},
+    }
     (tmp_path / "deploy.json").write_text(json.dumps(info))
-    args = optimize.parse_args(["--deploy", str(tmp_path / "deploy.json"), *CONVERSION, "--out-dir", str(tmp_path),
-                                "--model-name", "m", "--log", str(tmp_path / "m.log")])
+    args = optimize.parse_args(
+        [
+            "--deploy",
+            str(tmp_path / "deploy.json"),
+            *CONVERSION,
+            "--out-dir",
+            str(tmp_path),
+            "--model-name",
+            "m",
+            "--log",
+            str(tmp_path / "m.log"),
+        ]
+    )
     assert (args.symbol, args.params, args.data_shape) == (tmp_path / "d-symbol.json", tmp_path / "d-0003.params", 96)
     command = optimize.mo_command(args, args.symbol, args.params)
     assert command[command.index("--mean_values") + 1] == "[120.5,115,100]"

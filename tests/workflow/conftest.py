@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,9 +13,21 @@ SAMPLE = REPO / "data" / "sample"
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow", "envs")
 
 TINY_CONFIG = {
-    "run": "tiny", "dataset": "voc", "classes": ["swoosh", "stripes"], "network": "tiny", "data_shape": 64,
-    "batch_size": 4, "epochs": [15, 30], "learning_rate": 0.05, "lr_steps": [], "warmup_epochs": 0,
-    "val_fraction": 0.25, "pack_max_side": 128, "demo_images": 2, "demo_threshold": 0.05, "parity_threshold": 0.05,
+    "run": "tiny",
+    "dataset": "voc",
+    "classes": ["swoosh", "stripes"],
+    "network": "tiny",
+    "data_shape": 64,
+    "batch_size": 4,
+    "epochs": [15, 30],
+    "learning_rate": 0.05,
+    "lr_steps": [],
+    "warmup_epochs": 0,
+    "val_fraction": 0.25,
+    "pack_max_side": 128,
+    "demo_images": 2,
+    "demo_threshold": 0.05,
+    "parity_threshold": 0.05,
     # 30 short epochs: an untrained net scores many overlapping boxes almost alike, and FP16 rounding then flips
     # some near-ties in NMS (seen: 3% of detections after 2 epochs, none after 30).
 }
@@ -22,8 +35,18 @@ TINY_CONFIG = {
 
 def snakemake(workdir, *args, snakefile=REPO / "Snakefile", check=True):
     """Run the workflow in `workdir` with its config.yaml; return the finished process."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), *args,
-               "--configfile", str(workdir / "config.yaml")]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        *args,
+        "--configfile",
+        str(workdir / "config.yaml"),
+    ]
     env = dict(os.environ, DEEPLENS_SSD_ENVS=str(REPO / ".venvs"))
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
@@ -34,7 +57,7 @@ def snakemake(workdir, *args, snakefile=REPO / "Snakefile", check=True):
 def copy_sample(target, first, count):
     for sub in ("Annotations", "JPEGImages"):
         (target / sub).mkdir(parents=True, exist_ok=True)
-    for xml in sorted((SAMPLE / "Annotations").glob("*.xml"))[first:first + count]:
+    for xml in sorted((SAMPLE / "Annotations").glob("*.xml"))[first : first + count]:
         shutil.copy(xml, target / "Annotations")
         shutil.copy(SAMPLE / "JPEGImages" / f"{xml.stem}.jpg", target / "JPEGImages")
     return target
@@ -49,9 +72,11 @@ def write_config(workdir, **overrides):
 @pytest.fixture
 def tiny_run(tmp_path):
     """A work folder with a dozen sample images in voc/ and a tiny config; returns (folder, config dict)."""
+
     def make(**overrides):
         copy_sample(tmp_path / "voc", 0, 12)
         return tmp_path, write_config(tmp_path, **overrides)
+
     return make
 
 
@@ -73,3 +98,36 @@ def finished_run(tmp_path_factory):
     snakefile = repo / "Snakefile"
     snakemake(workdir, "deeplens_artifacts", "--cores", "2", snakefile=snakefile)
     return snakefile, workdir, config
+
+
+TARGETS = {"check", "split", "pack", "train", "evaluate", "demo", "deploy", "optimize", "deeplens_artifacts", "report"}
+AFTER_TRAINING = {
+    "deploy_model",
+    "export_mxnet012",
+    "verify_mxnet012",
+    "evaluate_model",
+    "demo_images",
+    "optimize_ir",
+    "verify_ir",
+    "collect_artifacts",
+    "write_report",
+}
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of the finished run's work folder (same Snakefile): (snakefile, folder)."""
+    snakefile, workdir, _ = finished_run
+    copy = tmp_path / "work"
+    shutil.copytree(workdir, copy, symlinks=True)
+    return snakefile, copy
+
+
+def planned(snakefile, workdir):
+    """{rule: number of jobs} that a dry run of deeplens_artifacts would run, without the target rules."""
+    output = snakemake(workdir, "-n", "deeplens_artifacts", "--cores", "2", snakefile=snakefile).stdout
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:")[1].split("total")[0]
+    jobs = dict((name, int(count)) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M))
+    return {name: count for name, count in jobs.items() if name not in TARGETS}

@@ -4,6 +4,7 @@ with a stand-in for Slurm on this machine, and the Slurm profile's plan.
 The stand-in sbatch starts each job script in its own session, detached from the submitting Snakemake (no stdin, a
 compute node's bare environment), as a real scheduler would on another machine: the run only finishes if no rule
 depends on the submitting process, its environment or its memory."""
+
 import collections
 import hashlib
 import json
@@ -32,7 +33,8 @@ output = flags.get("output", "slurm-%j.out").replace("%j", job_id)
 node_env = {"PATH": "/usr/bin:/bin", "HOME": os.environ["HOME"], "LANG": "C.UTF-8",
             "DEEPLENS_SSD_ENVS": os.environ["DEEPLENS_SSD_ENVS"]}
 with open(output, "w") as log:
-    process = subprocess.Popen(["sh", "-c", 'sh "$1"; echo $? > "$2.tmp"; mv "$2.tmp" "$2"', "job", script, job / "exit"],
+    wrapper = 'sh "$1"; echo $? > "$2.tmp"; mv "$2.tmp" "$2"'
+    process = subprocess.Popen(["sh", "-c", wrapper, "job", script, job / "exit"],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=node_env,
                                start_new_session=True)
 (job / "request.json").write_text(json.dumps({"flags": flags, "pid": process.pid, "script": Path(script).read_text()}))
@@ -100,8 +102,18 @@ def test_tiny_workflow_runs_as_detached_batch_jobs_through_the_cluster_generic_p
     workdir, config = tiny_run()
     jobs = planned(REPO / "Snakefile", workdir)
 
-    snakemake(workdir, "deeplens_artifacts", "--profile", str(REPO / "profiles" / "cluster-generic"), "--jobs", "2",
-              "--seconds-between-status-checks", "1", "--latency-wait", "5")
+    snakemake(
+        workdir,
+        "deeplens_artifacts",
+        "--profile",
+        str(REPO / "profiles" / "cluster-generic"),
+        "--jobs",
+        "2",
+        "--seconds-between-status-checks",
+        "1",
+        "--latency-wait",
+        "5",
+    )
 
     requests = [json.loads((job / "request.json").read_text()) for job in fake_slurm.iterdir()]
     properties = [job_properties(request["script"]) for request in requests]
@@ -134,6 +146,10 @@ def test_slurm_profile_is_valid_for_the_plugin_and_plans_gpu_training(tiny_run):
     output = result.stdout + result.stderr
     assert f"Using profile {profile}" in output
     stats = output.split("Job stats:")[1]
-    assert all(re.search(rf"^{rule}\s+{count}$", stats, re.M) for rule, count in planned(REPO / "Snakefile", workdir).items())
+    assert all(
+        re.search(rf"^{rule}\s+{count}$", stats, re.M) for rule, count in planned(REPO / "Snakefile", workdir).items()
+    )
     train_commands = [line for line in output.splitlines() if "python -m workflow.train" in line]
-    assert len(train_commands) == 2 and all("exec --gpus 0 mxnet-cuda --" in line and "--gpus '0'" in line for line in train_commands)
+    assert len(train_commands) == 2 and all(
+        "exec --gpus 0 mxnet-cuda --" in line and "--gpus '0'" in line for line in train_commands
+    )

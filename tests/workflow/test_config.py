@@ -5,13 +5,16 @@ import yaml
 from conftest import REPO, snakemake
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"colour": "red"}, "Additional properties are not allowed ('colour' was unexpected)"),
-    ({"data_shape": "big"}, "'big' is not of type 'integer'"),
-    ({"network": "vgg"}, "'vgg' is not one of ['tiny', 'lite', 'resnet50']"),
-    ({"epochs": [20, 10]}, "epochs: the stops must increase strictly, got [20, 10]"),
-    ({"dataset": "/nonexistent"}, "dataset: '/nonexistent' is not a VOC folder"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": "red"}, "Additional properties are not allowed ('colour' was unexpected)"),
+        ({"data_shape": "big"}, "'big' is not of type 'integer'"),
+        ({"network": "vgg"}, "'vgg' is not one of ['tiny', 'lite', 'resnet50']"),
+        ({"epochs": [20, 10]}, "epochs: the stops must increase strictly, got [20, 10]"),
+        ({"dataset": "/nonexistent"}, "dataset: '/nonexistent' is not a VOC folder"),
+    ],
+)
 def test_bad_config_is_rejected_naming_the_key(tiny_run, change, message):
     workdir, config = tiny_run()
     (workdir / "config.yaml").write_text(yaml.safe_dump({**config, **change}))
@@ -23,16 +26,27 @@ def test_bad_config_is_rejected_naming_the_key(tiny_run, change, message):
 def test_dry_run_plans_every_stage(tiny_run):
     workdir, _ = tiny_run()
     output = snakemake(workdir, "-n", "--cores", "1").stdout
-    for rule in ("annotate_check", "split_data", "pack_split", "train_stop", "deploy_model", "evaluate_model",
-                 "demo_images", "optimize_ir", "collect_artifacts", "write_report"):
+    for rule in (
+        "annotate_check",
+        "split_data",
+        "pack_split",
+        "train_stop",
+        "deploy_model",
+        "evaluate_model",
+        "demo_images",
+        "optimize_ir",
+        "collect_artifacts",
+        "write_report",
+    ):
         assert rule in output
     assert "results/tiny/train/epoch_30/log.csv" in output and "results/tiny/train/epoch_15/log.csv" in output
 
 
 def test_training_keys_reach_every_training_stop(tiny_run):
     workdir, config = tiny_run()
-    (workdir / "config.yaml").write_text(yaml.safe_dump({**config, "early_stop_patience": 5,
-                                                         "early_stop_smoothing": 3, "train_budget_minutes": 2.5}))
+    (workdir / "config.yaml").write_text(
+        yaml.safe_dump({**config, "early_stop_patience": 5, "early_stop_smoothing": 3, "train_budget_minutes": 2.5})
+    )
     output = snakemake(workdir, "-n", "-p", "--cores", "1", "train").stdout
     commands = [line for line in output.splitlines() if "python -m workflow.train " in line]
     assert len(commands) == len(config["epochs"])

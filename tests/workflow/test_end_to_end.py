@@ -1,4 +1,5 @@
 """The real workflow on a dozen sample images with the tiny network, from the VOC folder to the IR."""
+
 import hashlib
 import json
 import subprocess
@@ -39,7 +40,17 @@ def sha256(path):
 
 def in_optimizer_env(script, *args):
     """Run a Python snippet in the optimizer (OpenVINO) environment, outside the repository; its last line as JSON."""
-    command = [sys.executable, str(REPO / "workflow" / "orchestrator" / "envs.py"), "exec", "optimizer", "--", "python", "-c", script, *map(str, args)]
+    command = [
+        sys.executable,
+        str(REPO / "workflow" / "orchestrator" / "envs.py"),
+        "exec",
+        "optimizer",
+        "--",
+        "python",
+        "-c",
+        script,
+        *map(str, args),
+    ]
     result = subprocess.run(command, cwd="/", capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
@@ -67,7 +78,9 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     for train_log in (results / "logs").glob("train_*.log"):  # our progress lines, not MXNet's chatter
         text = train_log.read_text()
         assert "val mAP" in text and "Subgraph backend" not in text and "ImageDetRecordIOParser" not in text
-    assert manifest["mxnet012"]["check"]["mxnet_version"] == "0.12.0" and manifest["mxnet012"]["check"]["mismatches"] == []
+    assert (
+        manifest["mxnet012"]["check"]["mxnet_version"] == "0.12.0" and manifest["mxnet012"]["check"]["mismatches"] == []
+    )
 
     image = sorted((workdir / "voc" / "JPEGImages").iterdir())[0]
     probe = in_optimizer_env(IR_PROBE, artifacts / "model.xml", image)
@@ -79,20 +92,38 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert set(probe["contract"]["class_score_thresholds"]) == set(config["classes"])
     assert probe["by_default"] == [row for row in probe["detections"] if row[1] >= chosen]  # infer's default
 
-    command = [sys.executable, str(REPO / "workflow" / "orchestrator" / "envs.py"), "exec", "optimizer", "--", "python",
-               str(artifacts / "infer.py"), str(image.parent), "--threshold", "0", "--out-dir", str(workdir / "drawn")]
+    command = [
+        sys.executable,
+        str(REPO / "workflow" / "orchestrator" / "envs.py"),
+        "exec",
+        "optimizer",
+        "--",
+        "python",
+        str(artifacts / "infer.py"),
+        str(image.parent),
+        "--threshold",
+        "0",
+        "--out-dir",
+        str(workdir / "drawn"),
+    ]
     lines = subprocess.run(command, cwd="/", capture_output=True, text=True, check=True).stdout.splitlines()
     assert len(lines) == 12 and all(json.loads(line)["detections"] for line in lines)
     assert len(list((workdir / "drawn").glob("*.jpg"))) == 12
 
     published = in_optimizer_env(LAMBDA_PROBE, artifacts, image)
     assert len(published) == 3 and published[0][0] == "$aws/things/deeplens/infer"
-    assert {d["label"] for d in published[0][1]["detections"]} <= set(config["classes"]) and published[0][1]["detections"]
+    assert {d["label"] for d in published[0][1]["detections"]} <= set(config["classes"]) and published[0][1][
+        "detections"
+    ]
     assert [d["score"] for d in published[2][1]["detections"]] == [round(row[1], 4) for row in probe["by_default"]]
 
-    assert metrics["images"] == len((results / "split" / "val.txt").read_text().split()) and 0 <= metrics["map_voc07"] <= 1
+    assert (
+        metrics["images"] == len((results / "split" / "val.txt").read_text().split()) and 0 <= metrics["map_voc07"] <= 1
+    )
     demo = json.loads((results / "demo" / "demo.json").read_text())
-    assert len(demo["images"]) == 2 and all((results / "demo" / d["output"]).stat().st_size > 1000 for d in demo["images"])
+    assert len(demo["images"]) == 2 and all(
+        (results / "demo" / d["output"]).stat().st_size > 1000 for d in demo["images"]
+    )
     report = (results / "report.html").read_text()
     assert "<h3>Time and memory per stage</h3>" in report
     for stage in ("check", "pack_train", "train_epoch_15", "train_epoch_30", "verify_ir", "artifacts"):
@@ -101,7 +132,6 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     low, high = metrics["intervals"]["map_voc07"]
     assert f"{metrics['map_voc07']:.3f} ({low:.2f}-{high:.2f}, {metrics['images']} images)" in report
     assert f"<b>{chosen:.3f}</b>, the one that maximises F1" in report
-
 
 
 def test_dataset_folder_is_only_read(finished_run):

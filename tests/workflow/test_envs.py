@@ -7,7 +7,9 @@ from workflow.orchestrator import envs
 
 
 def lock_pins(name):
-    return [line for line in (REPO / "envs" / f"{name}.txt").read_text().splitlines() if line and not line.startswith("#")]
+    return [
+        line for line in (REPO / "envs" / f"{name}.txt").read_text().splitlines() if line and not line.startswith("#")
+    ]
 
 
 def test_conda_twins_pin_exactly_the_lock():
@@ -26,8 +28,9 @@ def test_locks_pin_every_package_exactly():
 def test_cuda_lock_is_the_mxnet_lock_with_the_cuda_build_and_nvidia_cuda_11_libraries():
     cuda = lock_pins("mxnet-cuda")
     nvidia = [pin for pin in cuda if pin.startswith("nvidia-")]
-    assert [pin for pin in cuda if pin not in nvidia] == [pin.replace("mxnet==1.9.1", "mxnet-cu112==1.9.1")
-                                                          for pin in lock_pins("mxnet")]
+    assert [pin for pin in cuda if pin not in nvidia] == [
+        pin.replace("mxnet==1.9.1", "mxnet-cu112==1.9.1") for pin in lock_pins("mxnet")
+    ]
     assert all(pin.split("==")[0].endswith("-cu11") for pin in nvidia)
     assert any(pin.startswith("nvidia-cudnn-cu11==8.") for pin in nvidia)  # libmxnet.so links libcudnn.so.8
 

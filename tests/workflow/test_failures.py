@@ -1,4 +1,5 @@
 """What a failed run needs to be understood survives it: Snakemake deletes a failed job's outputs, not its logs."""
+
 import json
 import shutil
 

@@ -1,4 +1,5 @@
 """The package layout says which code is which, and the README's map says the same as the tree."""
+
 import ast
 import re
 import sys

@@ -5,11 +5,11 @@ val leaves split/train.json as it was, so once the check and split have run, Sna
 but with the checksum it recorded, and plans only the val pack and what follows. (Within the one invocation
 that reruns the split, Snakemake still plans both packs: it cannot know train.json will come out the same.)
 """
+
 import json
 import shutil
 
-from conftest import SAMPLE, snakemake
-from test_reruns import AFTER_TRAINING, planned, run_copy  # noqa: F401 (run_copy is a fixture)
+from conftest import AFTER_TRAINING, SAMPLE, planned, snakemake
 from workflow.split import stable_fraction
 
 

@@ -1,34 +1,11 @@
 """After a finished run, only what changed reruns (checked with dry runs on a copy of the finished run)."""
+
 import os
-import re
 import shutil
 
 import pytest
 
-from conftest import copy_sample, snakemake, write_config
-
-TARGETS = {"check", "split", "pack", "train", "evaluate", "demo", "deploy", "optimize", "deeplens_artifacts", "report"}
-AFTER_TRAINING = {"deploy_model", "export_mxnet012", "verify_mxnet012", "evaluate_model", "demo_images", "optimize_ir",
-                  "verify_ir", "collect_artifacts", "write_report"}
-
-
-@pytest.fixture
-def run_copy(finished_run, tmp_path):
-    """A copy of the finished run's work folder (same Snakefile): (snakefile, folder)."""
-    snakefile, workdir, _ = finished_run
-    copy = tmp_path / "work"
-    shutil.copytree(workdir, copy, symlinks=True)
-    return snakefile, copy
-
-
-def planned(snakefile, workdir):
-    """{rule: number of jobs} that a dry run of deeplens_artifacts would run, without the target rules."""
-    output = snakemake(workdir, "-n", "deeplens_artifacts", "--cores", "2", snakefile=snakefile).stdout
-    if "Nothing to be done" in output:
-        return {}
-    table = output.split("Job stats:")[1].split("total")[0]
-    jobs = dict((name, int(count)) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M))
-    return {name: count for name, count in jobs.items() if name not in TARGETS}
+from conftest import AFTER_TRAINING, copy_sample, planned, snakemake, write_config
 
 
 def test_nothing_reruns_when_nothing_changed(run_copy):
@@ -40,8 +17,14 @@ def test_a_new_image_reruns_from_the_check_and_keeps_the_old_split(run_copy):
     old_val = (workdir / "results/tiny/split/val.txt").read_text().split()
     old_train = (workdir / "results/tiny/split/train.txt").read_text().split()
     copy_sample(workdir / "voc", 12, 1)
-    assert planned(snakefile, workdir) == {"annotate_check": 1, "split_data": 1, "dataset_stats": 1, "pack_split": 2,
-                                           "train_stop": 2, **{rule: 1 for rule in AFTER_TRAINING}}
+    assert planned(snakefile, workdir) == {
+        "annotate_check": 1,
+        "split_data": 1,
+        "dataset_stats": 1,
+        "pack_split": 2,
+        "train_stop": 2,
+        **{rule: 1 for rule in AFTER_TRAINING},
+    }
     snakemake(workdir, "split", "--cores", "2", snakefile=snakefile)
     new_val = (workdir / "results/tiny/split/val.txt").read_text().split()
     new_train = (workdir / "results/tiny/split/train.txt").read_text().split()
@@ -73,14 +56,27 @@ def planned_after_editing(snakefile, workdir, module):
         os.utime(code, (stat.st_atime, stat.st_mtime))
 
 
-@pytest.mark.parametrize("module, rules", [
-    ("evaluate", {"evaluate_model", "collect_artifacts", "write_report"}),
-    ("report", {"write_report"}),  # imported by no other stage
-    # imported by demo, evaluate, legacy and verify_ir (verify_ir's import is inside a function), not by train
-    ("lib/detector", {"demo_images", "evaluate_model", "export_mxnet012", "verify_mxnet012", "verify_ir",
-                  "collect_artifacts", "write_report"}),
-    ("lib/cli", {"annotate_check", "split_data", "dataset_stats", "pack_split", "train_stop", *AFTER_TRAINING}),
-])
+@pytest.mark.parametrize(
+    "module, rules",
+    [
+        ("evaluate", {"evaluate_model", "collect_artifacts", "write_report"}),
+        ("report", {"write_report"}),  # imported by no other stage
+        # imported by demo, evaluate, legacy and verify_ir (verify_ir's import is inside a function), not by train
+        (
+            "lib/detector",
+            {
+                "demo_images",
+                "evaluate_model",
+                "export_mxnet012",
+                "verify_mxnet012",
+                "verify_ir",
+                "collect_artifacts",
+                "write_report",
+            },
+        ),
+        ("lib/cli", {"annotate_check", "split_data", "dataset_stats", "pack_split", "train_stop", *AFTER_TRAINING}),
+    ],
+)
 def test_editing_a_module_reruns_exactly_the_stages_that_import_it_and_what_follows(run_copy, module, rules):
     assert set(planned_after_editing(*run_copy, module)) == rules
 

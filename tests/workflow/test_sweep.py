@@ -1,4 +1,5 @@
 """Sweeps (workflow/orchestrator/sweep.py): one file, several runs of the real tiny workflow, one comparison table."""
+
 import csv
 import json
 import os
@@ -15,8 +16,13 @@ from workflow.orchestrator.sweep import SweepError, comparison, load_sweep, seed
 def sweep(workdir, *args):
     """Run `python -m workflow.orchestrator.sweep` in `workdir` (stage environments from the repository's .venvs)."""
     env = dict(os.environ, DEEPLENS_SSD_ENVS=str(REPO / ".venvs"), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "workflow.orchestrator.sweep", *map(str, args)], cwd=workdir, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "workflow.orchestrator.sweep", *map(str, args)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def write_sweep(folder, **sweep):
@@ -31,8 +37,9 @@ def table(workdir, name):
 
 
 def test_grid_gives_one_named_config_per_combination(tmp_path):
-    loaded = load_sweep(write_sweep(tmp_path, set={"epochs": [5, 10]},
-                                    grid={"network": ["tiny", "lite"], "lr_steps": [[], [4, 8]]}))
+    loaded = load_sweep(
+        write_sweep(tmp_path, set={"epochs": [5, 10]}, grid={"network": ["tiny", "lite"], "lr_steps": [[], [4, 8]]})
+    )
     runs = variants(loaded)
     assert [name for name, _, _ in runs] == ["tiny-tiny-none", "tiny-tiny-4_8", "tiny-lite-none", "tiny-lite-4_8"]
     name, chosen, config = runs[1]
@@ -71,7 +78,10 @@ def test_two_tiny_runs_and_their_comparison(tmp_path):
         results = tmp_path / "results" / row["run"]
         assert row["status"] == "done" and (results / "deeplens_artifacts" / "manifest.json").exists()
         assert row["report"] == f"results/{row['run']}/report.html" and (results / "report.html").exists()
-        assert yaml.safe_load((tmp_path / "results" / "sweeps" / "tiny" / f"{row['run']}.yaml").read_text())["run"] == row["run"]
+        assert (
+            yaml.safe_load((tmp_path / "results" / "sweeps" / "tiny" / f"{row['run']}.yaml").read_text())["run"]
+            == row["run"]
+        )
         metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
         check = json.loads((results / "ir" / "verify.json").read_text())
         assert check["precision"] == row["ir_precision"]
@@ -85,24 +95,39 @@ def test_two_tiny_runs_and_their_comparison(tmp_path):
 
     again = sweep(tmp_path, sweep_file, "--cores", "2")  # complete runs: nothing reruns, same table
     assert again.returncode == 0 and table(tmp_path, "tiny") == rows
-    assert all("Nothing to be done" in (tmp_path / "results" / "sweeps" / "tiny" / f"{row['run']}.log").read_text()
-               for row in rows)
+    assert all(
+        "Nothing to be done" in (tmp_path / "results" / "sweeps" / "tiny" / f"{row['run']}.log").read_text()
+        for row in rows
+    )
     assert sweep(tmp_path, sweep_file, "--table-only").returncode == 0 and table(tmp_path, "tiny") == rows
 
 
 def test_runs_that_differ_only_in_seed_get_their_mean_and_spread():
-    rows = [{"run": f"s-{network}-{seed}", "network": network, "seed": seed, "status": "done", "val_map": val_map,
-             "val_map_low": val_map - 0.1, "val_map_high": val_map + 0.05, "val_images": 23, "ir_map": val_map,
-             "train_seconds": 100.0 + seed}
-            for network, seed, val_map in [("tiny", 0, 0.80), ("tiny", 1, 0.84), ("tiny", 2, 0.88), ("lite", 0, 0.5)]]
+    rows = [
+        {
+            "run": f"s-{network}-{seed}",
+            "network": network,
+            "seed": seed,
+            "status": "done",
+            "val_map": val_map,
+            "val_map_low": val_map - 0.1,
+            "val_map_high": val_map + 0.05,
+            "val_images": 23,
+            "ir_map": val_map,
+            "train_seconds": 100.0 + seed,
+        }
+        for network, seed, val_map in [("tiny", 0, 0.80), ("tiny", 1, 0.84), ("tiny", 2, 0.88), ("lite", 0, 0.5)]
+    ]
     groups = seed_groups(rows, ["network", "seed"])
     assert [(g["network"], g["runs"], g["seeds"]) for g in groups] == [("tiny", 3, "0 1 2"), ("lite", 1, "0")]
     assert (groups[0]["val_map_mean"], groups[0]["val_map_sd"]) == (pytest.approx(0.84), pytest.approx(0.04))
     assert (groups[0]["val_map_min"], groups[0]["val_map_max"]) == (0.80, 0.88)
     assert groups[1]["val_map_sd"] is None  # one run has no spread
     csv_text, markdown = seed_table(groups, ["network", "seed"])
-    assert "| tiny | 3 | 0 1 2 | 0.8400 ± 0.0400 (0.8000-0.8800) | 0.8400 ± 0.0400 (0.8000-0.8800) | 101.0 ± 1.0" \
-           in markdown
+    assert (
+        "| tiny | 3 | 0 1 2 | 0.8400 ± 0.0400 (0.8000-0.8800) | 0.8400 ± 0.0400 (0.8000-0.8800) | 101.0 ± 1.0"
+        in markdown
+    )
     assert "| lite | 1 | 0 | 0.5000 (0.5000-0.5000) |" in markdown
     assert csv_text.splitlines()[0].startswith("network,runs,seeds,val_map_mean,val_map_sd,val_map_min,val_map_max")
     assert "| s-tiny-0 | tiny | 0 | done | 0.800 (0.70-0.85, 23 images) |" in comparison(rows, ["network", "seed"])[1]

@@ -10,6 +10,7 @@ maximised F1 on the val images; 0.5 without one), OPENVINO_DEVICE (default GPU o
 anywhere), INFERENCE_PRECISION (default f16 on a GPU, the contract's f32 on a CPU: never the plugin's own
 choice), AWS_IOT_THING_NAME (set by Greengrass).
 """
+
 import json
 import os
 import time
@@ -33,10 +34,17 @@ def load_model(device):
 def message(rows, labels, frame_shape):
     """Detections as {label, score, box in pixels of the frame}."""
     height, width = frame_shape[:2]
-    return {"time": time.time(), "detections": [
-        {"label": labels[int(cls)], "score": round(score, 4),
-         "box": [round(xmin * width), round(ymin * height), round(xmax * width), round(ymax * height)]}
-        for cls, score, xmin, ymin, xmax, ymax in rows]}
+    return {
+        "time": time.time(),
+        "detections": [
+            {
+                "label": labels[int(cls)],
+                "score": round(score, 4),
+                "box": [round(xmin * width), round(ymin * height), round(xmax * width), round(ymax * height)],
+            }
+            for cls, score, xmin, ymin, xmax, ymax in rows
+        ],
+    }
 
 
 def infinite_infer_run(frames=None):

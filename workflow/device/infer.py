@@ -20,6 +20,7 @@ As a command (in the artifact folder, where it is infer.py):
     python infer.py photo.jpg more_photos/ --threshold 0.5 --out-dir annotated/
 prints one JSON line of detections per image and writes the images with the boxes drawn.
 """
+
 import argparse
 import json
 import sys
@@ -89,7 +90,7 @@ def nms(detections, threshold, across_classes):
     keep = np.ones(len(detections), dtype=bool)
     for i in range(len(detections)):
         if keep[i]:
-            keep[i + 1:] &= ~suppresses[i, i + 1:]
+            keep[i + 1 :] &= ~suppresses[i, i + 1 :]
     return detections[keep]
 
 
@@ -97,7 +98,7 @@ def raw_output(compiled, tensor):
     """The IR's rows [label, score, xmin, ymin, xmax, ymax] up to the image_id -1 end marker."""
     rows = compiled(tensor)[compiled.output(0)][0, 0]
     end = np.flatnonzero(rows[:, 0] == -1)
-    return rows[:end[0] if len(end) else len(rows), 1:]
+    return rows[: end[0] if len(end) else len(rows), 1:]
 
 
 FALLBACK_THRESHOLD = 0.5
@@ -137,11 +138,21 @@ def image_paths(items):
 def draw(image_bgr, detections, labels):
     height, width = image_bgr.shape[:2]
     for cls, score, *box in detections:
-        colour = tuple(int(c) for c in cv2.cvtColor(np.uint8([[[(cls * 47) % 180, 220, 230]]]), cv2.COLOR_HSV2BGR)[0, 0])
+        colour = tuple(
+            int(c) for c in cv2.cvtColor(np.uint8([[[(cls * 47) % 180, 220, 230]]]), cv2.COLOR_HSV2BGR)[0, 0]
+        )
         x1, y1, x2, y2 = (int(round(v * s)) for v, s in zip(box, (width, height, width, height)))
         cv2.rectangle(image_bgr, (x1, y1), (x2, y2), colour, 2)
-        cv2.putText(image_bgr, f"{labels[cls]} {score:.2f}", (x1 + 2, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    colour, 1, cv2.LINE_AA)
+        cv2.putText(
+            image_bgr,
+            f"{labels[cls]} {score:.2f}",
+            (x1 + 2, max(y1 - 4, 12)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            colour,
+            1,
+            cv2.LINE_AA,
+        )
     return image_bgr
 
 
@@ -151,12 +162,18 @@ def main(argv=None):
     parser.add_argument("images", nargs="+", help="images or folders")
     parser.add_argument("--model", default=str(here / "model.xml"))
     parser.add_argument("--labels", default=str(here / "labels.txt"))
-    parser.add_argument("--threshold", type=float,
-                        help="lowest score kept (default: the contract's score_threshold, chosen on val; else 0.5)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="lowest score kept (default: the contract's score_threshold, chosen on val; else 0.5)",
+    )
     parser.add_argument("--device", default="CPU")
-    parser.add_argument("--precision-hint", choices=PRECISIONS,
-                        help="inference precision (default: the contract's, f32, as proven against MXNet; bf16 is "
-                             "faster on CPUs with AVX512_BF16 or AMX, f16 on GPUs)")
+    parser.add_argument(
+        "--precision-hint",
+        choices=PRECISIONS,
+        help="inference precision (default: the contract's, f32, as proven against MXNet; bf16 is "
+        "faster on CPUs with AVX512_BF16 or AMX, f16 on GPUs)",
+    )
     parser.add_argument("--out-dir", help="write the images with their detections drawn here")
     args = parser.parse_args(argv)
     compiled, contract = load(args.model, args.device, args.precision_hint)
@@ -170,9 +187,18 @@ def main(argv=None):
             print(json.dumps({"image": str(path), "error": "not a readable image"}), flush=True)
             continue
         detections = detect(compiled, image, contract, args.threshold)
-        print(json.dumps({"image": str(path), "detections": [
-            {"label": labels[cls], "score": round(score, 4), "box": [round(v, 4) for v in box]}
-            for cls, score, *box in detections]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "image": str(path),
+                    "detections": [
+                        {"label": labels[cls], "score": round(score, 4), "box": [round(v, 4) for v in box]}
+                        for cls, score, *box in detections
+                    ],
+                }
+            ),
+            flush=True,
+        )
         if args.out_dir:
             cv2.imwrite(str(Path(args.out_dir) / f"{path.stem}.jpg"), draw(image, detections, labels))
 

@@ -1,4 +1,5 @@
 """Shared plumbing for stage entry points: user-facing errors, progress lines, a figure with its interval."""
+
 import os
 import sys
 import time

@@ -3,6 +3,7 @@
 One preprocessing path for evaluate, demo and the IR check: RGB, forced resize to data_shape (aspect
 ratio not kept), mean RGB subtracted, no scaling, NCHW float32.
 """
+
 import json
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def read_records(rec_path):
         header, jpeg = mx.recordio.unpack(item)
         label = np.asarray(header.label, dtype=np.float32)
         width = int(label[1])
-        gt = label[int(label[0]):].reshape(-1, width)[:, :6]
+        gt = label[int(label[0]) :].reshape(-1, width)[:, :6]
         yield cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), gt
     reader.close()
 
@@ -68,6 +69,6 @@ class Detector:
     def detect(self, images):
         detections = []
         for start in range(0, len(images), self.batch_size):
-            for rows in self.raw(images[start:start + self.batch_size]):
+            for rows in self.raw(images[start : start + self.batch_size]):
                 detections.append(rows[rows[:, 0] >= 0])
         return detections

@@ -8,6 +8,7 @@ A JPEG whose data stops before its end marker (a download cut short, common in s
 as libjpeg does for every viewer: what is missing comes out mid-gray. The check accepts it, with a warning,
 when every pixel row still holds decoded data, and the pack stage re-encodes it.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,7 @@ def jpeg_ends_early(data):
             continue
         if position + 4 > len(data):
             return True
-        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
         if marker == 0xDA:  # start of scan
             position = next_marker(data, position)
             if position is None:
@@ -106,8 +107,12 @@ def to_rgb_array(image):
 def is_plain_jpeg(image):
     """A baseline JPEG in RGB (YCbCr) or gray without EXIF rotation: any JPEG decoder shows exactly its stored
     pixels, so its bytes can be used as they are."""
-    return (image.format == "JPEG" and image.mode in ("RGB", "L") and not image.info.get("progressive")
-            and exif_orientation(image) == 1)
+    return (
+        image.format == "JPEG"
+        and image.mode in ("RGB", "L")
+        and not image.info.get("progressive")
+        and exif_orientation(image) == 1
+    )
 
 
 def exif_orientation(image):

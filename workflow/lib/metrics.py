@@ -21,6 +21,7 @@ Rules (PASCAL VOC devkit, VOCevaldet.m):
   * A class with detections but no ground truth has AP 0; a class with neither has AP NaN and is
     left out of the means.
 """
+
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
@@ -93,8 +94,10 @@ class MatchedImages:
         self.images, self.num_classes = len(gts), num_classes
         self.iou_threshold, self.use_difficult = iou_threshold, use_difficult
         # per class, per image: (scores (n,), outcomes (len(thresholds), n), npos)
-        self.matched = [[_match_image_class(gt, det, class_id, thresholds, use_difficult) for gt, det in zip(gts, dets)]
-                        for class_id in range(num_classes)]
+        self.matched = [
+            [_match_image_class(gt, det, class_id, thresholds, use_difficult) for gt, det in zip(gts, dets)]
+            for class_id in range(num_classes)
+        ]
 
     def pooled(self, class_id, images=None, threshold_index=None):
         """(scores, outcomes, npos) of one class over `images` (indices, repeats allowed; default all in order)."""
@@ -102,7 +105,11 @@ class MatchedImages:
         chosen = [per_image[i] for i in (range(self.images) if images is None else images)]
         npos = sum(c[2] for c in chosen)
         scores = np.concatenate([c[0] for c in chosen]) if chosen else np.zeros(0)
-        outcomes = np.concatenate([c[1] for c in chosen], axis=1) if chosen else np.zeros((1 + len(COCO_IOU_THRESHOLDS), 0), int)
+        outcomes = (
+            np.concatenate([c[1] for c in chosen], axis=1)
+            if chosen
+            else np.zeros((1 + len(COCO_IOU_THRESHOLDS), 0), int)
+        )
         return scores, (outcomes if threshold_index is None else outcomes[threshold_index]), npos
 
     def result(self, images=None):
@@ -114,13 +121,19 @@ class MatchedImages:
             precision, recall, tp, fp = curves[0]
             has_data = npos > 0 or len(scores) > 0
             nan = float("nan")
-            per_class.append(ClassResult(
-                class_id=class_id, npos=npos, tp=tp, fp=fp,
-                ap_voc07=voc07_ap(recall, precision) if has_data else nan,
-                ap_area=area_ap(recall, precision) if has_data else nan,
-                ap_coco=float(np.mean([area_ap(c[1], c[0]) for c in curves[1:]])) if has_data else nan,
-                precision_curve=precision, recall_curve=recall,
-            ))
+            per_class.append(
+                ClassResult(
+                    class_id=class_id,
+                    npos=npos,
+                    tp=tp,
+                    fp=fp,
+                    ap_voc07=voc07_ap(recall, precision) if has_data else nan,
+                    ap_area=area_ap(recall, precision) if has_data else nan,
+                    ap_coco=float(np.mean([area_ap(c[1], c[0]) for c in curves[1:]])) if has_data else nan,
+                    precision_curve=precision,
+                    recall_curve=recall,
+                )
+            )
         return EvaluationResult(
             per_class=per_class,
             map_voc07=_mean_ignoring_nan([c.ap_voc07 for c in per_class]),
@@ -146,8 +159,10 @@ def resampled_values(matched, draws):
     """{key: array over draws} of the three mAPs, and per class {key: array} of its three APs (NaN: no data)."""
     results = [matched.result(draw) for draw in draws]
     maps = {key: np.array([getattr(r, key) for r in results]) for key in MAP_KEYS}
-    per_class = [{key: np.array([getattr(r.per_class[c], key) for r in results]) for key in AP_KEYS}
-                 for c in range(matched.num_classes)]
+    per_class = [
+        {key: np.array([getattr(r.per_class[c], key) for r in results]) for key in AP_KEYS}
+        for c in range(matched.num_classes)
+    ]
     return maps, per_class
 
 
@@ -182,9 +197,16 @@ def bootstrap_intervals(matched, resamples=1000, seed=0, confidence=0.95):
     [{ap key: (low, high)}] per class."""
     maps, per_class = resampled_values(matched, resample_draws(matched.images, resamples, seed))
     point = matched.result()
-    return ({key: percentile_interval(values, confidence, getattr(point, key)) for key, values in maps.items()},
-            [{key: percentile_interval(values, confidence, getattr(point.per_class[c], key)) for key, values in v.items()}
-             for c, v in enumerate(per_class)])
+    return (
+        {key: percentile_interval(values, confidence, getattr(point, key)) for key, values in maps.items()},
+        [
+            {
+                key: percentile_interval(values, confidence, getattr(point.per_class[c], key))
+                for key, values in v.items()
+            }
+            for c, v in enumerate(per_class)
+        ],
+    )
 
 
 def paired_difference(matched_a, matched_b, resamples=1000, seed=0, confidence=0.95, key="map_voc07"):
@@ -196,11 +218,18 @@ def paired_difference(matched_a, matched_b, resamples=1000, seed=0, confidence=0
     a, b = resampled_values(matched_a, draws)[0][key], resampled_values(matched_b, draws)[0][key]
     difference = getattr(matched_a.result(), key) - getattr(matched_b.result(), key)
     low, high = percentile_interval(a - b, confidence, difference)
-    return {"metric": key, "difference": difference, "low": low, "high": high, "share_a_higher": float(np.mean(a > b)) if resamples else None,
-            "resamples": resamples}
+    return {
+        "metric": key,
+        "difference": difference,
+        "low": low,
+        "high": high,
+        "share_a_higher": float(np.mean(a > b)) if resamples else None,
+        "resamples": resamples,
+    }
 
 
 # ---------------------------------------------------------------- the score threshold that maximises F1
+
 
 def f1_curve(scores, outcome, npos):
     """F1, precision and recall when keeping the detections scoring at least each threshold, for every distinct
@@ -224,11 +253,25 @@ def best_f1(scores, outcome, npos):
     without detections."""
     thresholds, f1, precision, recall, tp, fp = f1_curve(scores, outcome, npos)
     if not len(thresholds):
-        return {"threshold": None, "f1": 0.0, "precision": None, "recall": 0.0 if npos else None,
-                "tp": 0, "fp": 0, "npos": int(npos)}
+        return {
+            "threshold": None,
+            "f1": 0.0,
+            "precision": None,
+            "recall": 0.0 if npos else None,
+            "tp": 0,
+            "fp": 0,
+            "npos": int(npos),
+        }
     i = int(np.argmax(f1))
-    return {"threshold": float(thresholds[i]), "f1": float(f1[i]), "precision": float(precision[i]),
-            "recall": float(recall[i]) if npos else None, "tp": int(tp[i]), "fp": int(fp[i]), "npos": int(npos)}
+    return {
+        "threshold": float(thresholds[i]),
+        "f1": float(f1[i]),
+        "precision": float(precision[i]),
+        "recall": float(recall[i]) if npos else None,
+        "tp": int(tp[i]),
+        "fp": int(fp[i]),
+        "npos": int(npos),
+    }
 
 
 def f1_thresholds(matched):
@@ -238,7 +281,11 @@ def f1_thresholds(matched):
     matching as in the AP (devkit rules: duplicates false, difficult ignored unless use_difficult).
     """
     pooled = [matched.pooled(c, threshold_index=0) for c in range(matched.num_classes)]
-    overall = (np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled]), sum(p[2] for p in pooled))
+    overall = (
+        np.concatenate([p[0] for p in pooled]),
+        np.concatenate([p[1] for p in pooled]),
+        sum(p[2] for p in pooled),
+    )
     best = {"overall": best_f1(*overall), "per_class": [best_f1(*p) for p in pooled]}
     curves = {"overall": f1_curve(*overall)[:2], "per_class": [f1_curve(*p)[:2] for p in pooled]}
     return best, curves
@@ -251,8 +298,15 @@ def per_class_table(result, class_names=None):
         row = {"class_id": c.class_id}
         if class_names is not None:
             row["name"] = class_names[c.class_id]
-        row.update(ap_voc07=c.ap_voc07, ap_area=c.ap_area, npos=c.npos, tp=c.tp, fp=c.fp,
-                   precision=c.precision, recall=c.recall)
+        row.update(
+            ap_voc07=c.ap_voc07,
+            ap_area=c.ap_area,
+            npos=c.npos,
+            tp=c.tp,
+            fp=c.fp,
+            precision=c.precision,
+            recall=c.recall,
+        )
         rows.append(row)
     return rows
 

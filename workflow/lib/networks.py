@@ -16,6 +16,7 @@ The deploy graph uses only ops that MXNet 0.12 (the DeepLens) and the OpenVINO M
 MXNet front end know, and its arguments are a subset of the training graph's, so a checkpoint
 saved by training loads into it by name.
 """
+
 import mxnet as mx
 import numpy as np
 
@@ -38,21 +39,37 @@ def build_training_symbol(network, num_classes, data_shape):
         loc_preds, cls_preds, anchors = _multibox(network, num_classes, data_shape)
         label = mx.sym.Variable("label")
         target = mx.sym.contrib.MultiBoxTarget(
-            anchors, label, cls_preds, overlap_threshold=0.5, ignore_label=-1,
-            negative_mining_ratio=3, minimum_negative_samples=0, negative_mining_thresh=0.5,
-            variances=VARIANCES, name="multibox_target")
+            anchors,
+            label,
+            cls_preds,
+            overlap_threshold=0.5,
+            ignore_label=-1,
+            negative_mining_ratio=3,
+            minimum_negative_samples=0,
+            negative_mining_thresh=0.5,
+            variances=VARIANCES,
+            name="multibox_target",
+        )
         loc_target, loc_mask, cls_target = target[0], target[1], target[2]
         cls_prob = mx.sym.SoftmaxOutput(
-            cls_preds, cls_target, ignore_label=-1, use_ignore=True, grad_scale=1.0,
-            multi_output=True, normalization="valid", name="cls_prob")
+            cls_preds,
+            cls_target,
+            ignore_label=-1,
+            use_ignore=True,
+            grad_scale=1.0,
+            multi_output=True,
+            normalization="valid",
+            name="cls_prob",
+        )
         loc_loss = mx.sym.smooth_l1(loc_mask * (loc_preds - loc_target), scalar=1.0, name="loc_loss_")
         loc_loss = mx.sym.MakeLoss(loc_loss, grad_scale=1.0, normalization="valid", name="loc_loss")
         cls_label = mx.sym.MakeLoss(cls_target, grad_scale=0, name="cls_label")
         return mx.sym.Group([cls_prob, loc_loss, cls_label])
 
 
-def build_deploy_symbol(network, num_classes, data_shape, force_nms=True, nms_threshold=0.45,
-                        nms_topk=400, threshold=0.01):
+def build_deploy_symbol(
+    network, num_classes, data_shape, force_nms=True, nms_threshold=0.45, nms_topk=400, threshold=0.01
+):
     """Inference graph: output (batch, num_anchors, 6) rows [cls_id, score, xmin, ymin, xmax, ymax].
 
     cls_id is 0-based, -1 for suppressed rows; coordinates are normalised. force_nms suppresses
@@ -62,8 +79,17 @@ def build_deploy_symbol(network, num_classes, data_shape, force_nms=True, nms_th
         loc_preds, cls_preds, anchors = _multibox(network, num_classes, data_shape)
         cls_prob = mx.sym.SoftmaxActivation(cls_preds, mode="channel", name="cls_prob")
         return mx.sym.contrib.MultiBoxDetection(
-            cls_prob, loc_preds, anchors, force_suppress=force_nms, nms_threshold=nms_threshold,
-            nms_topk=nms_topk, threshold=threshold, variances=VARIANCES, clip=True, name="detection")
+            cls_prob,
+            loc_preds,
+            anchors,
+            force_suppress=force_nms,
+            nms_threshold=nms_threshold,
+            nms_topk=nms_topk,
+            threshold=threshold,
+            variances=VARIANCES,
+            clip=True,
+            name="detection",
+        )
 
 
 def anchor_boxes(network, data_shape):
@@ -86,8 +112,7 @@ def _multibox(network, num_classes, data_shape):
         num_anchors = len(sizes) - 1 + len(ratios)
         loc_layers.append(_prediction_head(layer, name + "_loc_pred_conv", num_anchors * 4))
         cls_layers.append(_prediction_head(layer, name + "_cls_pred_conv", num_anchors * (num_classes + 1)))
-        anchors = mx.sym.contrib.MultiBoxPrior(layer, sizes=sizes, ratios=ratios, clip=False,
-                                               name=name + "_anchors")
+        anchors = mx.sym.contrib.MultiBoxPrior(layer, sizes=sizes, ratios=ratios, clip=False, name=name + "_anchors")
         anchor_layers.append(mx.sym.Flatten(anchors))
     loc_preds = mx.sym.Concat(*loc_layers, num_args=len(loc_layers), dim=1, name="multibox_loc_pred")
     cls_preds = mx.sym.Concat(*cls_layers, num_args=len(cls_layers), dim=1)
@@ -100,8 +125,9 @@ def _multibox(network, num_classes, data_shape):
 
 def _prediction_head(layer, name, num_filter):
     bias = mx.sym.Variable(name + "_bias", init=mx.init.Constant(0.0), attr={"__lr_mult__": "2.0"})
-    pred = mx.sym.Convolution(layer, bias=bias, kernel=(3, 3), stride=(1, 1), pad=(1, 1),
-                              num_filter=num_filter, name=name)
+    pred = mx.sym.Convolution(
+        layer, bias=bias, kernel=(3, 3), stride=(1, 1), pad=(1, 1), num_filter=num_filter, name=name
+    )
     return mx.sym.Flatten(mx.sym.transpose(pred, axes=(0, 2, 3, 1)))
 
 
@@ -112,8 +138,7 @@ def _feature_layers(network, data_shape):
     builder, min_shape = {"tiny": (_tiny, 32), "lite": (_lite, 128), "resnet50": (_resnet50, 256)}[network]
     if data_shape < min_shape:
         raise ValueError(f"data_shape {data_shape} is too small for {network} (at least {min_shape})")
-    data = mx.sym.BatchNorm(mx.sym.Variable("data"), fix_gamma=True, eps=BN_EPS, momentum=BN_MOMENTUM,
-                            name="bn_data")
+    data = mx.sym.BatchNorm(mx.sym.Variable("data"), fix_gamma=True, eps=BN_EPS, momentum=BN_MOMENTUM, name="bn_data")
     return builder(data)
 
 
@@ -134,8 +159,15 @@ def ssd_sizes(num_layers, min_scale=0.2, max_scale=0.9):
 
 
 def _conv_bn_relu(data, name, num_filter, stride=1):
-    conv = mx.sym.Convolution(data, num_filter=num_filter, kernel=(3, 3), stride=(stride, stride), pad=(1, 1),
-                              no_bias=True, name=name + "_conv")
+    conv = mx.sym.Convolution(
+        data,
+        num_filter=num_filter,
+        kernel=(3, 3),
+        stride=(stride, stride),
+        pad=(1, 1),
+        no_bias=True,
+        name=name + "_conv",
+    )
     bn = mx.sym.BatchNorm(conv, fix_gamma=False, eps=BN_EPS, momentum=BN_MOMENTUM, name=name + "_bn")
     return mx.sym.Activation(bn, act_type="relu", name=name + "_relu")
 
@@ -205,11 +237,25 @@ def _bn_relu(data, name, index):
 
 
 def _resnet_conv(data, name, num_filter, kernel, stride):
-    return mx.sym.Convolution(data, num_filter=num_filter, kernel=(kernel, kernel), stride=(stride, stride),
-                              pad=(kernel // 2, kernel // 2), no_bias=True, workspace=256, name=name)
+    return mx.sym.Convolution(
+        data,
+        num_filter=num_filter,
+        kernel=(kernel, kernel),
+        stride=(stride, stride),
+        pad=(kernel // 2, kernel // 2),
+        no_bias=True,
+        workspace=256,
+        name=name,
+    )
 
 
 def _conv_relu(data, name, num_filter, kernel, stride):
-    conv = mx.sym.Convolution(data, num_filter=num_filter, kernel=(kernel, kernel), stride=(stride, stride),
-                              pad=(kernel // 2, kernel // 2), name=name + "_conv")
+    conv = mx.sym.Convolution(
+        data,
+        num_filter=num_filter,
+        kernel=(kernel, kernel),
+        stride=(stride, stride),
+        pad=(kernel // 2, kernel // 2),
+        name=name + "_conv",
+    )
     return mx.sym.Activation(conv, act_type="relu", name=name + "_relu")

@@ -3,6 +3,7 @@
 Functions of the training log rows alone (dicts with 'epoch', 'seconds' and 'val_map'), so that train.py
 decides with them and the report explains the same decision.
 """
+
 import math
 
 
@@ -34,8 +35,10 @@ def best_epoch(rows, smoothing=1):
     scored = [(score, int(row["epoch"])) for row in rows if (score := val_map(row)) is not None]
     if smoothing > 1:
         scores = [score for score, _ in scored]
-        scored = [(sum(scores[max(0, i + 1 - smoothing):i + 1]) / min(i + 1, smoothing), epoch)
-                  for i, (_, epoch) in enumerate(scored)]
+        scored = [
+            (sum(scores[max(0, i + 1 - smoothing) : i + 1]) / min(i + 1, smoothing), epoch)
+            for i, (_, epoch) in enumerate(scored)
+        ]
     return max(scored, key=lambda pair: (pair[0], -pair[1]), default=None)
 
 

@@ -8,6 +8,7 @@ A .lst names its images by relative path; a path that is absolute or leads out o
 
 The .lst helpers use the standard library only: the Snakefile lists a .lst's images with them.
 """
+
 import math
 import os
 from dataclasses import dataclass, field
@@ -63,7 +64,9 @@ def parse_annotation(xml_path):
     except ParseError as error:
         raise AnnotationError(f"XML does not parse: {error}") from None
     except DefusedXmlException as error:
-        raise AnnotationError(f"XML refused for safety ({type(error).__name__}: entities or DTDs are not allowed)") from None
+        raise AnnotationError(
+            f"XML refused for safety ({type(error).__name__}: entities or DTDs are not allowed)"
+        ) from None
     if root.tag != "annotation":
         raise AnnotationError(f"root element is <{root.tag}>, expected <annotation>")
     annotation = VocAnnotation(xml_path=Path(xml_path), filename=_text(root, "filename"))
@@ -116,6 +119,7 @@ def _finite(text):
 
 # --- im2rec detection lists (.lst), as the original project shipped them ---------------------------------
 
+
 @dataclass
 class LstEntry:
     path: str  # as written in the list
@@ -145,13 +149,16 @@ def parse_lst_line(line):
         raise AnnotationError(f"expected tab-separated index, 2, 6, objects and image path; got {len(fields)} fields")
     values = [_finite(v) for v in fields[1:-1]]
     if None in values:
-        raise AnnotationError(f"label value {values.index(None) + 1} is not a number: '{fields[1 + values.index(None)][:40]}'")
+        raise AnnotationError(
+            f"label value {values.index(None) + 1} is not a number: '{fields[1 + values.index(None)][:40]}'"
+        )
     header, width = int(values[0]), int(values[1])
     if header < 2 or width < 5 or header > len(values) or (len(values) - header) % width:
-        raise AnnotationError(f"{len(values)} label values do not fit header width {values[0]:g} "
-                              f"and {values[1]:g} values per object")
+        raise AnnotationError(
+            f"{len(values)} label values do not fit header width {values[0]:g} and {values[1]:g} values per object"
+        )
     body = values[header:]
-    objects = [body[i:i + width] for i in range(0, len(body), width)]
+    objects = [body[i : i + width] for i in range(0, len(body), width)]
     return LstEntry(fields[-1], [o[:5] + [o[5] if width > 5 else 0.0] for o in objects])
 
 
@@ -160,7 +167,9 @@ def lst_image_path(root, written):
     path that is empty, absolute or leads out of root."""
     relative = written.strip().replace("\\", "/")
     if PurePosixPath(relative).is_absolute() or relative[1:2] == ":":
-        raise AnnotationError(f"image path '{written}' is absolute; paths in a .lst must be relative to the image root {root}")
+        raise AnnotationError(
+            f"image path '{written}' is absolute; paths in a .lst must be relative to the image root {root}"
+        )
     normal = os.path.normpath(relative)
     if normal == ".":
         raise AnnotationError("image path is empty")

@@ -1,1 +1,2 @@
-"""Code that runs in Snakemake's own interpreter (the Snakefile, environments, GPU check, sweeps): the standard library only, and PyYAML, which Snakemake brings."""
+"""Code that runs in Snakemake's own interpreter (the Snakefile, environments, GPU check, sweeps): the standard
+library only, and PyYAML, which Snakemake brings."""

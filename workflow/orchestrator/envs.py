@@ -5,13 +5,14 @@ new folder, an unchanged one is reused. Building takes a file lock, so parallel 
 Snakemake runs) that need the same environment wait for one build instead of racing.
 
     python -m workflow.orchestrator.envs exec mxnet -- python -m workflow.check ...   # build if needed, then run
-    python -m workflow.orchestrator.envs exec --gpus 0 mxnet-cuda -- python ...       # check the GPU first (workflow.orchestrator.gpus)
-    python -m workflow.orchestrator.envs exec --active mxnet-cuda -- python ...       # in the environment Python runs in (conda)
+    python -m workflow.orchestrator.envs exec --gpus 0 mxnet-cuda -- python ...  # check the GPU first (gpus.py)
+    python -m workflow.orchestrator.envs exec --active mxnet-cuda -- python ...  # in the environment Python runs in
     python -m workflow.orchestrator.envs build mxnet optimizer                        # build only
     python -m workflow.orchestrator.envs path mxnet                                   # print the folder
 
 Standard library only: it runs with whatever Python runs Snakemake.
 """
+
 import argparse
 import fcntl
 import hashlib

@@ -6,6 +6,7 @@ CUDA build has no machine code for. The train stage runs it before it builds the
 
 Standard library only: it runs with whatever Python runs Snakemake.
 """
+
 import argparse
 import os
 import shutil
@@ -49,8 +50,11 @@ def query(environ=os.environ):
     said = (result.stdout + result.stderr).strip()
     if result.returncode != 0 and "No devices were found" not in said:
         raise GpuError(f"nvidia-smi failed (exit {result.returncode}): {said}")
-    rows = [dict(zip(FIELDS, (cell.strip() for cell in line.split(",")))) for line in result.stdout.splitlines()
-            if line.strip() and "No devices were found" not in line]
+    rows = [
+        dict(zip(FIELDS, (cell.strip() for cell in line.split(","))))
+        for line in result.stdout.splitlines()
+        if line.strip() and "No devices were found" not in line
+    ]
     if not rows:
         raise GpuError(f"nvidia-smi finds no GPU device ({said or 'it printed nothing'})")
     return [dict(row, compute_cap=row.get("compute_cap", "")) for row in rows]
@@ -84,17 +88,21 @@ def check(gpu_ids, environ=os.environ):
     listed = "; ".join(describe(row) for row in rows)
     if max(gpu_ids) >= len(usable):
         hidden = f" (CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']!r})" if len(usable) < len(rows) else ""
-        raise GpuError(f"gpus: {list(gpu_ids)} asks for GPU {max(gpu_ids)}, but {len(usable)} GPU(s) are "
-                       f"visible{hidden}; nvidia-smi lists: {listed}")
+        raise GpuError(
+            f"gpus: {list(gpu_ids)} asks for GPU {max(gpu_ids)}, but {len(usable)} GPU(s) are "
+            f"visible{hidden}; nvidia-smi lists: {listed}"
+        )
     driver = rows[0]["driver_version"]
     if version_tuple(driver) < version_tuple(MIN_DRIVER):
         raise GpuError(f"NVIDIA driver {driver} is too old: CUDA 11 needs {MIN_DRIVER} or newer ({listed})")
     chosen = [usable[i] for i in gpu_ids]
     unfit = [row for row in chosen if row["compute_cap"] and not mxnet_runs_on(row["compute_cap"])]
     if unfit:
-        raise UnsupportedGpu(f"MXNet 1.9.1's CUDA build has machine code for compute capability 5.0 to 8.9 only "
-                             f"(sm_50 to sm_86 and no PTX, so nothing is compiled for newer GPUs), not for "
-                             f"{'; '.join(describe(row) for row in unfit)}")
+        raise UnsupportedGpu(
+            f"MXNet 1.9.1's CUDA build has machine code for compute capability 5.0 to 8.9 only "
+            f"(sm_50 to sm_86 and no PTX, so nothing is compiled for newer GPUs), not for "
+            f"{'; '.join(describe(row) for row in unfit)}"
+        )
     return chosen
 
 
@@ -111,8 +119,7 @@ def main(argv=None):
         for row in check([int(i) for i in options.gpus.split(",")]):
             print(f"Training on {describe(row)}", file=sys.stderr)
     except GpuError as error:
-        sys.exit(f"ERROR: cannot train on the GPU (gpus: [{options.gpus}]): {error}. "
-                 "Set gpus: [] to train on the CPU.")
+        sys.exit(f"ERROR: cannot train on the GPU (gpus: [{options.gpus}]): {error}. Set gpus: [] to train on the CPU.")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Standard library only: it runs inside Snakemake's own interpreter.
 """
+
 import ast
 import hashlib
 from pathlib import Path
@@ -29,7 +30,9 @@ def check_config(config):
         path = config.get(key)
         if path and str(path).lower().endswith(".lst"):
             if not Path(path).is_file():
-                raise ConfigError(f"{key}: '{path}' is not a file (a dataset ending in .lst is an im2rec detection list)")
+                raise ConfigError(
+                    f"{key}: '{path}' is not a file (a dataset ending in .lst is an im2rec detection list)"
+                )
         elif path and not (Path(path) / "Annotations").is_dir():
             raise ConfigError(f"{key}: '{path}' is not a VOC folder (no Annotations/ inside) nor a .lst list")
 
@@ -61,12 +64,14 @@ def previous_stop(epochs, end):
 def env_command(name, use_conda, gpus=()):
     """Shell prefix that runs a command inside the named stage environment, through $DEEPLENS_SSD_PYTHON and
     $DEEPLENS_SSD_REPO (set by the Snakefile) so that no path enters the rule's command. With gpus it first checks
-    that the machine can train on them (workflow.orchestrator.gpus), before the environment is built; with conda it also puts
+    that the machine can train on them (orchestrator/gpus.py), before the environment is built; with conda it also puts
     the mxnet-cuda environment's CUDA libraries on the library path."""
     check = f" --gpus {','.join(map(str, gpus))}" if gpus else ""
     pythonpath = 'PYTHONPATH="$DEEPLENS_SSD_REPO"'
     if use_conda:
-        return f"{pythonpath} python -m workflow.orchestrator.envs exec --active{check} {name} --" if gpus else pythonpath
+        return (
+            f"{pythonpath} python -m workflow.orchestrator.envs exec --active{check} {name} --" if gpus else pythonpath
+        )
     return f'{pythonpath} "$DEEPLENS_SSD_PYTHON" -m workflow.orchestrator.envs exec{check} {name} --'
 
 

@@ -1,6 +1,7 @@
 """Sweeps: several runs of the same workflow from one file, and a table comparing them.
 
-    .venv/bin/python -m workflow.orchestrator.sweep sweeps/example.yaml [--cores N] [--dry-run | --table-only] [-- SNAKEMAKE OPTIONS]
+    .venv/bin/python -m workflow.orchestrator.sweep sweeps/example.yaml [--cores N] [--dry-run | --table-only] \
+        [-- SNAKEMAKE OPTIONS]
 
 A sweep file names a base config and a grid; every combination of the grid's values is one run, with its own
 `run` name (<name>-<value>-<value>...), results folder and report:
@@ -20,9 +21,10 @@ call, e.g. `-- --profile profiles/slurm` to run each run's jobs on a cluster. Fi
 its bootstrap interval, IR mAP and latency, training time) is written to comparison.csv and comparison.md and
 printed. When the grid varies `seed`, the runs that differ only in seed form a group, and seed_groups.csv (also at
 the end of comparison.md) gives each group's mean, standard deviation (n - 1) and range: what the seed moves
-(training, and the split where the seed draws it), which the bootstrap interval of one run does not hold. Exit status 1 if any run failed. Runs in the orchestrator
-environment (Snakemake's); standard library and PyYAML only.
+(training, and the split where the seed draws it), which the bootstrap interval of one run does not hold. Exit
+status 1 if any run failed. Runs in the orchestrator environment (Snakemake's); standard library and PyYAML only.
 """
+
 import argparse
 import csv
 import io
@@ -41,8 +43,17 @@ from workflow.lib.cli import with_interval
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEP_KEYS = {"name", "base", "set", "grid", "target"}
-COLUMNS = ["val_map", "val_map_low", "val_map_high", "val_images", "ir_map", "ir_latency_ms", "mxnet_latency_ms",
-           "train_seconds", "epochs"]
+COLUMNS = [
+    "val_map",
+    "val_map_low",
+    "val_map_high",
+    "val_images",
+    "ir_map",
+    "ir_latency_ms",
+    "mxnet_latency_ms",
+    "train_seconds",
+    "epochs",
+]
 SHOWN = [c for c in COLUMNS if c not in ("val_map_low", "val_map_high", "val_images")]  # in val_map's cell instead
 SPREAD_COLUMNS = ["val_map", "ir_map", "train_seconds"]
 
@@ -99,8 +110,19 @@ def variants(sweep):
 
 
 def snakemake_command(config_file, target, cores, extra):
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", str(cores), target,
-            *extra, "--configfile", str(config_file)]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--cores",
+        str(cores),
+        target,
+        *extra,
+        "--configfile",
+        str(config_file),
+    ]
 
 
 def run_results(run, config):
@@ -183,31 +205,41 @@ def seed_table(groups, keys):
     writer.writeheader()
     writer.writerows(groups)
     shown = [*others, "runs", "seeds", *SPREAD_COLUMNS]
-    lines = ["| " + " | ".join(f"{key} mean ± sd (min-max)" if key in SPREAD_COLUMNS else key for key in shown) + " |",
-             "|" + "---|" * len(shown)]
+    lines = [
+        "| " + " | ".join(f"{key} mean ± sd (min-max)" if key in SPREAD_COLUMNS else key for key in shown) + " |",
+        "|" + "---|" * len(shown),
+    ]
     for group in groups:
         cells = [str(group[key]) for key in [*others, "runs", "seeds"]]
         for column in SPREAD_COLUMNS:
             mean, sd, low, high = (group[f"{column}_{part}"] for part in ("mean", "sd", "min", "max"))
             spread = f" ± {format(sd, FORMATS[column])}" if sd is not None else ""
-            cells.append("" if mean is None else f"{format(mean, FORMATS[column])}{spread} "
-                                                 f"({format(low, FORMATS[column])}-{format(high, FORMATS[column])})")
+            cells.append(
+                ""
+                if mean is None
+                else f"{format(mean, FORMATS[column])}{spread} "
+                f"({format(low, FORMATS[column])}-{format(high, FORMATS[column])})"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return out.getvalue(), "\n".join(lines) + "\n"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m workflow.orchestrator.sweep", description=__doc__.split("\n\n")[0],
-                                     usage="%(prog)s [-h] [--cores N] [--dry-run | --table-only] SWEEP [-- SNAKEMAKE OPTIONS]",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.orchestrator.sweep",
+        description=__doc__.split("\n\n")[0],
+        usage="%(prog)s [-h] [--cores N] [--dry-run | --table-only] SWEEP [-- SNAKEMAKE OPTIONS]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     parser.add_argument("sweep", help="the sweep file (YAML)")
     parser.add_argument("--cores", default="all", help="cores of each run (default: all)")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--dry-run", action="store_true", help="only write and check each run's config")
     only.add_argument("--table-only", action="store_true", help="only collect the table from existing results")
     argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []  # options for every snakemake call
-    args = parser.parse_args(argv[:len(argv) - len(extra) - 1] if "--" in argv else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # options for every snakemake call
+    args = parser.parse_args(argv[: len(argv) - len(extra) - 1] if "--" in argv else argv)
 
     try:
         sweep = load_sweep(args.sweep)
@@ -223,11 +255,17 @@ def main(argv=None):
 
     status = {}
     if args.table_only:
-        status = {name: "done" if (Path("results") / name / "report.html").exists() else "not run" for name, _, _ in runs}
+        status = {
+            name: "done" if (Path("results") / name / "report.html").exists() else "not run" for name, _, _ in runs
+        }
     else:
         for name, _, _ in runs:  # a wrong key or value stops the sweep here, before anything trains
-            check = subprocess.run(snakemake_command(config_files[name], sweep["target"], 1, extra) + ["--dry-run"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            check = subprocess.run(
+                snakemake_command(config_files[name], sweep["target"], 1, extra) + ["--dry-run"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             if check.returncode != 0:
                 sys.exit(f"ERROR: run {name} ({config_files[name]}) does not plan:\n{check.stdout[-3000:]}")
             print(f"{name}: {config_files[name]} plans", flush=True)
@@ -238,18 +276,24 @@ def main(argv=None):
             print(f"[{index}/{len(runs)}] {name}: snakemake {sweep['target']} (log: {log})", flush=True)
             started = time.monotonic()
             with open(log, "w") as handle:
-                result = subprocess.run(snakemake_command(config_files[name], sweep["target"], args.cores, extra),
-                                        stdout=handle, stderr=subprocess.STDOUT)
+                result = subprocess.run(
+                    snakemake_command(config_files[name], sweep["target"], args.cores, extra),
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                )
             status[name] = "done" if result.returncode == 0 else "failed"
             print(f"[{index}/{len(runs)}] {name}: {status[name]} in {time.monotonic() - started:.0f} s", flush=True)
 
-    rows = [{"run": name, **chosen, "status": status[name], **run_results(name, config)} for name, chosen, config in runs]
+    rows = [
+        {"run": name, **chosen, "status": status[name], **run_results(name, config)} for name, chosen, config in runs
+    ]
     csv_text, markdown = comparison(rows, list(sweep["grid"]))
     (folder / "comparison.csv").write_text(csv_text)
     if "seed" in sweep["grid"]:
         seeds_csv, seeds_markdown = seed_table(seed_groups(rows, list(sweep["grid"])), list(sweep["grid"]))
         (folder / "seed_groups.csv").write_text(seeds_csv)
-        markdown += f"\nOver the seeds (what the seed moves; each run's interval above is the val-set noise):\n\n{seeds_markdown}"
+        markdown += "\nOver the seeds (what the seed moves; each run's interval above is the val-set noise):\n\n"
+        markdown += seeds_markdown
     (folder / "comparison.md").write_text(markdown)
     print(f"\n{markdown}\nTable: {folder / 'comparison.csv'}, {folder / 'comparison.md'}")
     if any(value == "failed" for value in status.values()):
