@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-from conftest import REPO, copy_sample, snakemake, write_config  # noqa: E402
-from test_reruns import planned  # noqa: E402
+from conftest import REPO, copy_sample, planned, snakemake, write_config  # noqa: E402
 from test_sweep import table, write_sweep  # noqa: E402
 
 SLURM_SH = REPO / "tests" / "cluster" / "slurm.sh"
