@@ -12,6 +12,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/deploy.smk"
 include: "rules/report.smk"
+include: "rules/prelabel.smk"
 
 
 localrules:
@@ -25,6 +26,7 @@ localrules:
     optimize,
     deeplens_artifacts,
     report,
+    prelabel,
 
 
 rule check:
@@ -78,3 +80,8 @@ rule deeplens_artifacts:
 rule report:
     input:
         REPORT,
+
+
+rule prelabel:
+    input:
+        PRELABEL_MANIFEST,

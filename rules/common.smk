@@ -16,6 +16,7 @@ from workflow.orchestrator.plan import (
     content_hash,
     dataset_files,
     env_command,
+    image_files,
     model_config,
     module_files,
     previous_stop,
@@ -64,6 +65,7 @@ IR_XML = f"{R}/ir/model.xml"
 IR_CHECK = f"{R}/ir/verify.json"
 MANIFEST = f"{R}/deeplens_artifacts/manifest.json"
 REPORT = f"{R}/report.html"
+PRELABEL_MANIFEST = f"{R}/prelabel/manifest.json"
 PRETRAINED = f"{R}/pretrained/pretrained.params"
 
 
@@ -99,10 +101,12 @@ def stage_code(module, env="mxnet", files=()):
     return content_hash(paths, repo)
 
 
-def stage(module, arguments, env="mxnet"):
+def stage(module, arguments, env="mxnet", variables=""):
     """A rule's shell command: `python -m workflow.<module> ARGUMENTS` in the stage environment, with the rule's
-    threads, everything it prints going to the rule's first log and to the terminal."""
-    return f"OMP_NUM_THREADS={{threads}} {ENV[env]} python -m workflow.{module} {arguments} 2>&1" " | tee {log[0]} >&2"
+    threads and any other environment `variables`, everything it prints going to the rule's first log and to the
+    terminal."""
+    prefix = f"OMP_NUM_THREADS={{threads}} {variables} " if variables else "OMP_NUM_THREADS={threads} "
+    return f"{prefix}{ENV[env]} python -m workflow.{module} {arguments} 2>&1 | tee {{log[0]}} >&2"
 
 
 def folder_of_output(name):
@@ -179,3 +183,12 @@ def first_stop_pretrained(wildcards):
 
 def pretrained_option(wildcards):
     return " ".join(f"--pretrained {path}" for path in first_stop_pretrained(wildcards))
+
+
+# --- pre-labelling (rules/prelabel.smk) ---
+def unlabelled_images(wildcards):
+    """Every image of the `unlabelled` folder, so that a new one reruns the pre-labelling (of it alone: the
+    detections of the others are cached by model and image sha256)."""
+    if not config["unlabelled"]:
+        raise WorkflowError("prelabel: set unlabelled to a folder of images to pre-label")
+    return image_files(config["unlabelled"])

@@ -28,6 +28,7 @@ rule annotate_check:
         class_map=json.dumps(config["class_map"]),
         keep_empty=switch("keep-empty-images", config["keep_empty_images"]),
         skip_bad=switch("skip-bad-files", config["skip_bad_files"]),
+        unverified=config["unverified_annotations"],
         max_pixels=config["max_image_pixels"],
     message:
         "Checking every annotation and image of {params.dataset}"
@@ -36,7 +37,7 @@ rule annotate_check:
             "check",
             "--dataset {params.dataset:q} {params.val_dataset} {params.lst_root} --classes {params.classes:q}"
             " --class-map {params.class_map:q} {params.keep_empty}"
-            " {params.skip_bad} --max-image-pixels {params.max_pixels}"
+            " {params.skip_bad} --unverified-annotations {params.unverified} --max-image-pixels {params.max_pixels}"
             " --out {output.annotations} --table {output.table} --problems-log {log.problems}",
         )
 

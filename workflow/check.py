@@ -45,6 +45,7 @@ class Settings:
     max_pixels: int
     keep_empty: bool
     lst_root: str = None  # image root of .lst datasets (None: each list's own folder)
+    unverified: str = "warning"  # the severity of an annotation marked verified="no" (warning or error)
 
 
 def check_dataset(dataset, settings, source="dataset"):
@@ -102,6 +103,7 @@ def check_pair(stem, xml, image, settings):
         return None, [Problem(str(image), "error", "image-unreadable", str(error))]
     problems = (
         _ending_problems(image, ends_early)
+        + _verification_problems(xml, annotation, settings)
         + _filename_problems(xml, annotation, image)
         + _size_problems(xml, annotation, width, height, orientation)
     )
@@ -188,6 +190,20 @@ def _record(image_id, image, annotation, width, height, checked, problems, setti
     if ends_early:
         record["jpeg_ends_early"] = True  # only then: the records of complete images stay as they were
     return record, problems
+
+
+def _verification_problems(xml, annotation, settings):
+    if annotation.verified != "no":
+        return []
+    return [
+        Problem(
+            str(xml),
+            settings.unverified,
+            "unverified",
+            'marked verified="no": a pre-label nobody has confirmed yet (open it in LabelImg, correct the boxes and '
+            "press Verify; unverified_annotations: error stops on such files)",
+        )
+    ]
 
 
 def _filename_problems(xml, annotation, image):
@@ -340,6 +356,12 @@ def main(argv=None):
         required=True,
         help="leave files with errors out and go on",
     )
+    parser.add_argument(
+        "--unverified-annotations",
+        choices=["warning", "error"],
+        required=True,
+        help='what an annotation marked verified="no" (a pre-label nobody confirmed) is',
+    )
     parser.add_argument("--out", required=True, help="annotations JSON to write")
     parser.add_argument("--table", required=True, help="problem table CSV to write")
     parser.add_argument(
@@ -355,6 +377,7 @@ def main(argv=None):
         args.max_image_pixels,
         args.keep_empty_images,
         args.lst_root,
+        args.unverified_annotations,
     )
 
     records, problems = check_dataset(args.dataset, settings)

@@ -182,6 +182,8 @@ def test_cli_fails_with_file_level_message_and_never_writes_into_the_dataset(voc
         "--max-image-pixels",
         "50000000",
         "--keep-empty-images",
+        "--unverified-annotations",
+        "warning",
     ]
     result = subprocess.run(command + ["--no-skip-bad-files"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1
@@ -340,3 +342,16 @@ def test_jpeg_ends_early_walks_markers_and_scans(tmp_path):
         assert not jpeg_ends_early(data + b"trailing bytes after the end marker")
         for cut in (1, 2, 20, len(data) // 2):
             assert jpeg_ends_early(data[:-cut])
+
+
+def test_a_pre_label_nobody_verified_is_a_warning_or_an_error(voc):
+    root = voc(2)
+    xml = sorted((root / "Annotations").glob("*.xml"))[0]
+    xml.write_text(xml.read_text().replace("<annotation>", '<annotation verified="no">', 1))
+    for severity in ("warning", "error"):
+        records, problems = problems_of(root, unverified=severity)
+        assert problems[("unverified", severity)].file == str(xml)
+        assert len(records) == (2 if severity == "warning" else 1)
+    verified = sorted((root / "Annotations").glob("*.xml"))[1]
+    verified.write_text(verified.read_text().replace("<annotation>", '<annotation verified="yes">', 1))
+    assert [p for p in problems_of(root)[1] if p[0] == "unverified"] == [("unverified", "warning")]

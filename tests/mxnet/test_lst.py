@@ -221,6 +221,8 @@ def test_cli_checks_train_and_val_lists_and_split_takes_the_val_list(folder, tmp
         "--max-image-pixels",
         "50000000",
         "--keep-empty-images",
+        "--unverified-annotations",
+        "warning",
         "--no-skip-bad-files",
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)

@@ -39,6 +39,7 @@ class VocAnnotation:
     width: int = 0
     height: int = 0
     objects: list = field(default_factory=list)
+    verified: str = None  # LabelImg's mark on <annotation>: "yes", "no" (a pre-label nobody confirmed) or absent
 
 
 def find_pairs(dataset):
@@ -69,7 +70,7 @@ def parse_annotation(xml_path):
         ) from None
     if root.tag != "annotation":
         raise AnnotationError(f"root element is <{root.tag}>, expected <annotation>")
-    annotation = VocAnnotation(xml_path=Path(xml_path), filename=_text(root, "filename"))
+    annotation = VocAnnotation(xml_path=Path(xml_path), filename=_text(root, "filename"), verified=root.get("verified"))
     size = root.find("size")
     if size is not None:
         annotation.width = int(_number(size, "width", default=0))

@@ -47,12 +47,17 @@ def dataset_files(folder):
     if not folder:
         return []
     folder = Path(folder)
-    files = sorted((folder / "Annotations").glob("*.xml"))
-    images = folder / "JPEGImages"
-    if images.is_dir():
-        files += sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    files += sorted((folder / "ImageSets" / "Main").glob("*.txt"))
-    return [str(p) for p in files]
+    files = [str(p) for p in sorted((folder / "Annotations").glob("*.xml"))]
+    files += image_files(folder / "JPEGImages")
+    return files + [str(p) for p in sorted((folder / "ImageSets" / "Main").glob("*.txt"))]
+
+
+def image_files(folder):
+    """The images directly in a folder (none if it does not exist), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [str(p) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
 
 
 def previous_stop(epochs, end):

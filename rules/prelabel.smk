@@ -1,0 +1,46 @@
+# prelabel: the deployed IR labels the images of `unlabelled` as LabelImg files marked unreviewed, ranked by how
+# much a person's check of each is expected to help.
+
+
+rule prelabel_images:
+    input:
+        images=unlabelled_images,
+        xml=rules.optimize_ir.output.xml,
+        bin=rules.optimize_ir.output.bin,
+        contract=rules.optimize_ir.output.contract,
+        metrics=METRICS,
+    output:
+        manifest=PRELABEL_MANIFEST,
+        annotations=directory(f"{R}/prelabel/Annotations"),
+        ranking=f"{R}/prelabel/ranking.csv",
+        index=f"{R}/prelabel/index.html",
+        classes=f"{R}/prelabel/classes.txt",
+        command=f"{R}/prelabel/labelimg_command.txt",
+    log:
+        f"{LOGS}/prelabel.log",
+    benchmark:
+        f"{R}/benchmarks/prelabel.tsv"
+    conda:
+        "../envs/optimizer.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        code=stage_code("prelabel", "optimizer"),
+        folder=lambda wildcards: config["unlabelled"],
+        classes=",".join(config["classes"]),
+        threshold=config["prelabel_threshold"],
+        max_pixels=config["max_image_pixels"],
+        out_dir=folder_of_output("manifest"),
+        cache=f"{R}/prelabel_cache",
+    message:
+        "Pre-labelling the images of {params.folder} with the IR (boxes scoring at least {params.threshold})"
+    shell:
+        stage(
+            "prelabel",
+            "--ir {input.xml} --images {params.folder:q} --classes {params.classes:q} --threshold {params.threshold}"
+            " --metrics {input.metrics} --out-dir {params.out_dir} --cache {params.cache} --manifest {output.manifest}",
+            env="optimizer",
+            variables="OPENCV_IO_MAX_IMAGE_PIXELS={params.max_pixels}",
+        )

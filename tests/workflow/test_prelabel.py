@@ -1,0 +1,123 @@
+"""prelabel on the finished tiny run: LabelImg files marked unreviewed whose boxes are the deployed IR's
+detections, read back by our check, ranked, cached, and nothing written into the user's folders."""
+
+import csv
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import REPO, copy_sample, snakemake, write_config
+
+THRESHOLD = 0.05  # the untrained-for-long tiny model scores low
+DETECT = """
+import json, sys
+import cv2
+from workflow.device import infer
+from workflow.prelabel import pixel_box
+compiled, contract = infer.load(sys.argv[1])
+boxes = {}
+for path in sys.argv[3:]:
+    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    height, width = image.shape[:2]
+    boxes[path] = [[int(c), *pixel_box(box, width, height)] for c, _, *box in infer.detect(compiled, image, contract,
+                                                                                           float(sys.argv[2]))]
+print(json.dumps(boxes))
+"""
+
+
+def in_env(env, script, *args):
+    command = [sys.executable, str(REPO / "workflow" / "orchestrator" / "envs.py"), "exec", env, "--", "python", "-c"]
+    result = subprocess.run([*command, script, *map(str, args)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def xml_boxes(path, classes):
+    root = ET.parse(path).getroot()
+    return root.get("verified"), [
+        [classes.index(obj.find("name").text)]
+        + [int(obj.find(f"bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax")]
+        for obj in root.findall("object")
+    ]
+
+
+def folder_hashes(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def prelabelled(finished_run, tmp_path):
+    """A copy of the finished tiny run with 6 sample images it never saw in `unlabelled`, pre-labelled."""
+    snakefile, finished, config = finished_run
+    workdir = tmp_path / "work"
+    shutil.copytree(finished, workdir, symlinks=True)
+    unlabelled = copy_sample(tmp_path / "new", 20, 6) / "JPEGImages"
+    config = write_config(workdir, unlabelled=str(unlabelled), prelabel_threshold=THRESHOLD)
+    before = folder_hashes(tmp_path / "new")
+    result = snakemake(workdir, "prelabel", "--cores", "2", snakefile=snakefile)
+    assert folder_hashes(tmp_path / "new") == before  # only read
+    return snakefile, workdir, config, unlabelled, result
+
+
+def test_prelabels_are_the_deployed_detections_in_labelimg_files_marked_unreviewed(prelabelled):
+    snakefile, workdir, config, unlabelled, _ = prelabelled
+    out = workdir / "results" / "tiny" / "prelabel"
+    images = sorted(unlabelled.iterdir())
+    expected = in_env("optimizer", DETECT, workdir / "results/tiny/ir/model.xml", THRESHOLD, *images)
+    total = 0
+    for image in images:
+        verified, boxes = xml_boxes(out / "Annotations" / f"{image.stem}.xml", config["classes"])
+        assert verified == "no" and boxes == expected[str(image)]
+        total += len(boxes)
+    assert total > 0
+    assert (out / "classes.txt").read_text().split() == config["classes"]
+    command = (out / "labelimg_command.txt").read_text().split()
+    assert command[0] == "labelImg" and command[1] == str(unlabelled) and command[3] == str(out / "Annotations")
+    with open(out / "ranking.csv") as handle:
+        ranking = list(csv.DictReader(handle))
+    assert sorted(row["image"] for row in ranking) == [str(p) for p in images]
+    scores = [int(row["review_score"]) for row in ranking]
+    assert scores == sorted(scores, reverse=True) and [row["rank"] for row in ranking] == [str(i) for i in range(1, 7)]
+    assert (out / "index.html").read_text().count("<figure>") == 6
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["threshold"] == THRESHOLD and len(manifest["images"]) == 6 and manifest["errors"] == {}
+
+
+def test_our_check_reads_the_prelabels_back_with_their_boxes_and_warns_they_are_unverified(prelabelled, tmp_path):
+    snakefile, workdir, config, unlabelled, _ = prelabelled
+    voc = tmp_path / "reviewed"
+    shutil.copytree(workdir / "results/tiny/prelabel/Annotations", voc / "Annotations")
+    shutil.copytree(unlabelled, voc / "JPEGImages")
+    script = (
+        "import json, sys\nfrom workflow import check\n"
+        "settings = check.Settings(json.loads(sys.argv[2]), {}, 10**8, True)\n"
+        "records, problems = check.check_dataset(sys.argv[1], settings)\n"
+        "print(json.dumps([[r['id'], [[o['class'], *o['box']] for o in r['objects']]] for r in records]"
+        " + [sorted({p.problem for p in problems})]))"
+    )
+    *records, problems = in_env("mxnet", script, voc, json.dumps(config["classes"]))
+    assert problems in (["unverified"], ["no-objects", "unverified"])
+    for stem, boxes in records:
+        assert boxes == xml_boxes(voc / "Annotations" / f"{stem}.xml", config["classes"])[1]
+
+
+def test_new_images_are_the_only_ones_detected_again(prelabelled, tmp_path):
+    snakefile, workdir, config, unlabelled, _ = prelabelled
+    cache = next((workdir / "results/tiny/prelabel_cache").iterdir())  # one folder per model
+    cached = set(cache.iterdir())
+    copy_sample(tmp_path / "new", 26, 1)
+    snakemake(workdir, "prelabel", "--cores", "2", snakefile=snakefile)
+    assert len(set(cache.iterdir()) - cached) == 1 and len(list(cache.iterdir())) == 7
+    assert len(list((workdir / "results/tiny/prelabel/Annotations").glob("*.xml"))) == 7
+
+
+def test_without_an_unlabelled_folder_prelabel_says_what_to_set(tiny_run):
+    workdir, _ = tiny_run()
+    result = snakemake(workdir, "-n", "prelabel", "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert "prelabel: set unlabelled to a folder of images to pre-label" in result.stdout + result.stderr

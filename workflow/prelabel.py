@@ -1,0 +1,262 @@
+"""prelabel: the deployed model labels new photos as LabelImg files marked unreviewed, and ranks what to check first.
+
+Runs the IR through its contract with workflow/device/infer.py, the code the device runs (NMS as deployed), on
+every image of a folder and writes, in the output folder: Annotations/<stem>.xml in LabelImg's PASCAL VOC layout
+with verified="no" on <annotation> (LabelImg's mark for a file nobody has confirmed; its Verify key sets "yes"),
+classes.txt (LabelImg's predefined classes), labelimg_command.txt (the command that opens the images with these
+annotations), ranking.csv and index.html (the images a person's labelling helps most first), and manifest.json
+(the model's sha256, the thresholds, every image's sha256). Detections are cached by model and image sha256 in
+the cache folder, so new images are the only ones run again until the model changes. Reads the image folder only.
+"""
+
+import argparse
+import base64
+import csv
+import hashlib
+import html
+import json
+import shlex
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from workflow.device import infer
+from workflow.lib.cli import Progress, UserError, log, run_main
+
+MIRROR_IOU = 0.5
+NEAR_THRESHOLD = 0.2  # a detection within this of the threshold could as well have gone the other way
+THUMBNAIL_SIDE = 320
+
+
+def sha256_bytes(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def model_sha256(xml_path):
+    digest = hashlib.sha256()
+    for path in (xml_path, xml_path.with_suffix(".bin"), xml_path.with_suffix(".contract.json")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def read_image(path, cv2):
+    """The stored pixels (EXIF orientation ignored, as the check and LabelImg see them), or an error message. The
+    rule bounds the pixels OpenCV decodes with OPENCV_IO_MAX_IMAGE_PIXELS (max_image_pixels)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        return None, "not a readable image (or more pixels than max_image_pixels)"
+    return image, None
+
+
+def mirrored_detections(compiled, image, contract, threshold):
+    """Detections on the mirror image, mapped back onto the image."""
+    rows = infer.detect(compiled, image[:, ::-1].copy(), contract, threshold)
+    return [[cls, score, 1 - xmax, ymin, 1 - xmin, ymax] for cls, score, xmin, ymin, xmax, ymax in rows]
+
+
+def disagreements(rows, mirrored):
+    """Detections of either view with no detection of the same class at IoU >= MIRROR_IOU in the other."""
+    import numpy as np
+
+    def unmatched(these, those):
+        if not these:
+            return 0
+        if not those:
+            return len(these)
+        a, b = np.array(these, dtype=np.float32), np.array(those, dtype=np.float32)
+        overlap = infer.iou(a[:, 2:], b[:, 2:]) * (a[:, :1] == b[:, 0])
+        return int((overlap.max(axis=1) < MIRROR_IOU).sum())
+
+    return unmatched(rows, mirrored) + unmatched(mirrored, rows)
+
+
+def review_score(rows, mirrored, threshold, weak_classes):
+    """How much a person's labelling of this image is expected to help: detections near the threshold, detections
+    the image and its mirror image disagree on, and detections of the classes the val set finds weakest."""
+    near = sum(abs(score - threshold) <= NEAR_THRESHOLD for _, score, *_ in rows + mirrored)
+    weak = sum(cls in weak_classes for cls, *_ in rows)
+    return near + disagreements(rows, mirrored) + weak, near
+
+
+def weak_classes(metrics):
+    """The class ids whose val AP (VOC07) is below the val mAP."""
+    return {
+        c
+        for c, row in enumerate(metrics["per_class"])
+        if row["ap_voc07"] is not None and metrics["map_voc07"] is not None and row["ap_voc07"] < metrics["map_voc07"]
+    }
+
+
+def pixel_box(box, width, height):
+    """LabelImg's integer convention: int() of the corner, the top-left at least 1."""
+    xmin, ymin, xmax, ymax = box
+    return max(1, int(xmin * width)), max(1, int(ymin * height)), int(xmax * width), int(ymax * height)
+
+
+def labelimg_xml(image_path, width, height, objects):
+    """The XML LabelImg writes for an image (its PascalVocWriter layout), marked unreviewed."""
+    parts = [
+        '<annotation verified="no">',
+        f"\t<folder>{escape(image_path.parent.name)}</folder>",
+        f"\t<filename>{escape(image_path.name)}</filename>",
+        f"\t<path>{escape(str(image_path))}</path>",
+        "\t<source>\n\t\t<database>Unknown</database>\n\t</source>",
+        f"\t<size>\n\t\t<width>{width}</width>\n\t\t<height>{height}</height>\n\t\t<depth>3</depth>\n\t</size>",
+        "\t<segmented>0</segmented>",
+    ]
+    for name, (xmin, ymin, xmax, ymax) in objects:
+        truncated = int(xmin == 1 or ymin == 1 or xmax == width or ymax == height)
+        parts.append(
+            f"\t<object>\n\t\t<name>{escape(name)}</name>\n\t\t<pose>Unspecified</pose>\n"
+            f"\t\t<truncated>{truncated}</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>\n"
+            f"\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>{ymin}</ymin>\n\t\t\t<xmax>{xmax}</xmax>\n"
+            f"\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>"
+        )
+    parts.append("</annotation>")
+    return "\n".join(parts) + "\n"
+
+
+def image_paths(folder):
+    if not Path(folder).is_dir():
+        raise UserError(f"unlabelled: {folder} is not a folder of images")
+    return infer.image_paths([folder])
+
+
+def label_image(path, compiled, contract, args, cache):
+    """Detections and mirror detections of one image: (entry for the ranking, stored pixels or None)."""
+    import cv2
+
+    data = path.read_bytes()
+    entry = {"image": str(path), "sha256": sha256_bytes(data)}
+    image, error = read_image(path, cv2)
+    if error:
+        return {**entry, "error": error}, None
+    cached = cache / f"{entry['sha256']}.json"
+    if cached.is_file():
+        found = json.loads(cached.read_text())
+    else:
+        found = {
+            "detections": infer.detect(compiled, image, contract, args.threshold),
+            "mirrored": mirrored_detections(compiled, image, contract, args.threshold),
+        }
+        cached.write_text(json.dumps(found))
+    height, width = image.shape[:2]
+    return {**entry, "width": width, "height": height, **found}, image
+
+
+def thumbnail(image, rows, classes, cv2):
+    scale = THUMBNAIL_SIDE / max(image.shape[:2])
+    small = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))))
+    ok, jpeg = cv2.imencode(".jpg", infer.draw(small, rows, classes), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return base64.b64encode(jpeg.tobytes()).decode()
+
+
+def write_index(path, ranked, thumbnails):
+    cells = []
+    for entry in ranked:
+        if "error" in entry:
+            body = f"<p>{html.escape(entry['error'])}</p>"
+        else:
+            body = f'<img src="data:image/jpeg;base64,{thumbnails[entry["image"]]}">'
+        caption = f"{entry['rank']}. {html.escape(Path(entry['image']).name)} (score {entry.get('review_score', '-')})"
+        cells.append(f"<figure>{body}<figcaption>{caption}</figcaption></figure>")
+    path.write_text(
+        "<!doctype html><html><head><meta charset=utf-8><title>pre-labels, most useful to check first</title>"
+        "<style>body{font-family:system-ui,sans-serif}figure{display:inline-block;margin:6px;vertical-align:top}"
+        "figcaption{font-size:.9em}</style></head><body><h1>Pre-labels, most useful to check first</h1>"
+        + "".join(cells)
+        + "</body></html>"
+    )
+
+
+def write_ranking(path, ranked, classes):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["rank", "image", "review_score", "near_threshold", "detections", "labels", "error"])
+        for entry in ranked:
+            rows = entry.get("detections", [])
+            labels = " ".join(f"{classes[int(cls)]}:{score:.2f}" for cls, score, *_ in rows)
+            writer.writerow(
+                [
+                    entry["rank"],
+                    entry["image"],
+                    entry.get("review_score", ""),
+                    entry.get("near_threshold", ""),
+                    len(rows),
+                    labels,
+                    entry.get("error", ""),
+                ]
+            )
+
+
+def prelabel(args):
+    import cv2
+
+    classes = args.classes.split(",")
+    weak = weak_classes(json.loads(Path(args.metrics).read_text()))
+    out, cache = Path(args.out_dir), Path(args.cache) / model_sha256(Path(args.ir))
+    (out / "Annotations").mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    compiled, contract = infer.load(args.ir)
+    paths = image_paths(args.images)
+    entries, thumbnails = [], {}
+    progress = Progress("prelabel", len(paths))
+    for done, path in enumerate(paths, start=1):
+        entry, image = label_image(path, compiled, contract, args, cache)
+        if image is not None:
+            rows = entry["detections"]
+            entry["review_score"], entry["near_threshold"] = review_score(rows, entry["mirrored"], args.threshold, weak)
+            objects = [(classes[int(cls)], pixel_box(box, entry["width"], entry["height"])) for cls, _, *box in rows]
+            (out / "Annotations" / f"{path.stem}.xml").write_text(
+                labelimg_xml(path.resolve(), entry["width"], entry["height"], objects)
+            )
+            thumbnails[entry["image"]] = thumbnail(image, rows, classes, cv2)
+        else:
+            log(f"prelabel: {path}: {entry['error']}")
+        entries.append(entry)
+        progress.update(done)
+    ranked = sorted(entries, key=lambda e: (-e.get("review_score", -1), e["image"]))
+    for rank, entry in enumerate(ranked, start=1):
+        entry["rank"] = rank
+    write_ranking(out / "ranking.csv", ranked, classes)
+    write_index(out / "index.html", ranked, thumbnails)
+    (out / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
+    command = [
+        "labelImg",
+        str(Path(args.images).resolve()),
+        str((out / "classes.txt").resolve()),
+        str((out / "Annotations").resolve()),
+    ]
+    (out / "labelimg_command.txt").write_text(shlex.join(command) + "\n")
+    manifest = {
+        "model_sha256": model_sha256(Path(args.ir)),
+        "threshold": args.threshold,
+        "force_nms": contract["force_nms"],
+        "nms_threshold": contract["nms_threshold"],
+        "inference_precision": infer.precision_ran(compiled),
+        "images": {e["image"]: e["sha256"] for e in entries},
+        "errors": {e["image"]: e["error"] for e in entries if "error" in e},
+    }
+    Path(args.manifest).write_text(json.dumps(manifest, indent=1))
+    boxes = sum(len(e.get("detections", [])) for e in entries)
+    log(
+        f"prelabel: {len(entries) - len(manifest['errors'])} images labelled ({boxes} boxes at score >= "
+        f"{args.threshold}), {len(manifest['errors'])} unreadable; check them first: {out / 'index.html'}; "
+        f"open them in LabelImg with: {shlex.join(command)}"
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m workflow.prelabel", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ir", required=True, help="the IR's .xml (its .bin and .contract.json beside it)")
+    parser.add_argument("--images", required=True, help="the folder of unlabelled images (only read)")
+    parser.add_argument("--classes", required=True, help="class names, comma separated, in class-id order")
+    parser.add_argument("--threshold", type=float, required=True, help="keep boxes scoring at least this")
+    parser.add_argument("--metrics", required=True, help="evaluate's metrics.json: the classes val finds weak")
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--cache", required=True, help="detections by model and image sha256, kept between runs")
+    parser.add_argument("--manifest", required=True)
+    prelabel(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_main(main)
