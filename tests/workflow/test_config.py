@@ -1,3 +1,6 @@
+import ast
+import re
+
 import jsonschema
 import pytest
 import yaml
@@ -62,3 +65,20 @@ def test_config_yaml_and_the_schema_state_each_key_once():
         assert rules.get("description"), key
         assert "default" not in rules, key
     jsonschema.validate(config, schema)
+
+
+def test_a_flag_the_rules_pass_has_no_second_default_in_its_stage():
+    """A setting's one default is in config.yaml: the stage must not default a flag its rule always passes."""
+    commands = {}
+    for rule_file in (REPO / "rules").glob("*.smk"):
+        for module, arguments in re.findall(r'stage\(\s*"(\w+)",((?:\s*"[^"]*")+)', rule_file.read_text()):
+            commands.setdefault(module, set()).update(re.findall(r"--([a-z][a-z-]*)", arguments))
+    assert len(commands) >= 10
+    for module, flags in commands.items():
+        tree = ast.parse((REPO / "workflow" / f"{module}.py").read_text())
+        for call in ast.walk(tree):
+            if isinstance(call, ast.Call) and getattr(call.func, "attr", "") == "add_argument" and call.args:
+                flag = getattr(call.args[0], "value", "")
+                keywords = {keyword.arg for keyword in call.keywords}
+                if flag.lstrip("-") in flags:
+                    assert "default" not in keywords, f"workflow/{module}.py: {flag} has a default the rule overrides"
