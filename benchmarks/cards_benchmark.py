@@ -18,14 +18,10 @@ import argparse
 import csv
 import json
 import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import yaml
+from common import REPO, cpu_model, run_workflow
 
-REPO = Path(__file__).resolve().parents[1]
 CARDS = REPO.parent / "shared" / "datasets" / "cards"
 YARDSTICK = {"map_area": 0.39, "coco_map": 0.25, "latency_ms": 19.0}
 
@@ -71,33 +67,8 @@ def main():
     config_path = REPO / "results" / f"{args.run}.yaml"
     config_path.parent.mkdir(exist_ok=True)
     config_path.write_text(yaml.safe_dump(run_config(args)))
-    started = time.monotonic()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(REPO),
-            "--cores",
-            str(args.cores),
-            "deeplens_artifacts",
-            "--configfile",
-            str(config_path),
-        ],
-        check=True,
-    )
-    wall = time.monotonic() - started
+    wall = run_workflow("deeplens_artifacts", config_path, args.cores)
     print_summary(REPO / "results" / args.run, args, wall)
-
-
-def cpu_model():
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def print_summary(results, args, wall):

@@ -12,45 +12,45 @@ and the CPU model.
 import argparse
 import csv
 import shutil
-import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
+import numpy as np
 import yaml
+from common import REPO, cpu_model, run_workflow
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from workflow.lib.metrics import evaluate_detections  # noqa: E402
+
 SAMPLE = REPO / "data" / "sample"
 WORK = REPO / "results" / "prelabel_sample"
+COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 
 
-def boxes(xml_path):
+def boxes(xml_path, classes):
+    """Rows [class id, xmin, ymin, xmax, ymax, difficult] of a VOC XML (ours, or the sample's)."""
     root = ET.parse(xml_path).getroot()
     return [
-        (obj.find("name").text, *(float(obj.find(f"bndbox/{key}").text) for key in ("xmin", "ymin", "xmax", "ymax")))
+        [
+            classes.index(obj.find("name").text),
+            *(float(obj.find(f"bndbox/{key}").text) for key in COORDINATES),
+            int(obj.findtext("difficult", "0")),
+        ]
         for obj in root.findall("object")
     ]
 
 
-def iou(a, b):
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def matches(predicted, truth, threshold=0.5):
-    """True positives of one image: each true box matched at most once, by the same class and IoU > threshold."""
-    free = list(truth)
-    found = 0
-    for name, *box in predicted:
-        best = max((t for t in free if t[0] == name), key=lambda t: iou(box, t[1:]), default=None)
-        if best is not None and iou(box, best[1:]) > threshold:
-            free.remove(best)
-            found += 1
-    return found
+def precision_recall(truths, prelabels, classes):
+    """Pooled precision and recall of the pre-labels, matched to the truth as evaluate's metric matches (IoU > 0.5,
+    one detection per box); the pre-labels carry no score, so each counts as 1."""
+    detections = [
+        np.array([[row[0], 1.0, *row[1:5]] for row in rows], dtype=np.float32).reshape(-1, 6) for rows in prelabels
+    ]
+    result = evaluate_detections(
+        [np.array(t, dtype=np.float32).reshape(-1, 6) for t in truths], detections, len(classes)
+    )
+    tp, fp, npos = (sum(getattr(c, key) for c in result.per_class) for key in ("tp", "fp", "npos"))
+    return tp / max(tp + fp, 1), tp / max(npos, 1), tp + fp, npos
 
 
 def prepare(held_back):
@@ -68,13 +68,6 @@ def prepare(held_back):
             shutil.copy2(xml, WORK / "data" / "truth")
 
 
-def cpu_model():
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--held-back", type=int, default=30)
@@ -87,36 +80,20 @@ def main():
         "unlabelled": str(WORK / "data" / "unlabelled"),
     }
     (WORK / "config.yaml").write_text(yaml.safe_dump(config))
-    started = time.monotonic()
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(REPO),
-        "--cores",
-        str(args.cores),
-        "prelabel",
-        "--configfile",
-        str(WORK / "config.yaml"),
-    ]
-    subprocess.run(command, check=True)
-    wall = time.monotonic() - started
+    wall = run_workflow("prelabel", WORK / "config.yaml", args.cores)
     results = REPO / "results" / "prelabel_sample"
-    true_positives = predicted = expected = 0
-    for truth in sorted((WORK / "data" / "truth").glob("*.xml")):
-        mine = boxes(results / "prelabel" / "Annotations" / truth.name)
-        real = boxes(truth)
-        true_positives += matches(mine, real)
-        predicted, expected = predicted + len(mine), expected + len(real)
-    precision, recall = true_positives / max(predicted, 1), true_positives / max(expected, 1)
+    defaults = yaml.safe_load((REPO / "config.yaml").read_text())
+    classes = defaults["classes"]
+    truths = sorted((WORK / "data" / "truth").glob("*.xml"))
+    prelabels = [boxes(results / "prelabel" / "Annotations" / truth.name, classes) for truth in truths]
+    precision, recall, predicted, expected = precision_recall([boxes(t, classes) for t in truths], prelabels, classes)
     f1 = 2 * precision * recall / max(precision + recall, 1e-12)
     with open(results / "benchmarks" / "prelabel.tsv") as handle:
         seconds = float(next(csv.DictReader(handle, delimiter="\t"))["s"])
-    threshold = yaml.safe_load((REPO / "config.yaml").read_text())["prelabel_threshold"]
-    print(f"\npre-labels of {args.held_back} held-back sample images (prelabel_threshold {threshold}):")
+    print(
+        f"\npre-labels of {args.held_back} held-back sample images (prelabel_threshold "
+        f"{defaults['prelabel_threshold']}):"
+    )
     print(f"  boxes {predicted} (truth {expected}), precision {precision:.3f}, recall {recall:.3f}, F1 {f1:.3f}")
     print(f"  prelabel stage {seconds:.1f} s: {seconds / args.held_back * 1000:.0f} ms per image (start-up included)")
     print(f"  whole run {wall / 60:.1f} min on {args.cores} cores; CPU {cpu_model()}")

@@ -1,0 +1,24 @@
+"""What the benchmark scripts share: running the workflow on the repository, and naming the CPU a figure is from."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_workflow(target, configfile, cores):
+    """`snakemake --cores N TARGET --configfile FILE` on the repository, output to the terminal; the seconds it took."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(REPO)]
+    started = time.monotonic()
+    subprocess.run([*command, "--cores", str(cores), target, "--configfile", str(configfile)], check=True)
+    return time.monotonic() - started
+
+
+def cpu_model():
+    """lscpu's model name."""
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
