@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import shutil
@@ -131,3 +132,11 @@ def planned(snakefile, workdir):
     table = output.split("Job stats:")[1].split("total")[0]
     jobs = dict((name, int(count)) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M))
     return {name: count for name, count in jobs.items() if name not in TARGETS}
+
+
+def in_env(env, script, *args):
+    """Run a Python snippet in a stage environment, outside the repository; its last line printed, as JSON."""
+    command = [sys.executable, str(REPO / "workflow" / "orchestrator" / "envs.py"), "exec", env, "--", "python", "-c"]
+    result = subprocess.run([*command, script, *map(str, args)], cwd="/", capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO, SAMPLE
+from conftest import REPO, SAMPLE, in_env
 
 IR_PROBE = """
 import json, sys, cv2
@@ -38,24 +38,6 @@ def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def in_optimizer_env(script, *args):
-    """Run a Python snippet in the optimizer (OpenVINO) environment, outside the repository; its last line as JSON."""
-    command = [
-        sys.executable,
-        str(REPO / "workflow" / "orchestrator" / "envs.py"),
-        "exec",
-        "optimizer",
-        "--",
-        "python",
-        "-c",
-        script,
-        *map(str, args),
-    ]
-    result = subprocess.run(command, cwd="/", capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.splitlines()[-1])
-
-
 def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     snakefile, workdir, config = finished_run
     results = workdir / "results" / "tiny"
@@ -83,7 +65,7 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     )
 
     image = sorted((workdir / "voc" / "JPEGImages").iterdir())[0]
-    probe = in_optimizer_env(IR_PROBE, artifacts / "model.xml", image)
+    probe = in_env("optimizer", IR_PROBE, artifacts / "model.xml", image)
     assert probe["raw_shape"][:3] == [1, 1, 400] and probe["raw_shape"][3] == 7
     assert probe["detections"] and all(len(row) == 6 and row[0] in (0, 1) for row in probe["detections"])
     metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
@@ -110,7 +92,7 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert len(lines) == 12 and all(json.loads(line)["detections"] for line in lines)
     assert len(list((workdir / "drawn").glob("*.jpg"))) == 12
 
-    published = in_optimizer_env(LAMBDA_PROBE, artifacts, image)
+    published = in_env("optimizer", LAMBDA_PROBE, artifacts, image)
     assert len(published) == 3 and published[0][0] == "$aws/things/deeplens/infer"
     assert {d["label"] for d in published[0][1]["detections"]} <= set(config["classes"]) and published[0][1][
         "detections"

@@ -5,13 +5,11 @@ import csv
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import REPO, copy_sample, snakemake, write_config
+from conftest import copy_sample, in_env, snakemake, write_config
 
 THRESHOLD = 0.05  # the untrained-for-long tiny model scores low
 DETECT = """
@@ -28,13 +26,6 @@ for path in sys.argv[3:]:
                                                                                            float(sys.argv[2]))]
 print(json.dumps(boxes))
 """
-
-
-def in_env(env, script, *args):
-    command = [sys.executable, str(REPO / "workflow" / "orchestrator" / "envs.py"), "exec", env, "--", "python", "-c"]
-    result = subprocess.run([*command, script, *map(str, args)], capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.splitlines()[-1])
 
 
 def xml_boxes(path, classes):
