@@ -98,20 +98,20 @@ def check_pair(stem, xml, image, settings):
     except voc.AnnotationError as error:
         return None, [Problem(str(xml), "error", "xml-invalid", str(error))]
     try:
-        width, height, orientation, ends_early = _read_image(image, settings)
+        stored = _read_image(image, settings)
     except ImageProblem as error:
         return None, [Problem(str(image), "error", "image-unreadable", str(error))]
     problems = (
-        _ending_problems(image, ends_early)
+        _ending_problems(image, stored.ends_early)
         + _verification_problems(xml, annotation, settings)
         + _filename_problems(xml, annotation, image)
-        + _size_problems(xml, annotation, width, height, orientation)
+        + _size_problems(xml, annotation, stored.width, stored.height, stored.orientation)
     )
     checked = [
-        _check_object(str(xml), index, obj, width, height, settings)
+        _check_object(str(xml), index, obj, stored.width, stored.height, settings)
         for index, obj in enumerate(annotation.objects, start=1)
     ]
-    return _record(stem, image, str(xml), width, height, checked, problems, settings, ends_early)
+    return _record(stem, image, str(xml), stored, checked, problems, settings)
 
 
 def check_lst_line(where, line, root, settings):
@@ -127,24 +127,33 @@ def check_lst_line(where, line, root, settings):
     if not image.is_file():
         return None, [Problem(where, "error", "image-missing", f"no image at {image} (written '{entry.path}')")]
     try:
-        width, height, orientation, ends_early = _read_image(image, settings)
+        stored = _read_image(image, settings)
     except ImageProblem as error:
         return None, [Problem(str(image), "error", "image-unreadable", str(error))]
     checked = [
-        _check_lst_object(where, index, values, width, height, settings)
+        _check_lst_object(where, index, values, stored.width, stored.height, settings)
         for index, values in enumerate(entry.objects, start=1)
     ]
     image_id = image.relative_to(root).with_suffix("").as_posix()
-    problems = _ending_problems(image, ends_early) + _rotation_problems(where, orientation)
-    return _record(image_id, image, where, width, height, checked, problems, settings, ends_early)
+    problems = _ending_problems(image, stored.ends_early) + _rotation_problems(where, stored.orientation)
+    return _record(image_id, image, where, stored, checked, problems, settings)
+
+
+@dataclass
+class StoredImage:
+    width: int
+    height: int
+    orientation: int  # EXIF orientation
+    ends_early: bool  # the JPEG data stops before its end marker
+    sha256: str
 
 
 def _read_image(image, settings):
-    """(width, height, EXIF orientation, whether the JPEG data ends early) of an image whose every pixel row
-    decodes; ImageProblem otherwise."""
-    opened = open_image(image, settings.max_pixels)
+    """What the check needs of an image whose every pixel row decodes; ImageProblem otherwise."""
+    opened = open_image(image, settings.max_pixels)  # by path, so that PIL's messages name the file
+    data = Path(image).read_bytes()
     orientation = exif_orientation(opened)
-    ends_early = opened.format == "JPEG" and jpeg_ends_early(Path(image).read_bytes())
+    ends_early = opened.format == "JPEG" and jpeg_ends_early(data)
     rgb = decode_rgb(opened, ends_early)
     height, width = rgb.shape[:2]
     lost = missing_rows(rgb) if ends_early else 0
@@ -152,7 +161,7 @@ def _read_image(image, settings):
         raise ImageProblem(
             f"the JPEG data ends early: the bottom {lost} of its {height} pixel rows ({lost / height:.0%}) are missing"
         )
-    return width, height, orientation, ends_early
+    return StoredImage(width, height, orientation, ends_early, hashlib.sha256(data).hexdigest())
 
 
 def _ending_problems(image, ends_early):
@@ -169,7 +178,7 @@ def _ending_problems(image, ends_early):
     ]
 
 
-def _record(image_id, image, annotation, width, height, checked, problems, settings, ends_early=False):
+def _record(image_id, image, annotation, stored, checked, problems, settings):
     """(record of a usable image or None, problems) from the checked objects [(object or None, problems)]."""
     objects = [obj for obj, _ in checked if obj]
     problems = problems + [p for _, found in checked for p in found]
@@ -182,12 +191,12 @@ def _record(image_id, image, annotation, width, height, checked, problems, setti
         "id": image_id,
         "image": str(image),
         "annotation": annotation,
-        "width": width,
-        "height": height,
+        "width": stored.width,
+        "height": stored.height,
         "objects": objects,
-        "sha256": hashlib.sha256(Path(image).read_bytes()).hexdigest(),
+        "sha256": stored.sha256,
     }
-    if ends_early:
+    if stored.ends_early:
         record["jpeg_ends_early"] = True  # only then: the records of complete images stay as they were
     return record, problems
 
