@@ -19,6 +19,9 @@ import shlex
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import cv2
+import numpy as np
+
 from workflow.device import infer
 from workflow.lib.cli import Progress, UserError, log, run_main
 
@@ -38,10 +41,10 @@ def model_sha256(xml_path):
     return digest.hexdigest()
 
 
-def read_image(path, cv2):
-    """The stored pixels (EXIF orientation ignored, as the check and LabelImg see them), or an error message. The
-    rule bounds the pixels OpenCV decodes with OPENCV_IO_MAX_IMAGE_PIXELS (max_image_pixels)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+def decode_image(data):
+    """The stored pixels of an image file's bytes (EXIF orientation ignored, as the check and LabelImg see them), or
+    an error message. The rule bounds the pixels OpenCV decodes with OPENCV_IO_MAX_IMAGE_PIXELS (max_image_pixels)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         return None, "not a readable image (or more pixels than max_image_pixels)"
     return image, None
@@ -55,7 +58,6 @@ def mirrored_detections(compiled, image, contract, threshold):
 
 def disagreements(rows, mirrored):
     """Detections of either view with no detection of the same class at IoU >= MIRROR_IOU in the other."""
-    import numpy as np
 
     def unmatched(these, those):
         if not these:
@@ -123,11 +125,9 @@ def image_paths(folder):
 
 def label_image(path, compiled, contract, args, cache):
     """Detections and mirror detections of one image: (entry for the ranking, stored pixels or None)."""
-    import cv2
-
     data = path.read_bytes()
     entry = {"image": str(path), "sha256": sha256_bytes(data)}
-    image, error = read_image(path, cv2)
+    image, error = decode_image(data)
     if error:
         return {**entry, "error": error}, None
     cached = cache / f"{entry['sha256']}.json"
@@ -143,7 +143,7 @@ def label_image(path, compiled, contract, args, cache):
     return {**entry, "width": width, "height": height, **found}, image
 
 
-def thumbnail(image, rows, classes, cv2):
+def thumbnail(image, rows, classes):
     scale = THUMBNAIL_SIDE / max(image.shape[:2])
     small = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))))
     ok, jpeg = cv2.imencode(".jpg", infer.draw(small, rows, classes), [cv2.IMWRITE_JPEG_QUALITY, 80])
@@ -189,11 +189,10 @@ def write_ranking(path, ranked, classes):
 
 
 def prelabel(args):
-    import cv2
-
     classes = args.classes.split(",")
     weak = weak_classes(json.loads(Path(args.metrics).read_text()))
-    out, cache = Path(args.out_dir), Path(args.cache) / model_sha256(Path(args.ir))
+    model = model_sha256(Path(args.ir))
+    out, cache = Path(args.out_dir), Path(args.cache) / model
     (out / "Annotations").mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     compiled, contract = infer.load(args.ir)
@@ -209,7 +208,7 @@ def prelabel(args):
             (out / "Annotations" / f"{path.stem}.xml").write_text(
                 labelimg_xml(path.resolve(), entry["width"], entry["height"], objects)
             )
-            thumbnails[entry["image"]] = thumbnail(image, rows, classes, cv2)
+            thumbnails[entry["image"]] = thumbnail(image, rows, classes)
         else:
             log(f"prelabel: {path}: {entry['error']}")
         entries.append(entry)
@@ -228,7 +227,7 @@ def prelabel(args):
     ]
     (out / "labelimg_command.txt").write_text(shlex.join(command) + "\n")
     manifest = {
-        "model_sha256": model_sha256(Path(args.ir)),
+        "model_sha256": model,
         "threshold": args.threshold,
         "force_nms": contract["force_nms"],
         "nms_threshold": contract["nms_threshold"],
