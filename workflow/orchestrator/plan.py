@@ -4,6 +4,7 @@ Standard library only: it runs inside Snakemake's own interpreter.
 """
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def _module_path(name, root):
     return None
 
 
+@functools.cache  # every rule's code param walks the shared modules again: each file is parsed once
 def _workflow_imports(path, root):
     """Names of the workflow modules a file imports: `import workflow.x`, `from workflow import x`, `from workflow.x
     import y` (x itself, and workflow.x.y where that is a module)."""
@@ -124,4 +126,4 @@ def _workflow_imports(path, root):
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.append(node.module)
             names += [f"{node.module}.{alias.name}" for alias in node.names]
-    return [name for name in names if name.split(".")[0] == "workflow" and _module_path(name, root)]
+    return tuple(name for name in names if name.split(".")[0] == "workflow" and _module_path(name, root))
