@@ -20,12 +20,10 @@ Score threshold: the one that maximises F1 at --iou-threshold over the deployed 
 as in the AP; the highest threshold on ties), over all classes pooled and per class, with its precision and
 recall. The artifacts stage gives the pooled one to the device code as its default.
 
-The confusion matrix and the errors take the detections scoring at least --confusion-threshold. In each image
-they are matched in descending score order, each to the not yet matched ground-truth box of any class with the
-highest IoU, which must be above --iou-threshold; each box is matched at most once. Rows are the true class,
-or background for a detection matched to nothing (a false alarm); columns the predicted class, or background
-for a box no detection matched (a missed object). A box found with the wrong label is a class confusion. Unless
---use-difficult, difficult boxes and the detections matched to them are left out, as in the mAP.
+The confusion matrix and the errors take the detections scoring at least --confusion-threshold, matched to
+the boxes of any class as metrics.match_image says. Rows are the true class, or background for a detection
+matched to nothing (a false alarm); columns the predicted class, or background for a box no detection matched
+(a missed object). A box found with the wrong label is a class confusion.
 """
 
 import argparse
@@ -49,16 +47,18 @@ from workflow.lib.detector import Detector, read_records  # noqa: E402
 from workflow.lib.metrics import (
     AP_KEYS,
     MAP_KEYS,
+    BACKGROUND,
     MatchedImages,
+    above,
     bootstrap_intervals,
+    confusion_matrix,
     f1_thresholds,  # noqa: E402
-    iou_matrix,
+    match_image,
     paired_difference,
     per_class_table,
 )
 
 BATCH = 8
-BACKGROUND = -1  # the class of a false alarm's (missing) box and of a missed box's (missing) detection
 
 
 def record_names(lst_path):
@@ -76,46 +76,6 @@ def detect_records(detector, rec_path, total):
         ground_truth += [gt for _, gt in chunk]
         progress.update(len(ground_truth))
     return ground_truth, detections
-
-
-def above(detections, threshold):
-    """Each image's detections scoring at least threshold."""
-    return [rows[rows[:, 1] >= threshold] for rows in detections]
-
-
-def match_image(truth, found, iou_threshold, use_difficult=False):
-    """(true class, predicted class) pairs of one image, BACKGROUND where a side is missing (module docstring).
-
-    truth: rows [cls, xmin, ymin, xmax, ymax, difficult]; found: rows [cls, score, xmin, ymin, xmax, ymax],
-    already cut at the score threshold.
-    """
-    truth = np.asarray(truth, dtype=float).reshape(-1, 6)
-    found = np.asarray(found, dtype=float).reshape(-1, 6)
-    found = found[np.argsort(-found[:, 1], kind="stable")]
-    left_out = (truth[:, 5] > 0) & (not use_difficult)
-    ious = iou_matrix(found[:, 2:6], truth[:, 1:5])
-    taken = np.zeros(len(truth), bool)
-    pairs = []
-    for d, row in enumerate(found):
-        candidates = np.where(taken, -1.0, ious[d])
-        g = int(np.argmax(candidates)) if len(truth) else -1
-        if g >= 0 and candidates[g] > iou_threshold:
-            taken[g] = True
-            if not left_out[g]:
-                pairs.append((int(truth[g, 0]), int(row[0])))
-        else:
-            pairs.append((BACKGROUND, int(row[0])))
-    pairs += [(int(truth[g, 0]), BACKGROUND) for g in np.flatnonzero(~taken & ~left_out)]
-    return pairs
-
-
-def confusion_matrix(pairs_per_image, num_classes):
-    """(num_classes + 1) square counts: rows true class, columns predicted class, the last of each background."""
-    matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=int)
-    for pairs in pairs_per_image:
-        for true, predicted in pairs:
-            matrix[true, predicted] += 1  # BACKGROUND = -1 indexes the last row and column
-    return matrix
 
 
 def image_errors(pairs):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from workflow import check, evaluate, pack
+from workflow.lib import metrics
 from workflow.lib.networks import build_deploy_symbol
 
 CLASSES = ["swoosh", "stripes"]
@@ -143,18 +144,18 @@ NAMES = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
 
 
 def hand_made_pairs(use_difficult=False):
-    shown = evaluate.above([np.array(d, dtype=float).reshape(-1, 6) for d in DETECTIONS], 0.5)
-    return [evaluate.match_image(g, d, 0.5, use_difficult) for g, d in zip(GROUND_TRUTH, shown)]
+    shown = metrics.above([np.array(d, dtype=float).reshape(-1, 6) for d in DETECTIONS], 0.5)
+    return [metrics.match_image(g, d, 0.5, use_difficult) for g, d in zip(GROUND_TRUTH, shown)]
 
 
 def test_confusion_matrix_counts_class_confusions_false_alarms_and_misses():
     #                           predicted: swoosh stripes background      (true: rows)
-    assert evaluate.confusion_matrix(hand_made_pairs(), 2).tolist() == [
+    assert metrics.confusion_matrix(hand_made_pairs(), 2).tolist() == [
         [2, 0, 0],  # swoosh
         [1, 0, 1],  # stripes
         [1, 2, 0],
     ]  # background
-    assert evaluate.confusion_matrix(hand_made_pairs(use_difficult=True), 2).tolist() == [
+    assert metrics.confusion_matrix(hand_made_pairs(use_difficult=True), 2).tolist() == [
         [3, 0, 0],
         [1, 0, 1],
         [1, 2, 0],
@@ -168,8 +169,8 @@ def test_each_box_is_matched_once_greedily_by_score():
         [0, 0.9, 0.02, 0.0, 0.42, 0.4],
     ]  # higher score: matched first, takes the first box (IoU 0.90 vs 0.86)
     # the lower-scoring detection then takes the second box (IoU 0.78), still above 0.5
-    assert evaluate.match_image(truth, found, 0.5) == [(0, 0), (0, 0)]
-    assert evaluate.match_image(truth, found[:1] * 3, 0.5) == [(0, 0), (0, 0), (-1, 0)]
+    assert metrics.match_image(truth, found, 0.5) == [(0, 0), (0, 0)]
+    assert metrics.match_image(truth, found[:1] * 3, 0.5) == [(0, 0), (0, 0), (-1, 0)]
 
 
 def test_images_are_ranked_by_false_positives_plus_missed_objects():

@@ -59,6 +59,9 @@ class ClassResult:
         return self.tp / self.npos if self.npos else float("nan")
 
 
+BACKGROUND = -1  # the class of a false alarm's (missing) box and of a missed box's (missing) detection
+
+
 @dataclass
 class EvaluationResult:
     per_class: list  # ClassResult for each class id 0 .. num_classes-1
@@ -335,6 +338,50 @@ def iou_matrix(boxes_a, boxes_b):
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
     union = area_a + area_b - intersection
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+
+
+def above(detections, threshold):
+    """Each image's detections scoring at least threshold."""
+    return [rows[rows[:, 1] >= threshold] for rows in detections]
+
+
+def match_image(truth, found, iou_threshold, use_difficult=False):
+    """(true class, predicted class) pairs of one image, BACKGROUND where a side is missing.
+
+    The detections are matched in descending score order, each to the not yet matched box of any class with the
+    highest IoU, which must be above iou_threshold; each box is matched at most once. Unless use_difficult,
+    difficult boxes and the detections matched to them are left out, as in the mAP.
+
+    truth: rows [cls, xmin, ymin, xmax, ymax, difficult]; found: rows [cls, score, xmin, ymin, xmax, ymax],
+    already cut at the score threshold.
+    """
+    truth = np.asarray(truth, dtype=float).reshape(-1, 6)
+    found = np.asarray(found, dtype=float).reshape(-1, 6)
+    found = found[np.argsort(-found[:, 1], kind="stable")]
+    left_out = (truth[:, 5] > 0) & (not use_difficult)
+    ious = iou_matrix(found[:, 2:6], truth[:, 1:5])
+    taken = np.zeros(len(truth), bool)
+    pairs = []
+    for d, row in enumerate(found):
+        candidates = np.where(taken, -1.0, ious[d])
+        g = int(np.argmax(candidates)) if len(truth) else -1
+        if g >= 0 and candidates[g] > iou_threshold:
+            taken[g] = True
+            if not left_out[g]:
+                pairs.append((int(truth[g, 0]), int(row[0])))
+        else:
+            pairs.append((BACKGROUND, int(row[0])))
+    pairs += [(int(truth[g, 0]), BACKGROUND) for g in np.flatnonzero(~taken & ~left_out)]
+    return pairs
+
+
+def confusion_matrix(pairs_per_image, num_classes):
+    """(num_classes + 1) square counts: rows true class, columns predicted class, the last of each background."""
+    matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=int)
+    for pairs in pairs_per_image:
+        for true, predicted in pairs:
+            matrix[true, predicted] += 1  # BACKGROUND = -1 indexes the last row and column
+    return matrix
 
 
 def _match_image_class(gt, det, class_id, thresholds, use_difficult):
