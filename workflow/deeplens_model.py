@@ -1,0 +1,217 @@
+"""deeplens_model: the deploy model as an AWS DeepLens takes it: raw BGR frames in, only the device's layers.
+
+The documented DeepLens Lambdas feed `cv2.resize(frame, (width, height))` of the BGR uint8 frame from
+awscam.getLastFrame() straight to model.doInference; nothing there swaps channels or subtracts a mean. So the
+DeepLens graph starts with a fixed 1x1 Convolution, `deeplens_preprocess`: output channel c (RGB order) is
+scale * (input channel 2 - c - mean_rgb[c]), the training-time preprocessing of workflow/lib/detector.py. A 1x1
+convolution has no padding, so it is exact at every pixel, borders included. `_copy` identity nodes are dropped
+(the original project's resnet50 deploy graph has one after data) and every layer must be one the device's Model
+Optimizer accepts (DEEPLENS_LAYERS), else the stage fails naming the layer.
+
+The device's optimizer, like ours (workflow/optimize.py), turns MultiBoxDetection into a DetectionOutput that
+suppresses per class and drops force_suppress, and per-class suppression followed by a cross-class one keeps fewer
+boxes than MXNet's single cross-class pass. So the shipped graph keeps every candidate (nms_threshold 1) and the
+Lambda applies the deploy model's NMS (across classes when force_nms) to parseResult's boxes.
+
+Written, as mo.optimize(model_name, width, height) finds them: model/<model_name>-symbol.json in MXNet 0.12 form
+(the DeepLens' version) and model/<model_name>-0000.params; and deeplens_model.json with the proof that on the val
+images the DeepLens graph (before its NMS is switched off) on raw resized BGR detects what the deploy model
+detects on the training-time preprocessing of the same images.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from workflow.lib.cli import UserError, log, run_main
+from workflow.mxnet012 import compare, legacy_symbol_json
+from workflow.optimize import detection_attrs
+
+# The MXNet layers the DeepLens' Model Optimizer accepts (AWS DeepLens Developer Guide,
+# deeplens-supported-frameworks-mxnet-layers.md). "null" nodes are the graph's inputs and weights.
+DEEPLENS_LAYERS = frozenset(
+    "Activation BatchNorm Concat _contrib_MultiBoxDetection _contrib_MultiBoxPrior Convolution Deconvolution "
+    "elemwise_add Flatten FullyConnected InputLayer L2Norm LRN Pooling Reshape ScaleShift SoftmaxActivation "
+    "SoftmaxOutput transpose UpSampling _mul _Plus".split()
+)
+IDENTITY_OPS = ("_copy",)
+PREPROCESS = "deeplens_preprocess"
+EPOCH = 0  # the DeepLens console and mo.optimize take <model_name>-NNNN.params; SageMaker's models are -0000
+
+
+def attributes(node):
+    return node.get("attrs", node.get("attr", {}))
+
+
+def deeplens_graph(graph):
+    """The symbol JSON `graph` with the preprocessing convolution between `data` and its consumers and without
+    identity nodes (each consumer of one reads the identity's input instead)."""
+    nodes, new_index = (
+        [],
+        {},
+    )  # new_index: old node index -> the [node, output] entry that replaces its output 0
+
+    def entry(old):
+        node, output = new_index[old[0]]
+        return [node, output + old[1], 0]
+
+    def add(node):
+        nodes.append(node)
+        return len(nodes) - 1
+
+    for index, node in enumerate(graph["nodes"]):
+        if node["op"] in IDENTITY_OPS:
+            new_index[index] = tuple(entry(node["inputs"][0])[:2])
+            continue
+        node = {**node, "inputs": [entry(i) for i in node["inputs"]]}
+        position = add(node)
+        new_index[index] = (position, 0)
+        if node["op"] == "null" and node["name"] == "data":
+            weight = add({"op": "null", "name": f"{PREPROCESS}_weight", "inputs": []})
+            bias = add({"op": "null", "name": f"{PREPROCESS}_bias", "inputs": []})
+            conv = add(
+                {
+                    "op": "Convolution",
+                    "name": PREPROCESS,
+                    "attrs": {
+                        "kernel": "(1, 1)",
+                        "num_filter": "3",
+                        "no_bias": "False",
+                    },
+                    "inputs": [[position, 0, 0], [weight, 0, 0], [bias, 0, 0]],
+                }
+            )
+            new_index[index] = (conv, 0)
+    if PREPROCESS not in {n["name"] for n in nodes}:
+        raise UserError("the deploy graph has no input named 'data'")
+    return {
+        "nodes": nodes,
+        "arg_nodes": [i for i, n in enumerate(nodes) if n["op"] == "null"],
+        "heads": [entry(head) for head in graph["heads"]],
+        "attrs": graph.get("attrs", {}),
+    }
+
+
+def check_layers(graph, where):
+    """Fail, naming the layer, when the graph uses one the DeepLens' Model Optimizer does not accept."""
+    for node in graph["nodes"]:
+        if node["op"] != "null" and node["op"] not in DEEPLENS_LAYERS:
+            raise UserError(
+                f"{where}: layer {node['op']} (node '{node['name']}') is not one the DeepLens' Model Optimizer "
+                f"accepts ({', '.join(sorted(DEEPLENS_LAYERS))}); the device cannot convert this model"
+            )
+    return sorted({node["op"] for node in graph["nodes"] if node["op"] != "null"})
+
+
+def preprocess_params(mean_rgb, scale):
+    """The 1x1 convolution's weight and bias: BGR in, scale * (RGB - mean) out."""
+    weight = np.zeros((3, 3, 1, 1), dtype=np.float32)
+    for channel in range(3):
+        weight[channel, 2 - channel] = scale
+    return weight, -scale * np.asarray(mean_rgb, dtype=np.float32)
+
+
+def raw_frame_input(image_bgr, side):
+    """What the device feeds doInference: the BGR frame resized (cv2.resize's default, bilinear), as NCHW floats."""
+    import cv2
+
+    return cv2.resize(image_bgr, (side, side)).astype(np.float32).transpose(2, 0, 1)[np.newaxis]
+
+
+def forward(symbol, args, aux, inputs):
+    import mxnet as mx
+
+    module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=mx.cpu())
+    module.bind(data_shapes=[("data", inputs[0].shape)], for_training=False)
+    module.set_params(args, aux, allow_missing=False, allow_extra=False)
+    outputs = []
+    for tensor in inputs:
+        module.forward(mx.io.DataBatch([mx.nd.array(tensor)]), is_train=False)
+        outputs.append(module.get_outputs()[0].asnumpy()[0])
+    return np.stack(outputs)
+
+
+def build(args):
+    import cv2
+    import mxnet as mx
+
+    from workflow.lib.detector import Detector, read_records
+
+    deploy_json = Path(args.deploy)
+    info = json.loads(deploy_json.read_text())
+    graph = deeplens_graph(json.loads((deploy_json.parent / info["symbol"]).read_text()))
+    model_name = Path(info["symbol"]).name[: -len("-symbol.json")]
+    layers = check_layers(graph, f"the DeepLens graph of {deploy_json.parent / info['symbol']}")
+    symbol = mx.sym.load_json(json.dumps(graph))
+    arg_params, aux_params = mx.model.load_params(str(deploy_json.parent / model_name), info["epoch"])
+    weight, bias = preprocess_params(info["input"]["mean_rgb"], info["input"]["scale"])
+    arg_params = {
+        **arg_params,
+        f"{PREPROCESS}_weight": mx.nd.array(weight),
+        f"{PREPROCESS}_bias": mx.nd.array(bias),
+    }
+
+    detector, side = Detector(deploy_json), info["data_shape"]
+    images = [rgb for rgb, _ in read_records(args.val_rec)]
+    reference = np.concatenate([detector.raw([rgb]) for rgb in images])
+    raw_inputs = [raw_frame_input(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), side) for rgb in images]
+    check = compare(reference, forward(symbol, arg_params, aux_params, raw_inputs), args.min_score)
+    if check["mismatches"]:
+        raise UserError(
+            "the DeepLens graph on raw BGR frames detects differently from the deploy model on preprocessed "
+            "images: " + "; ".join(check["mismatches"][:5])
+        )
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    detection_attrs(graph, info["symbol"])["nms_threshold"] = "1"  # IoU > 1 never happens: the Lambda suppresses
+    (out_dir / f"{model_name}-symbol.json").write_text(legacy_symbol_json(json.dumps(graph)))
+    mx.nd.save(
+        str(out_dir / f"{model_name}-{EPOCH:04d}.params"),
+        {
+            **{f"arg:{k}": v for k, v in arg_params.items()},
+            **{f"aux:{k}": v for k, v in aux_params.items()},
+        },
+    )
+    description = {
+        "model_name": model_name,
+        "symbol": f"{model_name}-symbol.json",
+        "params": f"{model_name}-{EPOCH:04d}.params",
+        "input_width": side,
+        "input_height": side,
+        "input": "raw BGR frames resized to input_width x input_height (cv2.resize), 0-255, NCHW; the graph's "
+        f"{PREPROCESS} convolution swaps to RGB, subtracts mean_rgb {info['input']['mean_rgb']} and scales by "
+        f"{info['input']['scale']}",
+        "layers": layers,
+        "classes": info["classes"],
+        **{key: info[key] for key in ("force_nms", "nms_threshold", "nms_topk", "threshold")},
+        "nms_in_graph": False,
+        "raw_frame_check": check,
+    }
+    Path(args.out).write_text(json.dumps(description, indent=1))
+    log(
+        f"deeplens_model: {model_name} for the DeepLens (raw BGR in, layers {', '.join(layers)}); on "
+        f"{check['images']} val images it matches the deploy model ({check['detections_compared']} detections, "
+        f"max difference {check['max_abs_difference']:.1e})"
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m workflow.deeplens_model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deploy", required=True, help="deploy.json of the deploy stage")
+    parser.add_argument("--val-rec", required=True, help="val .rec: the images of the raw-frame check")
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        required=True,
+        help="detections compared from this score up",
+    )
+    parser.add_argument("--out-dir", required=True, help="the model/ folder to write")
+    parser.add_argument("--out", required=True, help="deeplens_model.json to write")
+    build(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_main(main)
