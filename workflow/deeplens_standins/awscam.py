@@ -4,8 +4,9 @@ DeepLens Lambda on this machine. Not shipped: the device has the real one.
 Follows the AWS DeepLens Developer Guide (awsdocs/aws-deeplens-user-guide, doc_source/):
 - `awscam.getLastFrame()`: "Retrieves the latest frame from the video stream"; returns `ret`, "A Boolean value
   (true or false) that indicates whether the call was successful", and `video_frame`, "A numpy.ndarray that
-  represents a video frame" (BGR, as OpenCV's). Here the frames are the images given to `play`; once they run out
-  it returns (False, None), as a camera that delivers no frame.
+  represents a video frame" (BGR, as OpenCV's). Here the frames are the images given to `play`, a None among them
+  standing for a frame the camera failed to deliver ((False, None)); once they run out, getLastFrame raises
+  EndOfFrames, which the Lambda's `except Exception` does not catch: it ends the Lambda's endless loop.
 - `awscam.Model(model_topology_file, loading_config, runtime=0)`: with runtime 0, model_topology_file is "the path
   to an optimized model (.xml) file output by the mo.optimize method"; loading_config `{"GPU": 1}` "Loads the
   model into the GPU", `{"GPU": 0}` into the CPU. Here both run on OpenVINO's CPU plugin at an explicit f32
@@ -22,14 +23,20 @@ import numpy as np
 _frames = iter(())
 
 
+class EndOfFrames(BaseException):
+    """Stand-in only: the frames given to play() ran out."""
+
+
 def play(frames):
-    """Stand-in only: the frames (BGR uint8 arrays) the next getLastFrame calls return, in order."""
+    """Stand-in only: the frames (BGR uint8 arrays, or None for a failed read) the next getLastFrame calls return."""
     global _frames
     _frames = iter(frames)
 
 
 def getLastFrame():  # noqa: N802 (the device library's name)
-    frame = next(_frames, None)
+    frame = next(_frames, EndOfFrames)
+    if frame is EndOfFrames:
+        raise EndOfFrames()
     return (frame is not None), frame
 
 

@@ -125,16 +125,15 @@ def draw(frame, detections):
         )
 
 
-def infinite_infer_run(frame_limit=None):
-    """Detect on every camera frame and publish the result; frame_limit stops after that many frames (None: never,
-    as on the device)."""
+def infinite_infer_run():
+    """Detect on every camera frame and publish the result, forever."""
     client = greengrasssdk.client("iot-data")
     topic = "$aws/things/{}/infer".format(os.environ.get("AWS_IOT_THING_NAME", "deeplens"))
     local_display = LocalDisplay("480p")
     local_display.start()
     settings = read_settings()
-    model, done = None, 0
-    while frame_limit is None or done < frame_limit:
+    model = None
+    while True:
         try:
             if model is None:
                 model = load_model(settings)
@@ -150,14 +149,12 @@ def infinite_infer_run(frame_limit=None):
                 topic=topic,
                 payload=json.dumps({"time": time.time(), "detections": detections}),
             )
-            done += 1
         except Exception as error:  # publish, pause, retry: a crashing pinned Lambda would restart in a loop
             client.publish(
                 topic=topic,
                 payload=json.dumps({"error": "{}: {}".format(type(error).__name__, error)}),
             )
             time.sleep(settings["retry_seconds"])
-    local_display.join(settings["retry_seconds"])
 
 
 def lambda_handler(event, context):
