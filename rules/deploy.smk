@@ -181,6 +181,10 @@ rule collect_artifacts:
         legacy_check=LEGACY_CHECK,
         ir_check=IR_CHECK,
         annotations=ANNOTATIONS,
+        deeplens_model=DEEPLENS_MODEL,
+        deeplens_upload=rules.deeplens_package.output.upload,
+        deeplens_package=DEEPLENS_PACKAGE,
+        deeplens_rehearsal=DEEPLENS_REHEARSAL,
     output:
         manifest=MANIFEST,
     log:
@@ -194,7 +198,7 @@ rule collect_artifacts:
         mem_mb=1000,
         runtime=10,
     params:
-        code=stage_code("deeplens_artifacts", files=["workflow/device/infer.py", "workflow/device/deeplens_lambda.py"]),
+        code=stage_code("deeplens_artifacts", files=["workflow/device/infer.py", "workflow/device/openvino_lambda.py"]),
         out_dir=folder_of_output("manifest"),
         config=json.dumps(model_config(config), sort_keys=True),
     message:
@@ -204,5 +208,7 @@ rule collect_artifacts:
             "deeplens_artifacts",
             "--deploy {input.deploy} --ir {input.xml} --contract {input.contract} --metrics {input.metrics}"
             " --legacy {input.legacy} --legacy-check {input.legacy_check} --ir-check {input.ir_check}"
-            " --annotations {input.annotations} --config {params.config:q} --out-dir {params.out_dir}",
+            " --annotations {input.annotations} --deeplens-model {input.deeplens_model}"
+            " --deeplens-upload {input.deeplens_upload} --deeplens-package {input.deeplens_package}"
+            " --deeplens-rehearsal {input.deeplens_rehearsal} --config {params.config:q} --out-dir {params.out_dir}",
         )
