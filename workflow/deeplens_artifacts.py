@@ -1,8 +1,9 @@
 """deeplens_artifacts: everything the device needs, in one folder that refers to nothing outside it.
 
 IR .xml/.bin and its input contract, the MXNet deploy symbol/params, labels.txt, infer.py (OpenVINO
-runtime + numpy + OpenCV only) and manifest.json: every file with sha256 and size, the classes,
-thresholds, metrics, and the hashes of config, data, code and environment locks that made it.
+runtime + numpy + OpenCV only), the deeplens/ folder for an AWS DeepLens (its model, inference Lambda and zip,
+from rules/deeplens.smk) and manifest.json: every file with sha256 and size, the classes, thresholds, metrics,
+the DeepLens checks, and the hashes of config, data, code and environment locks that made it.
 
 The shipped model.contract.json is optimize's plus score_threshold (and class_score_thresholds): the score that
 maximised F1 on val in evaluate's metrics.json, infer.py's and the Lambda's default. It is added here rather than
@@ -19,7 +20,8 @@ from workflow.lib.cli import log, run_main
 from workflow.pretrained import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
-DEVICE_CODE = {REPO / "workflow" / "device" / name: name for name in ("infer.py", "deeplens_lambda.py")}
+DEVICE_CODE = {REPO / "workflow" / "device" / name: name for name in ("infer.py", "openvino_lambda.py")}
+DEEPLENS_FOLDER = "deeplens"  # what an AWS DeepLens project takes, ready to upload
 CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/**/*.py", "workflow/schemas/*")
 
 
@@ -60,8 +62,12 @@ this IR {check["ir_map_voc07"]:.4f}.
 MXNet's |
 | infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then \
 `detect(compiled, frame_bgr, contract)` |
-| deeplens_lambda.py | the DeepLens inference Lambda: camera frames (awscam) in, detections published to IoT \
-(greengrasssdk) |
+| openvino_lambda.py | a Greengrass inference Lambda for Intel devices with the current OpenVINO runtime (not a \
+DeepLens): camera frames in, detections published to IoT (greengrasssdk) |
+| {DEEPLENS_FOLDER}/ | for an AWS DeepLens: model/ (the DeepLens model, raw BGR frames in, MXNet 0.12 form, for \
+the console's model import), {manifest["deeplens"]["package"]["zip"]} (the inference Lambda for the Lambda \
+console) and its files; rehearsed on {manifest["deeplens"]["rehearsal"]["images"]} val images, \
+{manifest["deeplens"]["rehearsal"]["agreement"]:.1%} of its detections paired with MXNet's |
 | {manifest["mxnet"]["symbol"]}, {manifest["mxnet"]["params"]} | the MXNet deploy model (MXNet 1.x) |
 | {manifest["mxnet012"]["symbol"]}, {manifest["mxnet012"]["params"]} | the same model for MXNet 0.12, \
 the DeepLens' version |
@@ -108,6 +114,14 @@ def shipped_contract(contract, metrics):
     }
 
 
+def copy_deeplens_folder(args, target):
+    """model/ of the DeepLens model and the Lambda's files with its zip, in a fresh folder."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(Path(args.deeplens_model).parent / "model", target / "model")
+    for source in sorted(Path(args.deeplens_upload).iterdir()):
+        shutil.copy2(source, target / source.name)
+
+
 def collect(args):
     deploy = json.loads(Path(args.deploy).read_text())
     deploy_dir = Path(args.deploy).parent
@@ -133,9 +147,10 @@ def collect(args):
     for source, name in DEVICE_CODE.items():
         shutil.copy2(source, out / name)
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in deploy["classes"]))
-    files = sorted(p for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
+    copy_deeplens_folder(args, out / DEEPLENS_FOLDER)
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = {
-        "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
+        "files": {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
         "classes": deploy["classes"],
         "ir": {
             "xml": ir_xml.name,
@@ -160,6 +175,11 @@ def collect(args):
             "score_threshold": contract.get("score_threshold"),
         },
         "metrics": {k: metrics[k] for k in ("images", "iou_threshold", "map_voc07", "map_area", "coco_map")},
+        "deeplens": {
+            "model": json.loads(Path(args.deeplens_model).read_text()),
+            "package": json.loads(Path(args.deeplens_package).read_text()),
+            "rehearsal": json.loads(Path(args.deeplens_rehearsal).read_text()),
+        },
         "provenance": provenance(args.config, args.annotations),
     }
     (out / "README.md").write_text(folder_readme(manifest))
@@ -181,6 +201,10 @@ def main(argv=None):
         "--legacy",
         "--legacy-check",
         "--ir-check",
+        "--deeplens-model",
+        "--deeplens-upload",
+        "--deeplens-package",
+        "--deeplens-rehearsal",
         "--annotations",
         "--config",
         "--out-dir",

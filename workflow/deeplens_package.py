@@ -86,10 +86,10 @@ def package(args):
     (out / "model.json").write_text(json.dumps(settings, indent=1) + "\n")
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in description["classes"]))
     sdk = greengrasssdk_folder()
-    entries = write_zip(Path(args.zip), out, sdk)
+    entries = write_zip(out / args.zip_name, out, sdk)
     version = importlib.metadata.version("greengrasssdk")
     summary = {
-        "zip": Path(args.zip).name,
+        "zip": args.zip_name,
         "zip_entries": entries,
         "greengrasssdk_version": version,
         "model_json": settings,
@@ -97,7 +97,7 @@ def package(args):
     }
     Path(args.out).write_text(json.dumps(summary, indent=1))
     log(
-        f"deeplens_package: {Path(args.zip).name} ({len(entries)} files, greengrasssdk {version}); MXNet "
+        f"deeplens_package: {args.zip_name} ({len(entries)} files, greengrasssdk {version}); MXNet "
         f"{legacy_check['mxnet_version']} runs the DeepLens model (output {legacy_check['output_shape']})"
     )
 
@@ -107,7 +107,7 @@ def main(argv=None):
     parser.add_argument("--model-info", required=True, help="deeplens_model.json, beside the model/ folder")
     parser.add_argument("--metrics", required=True, help="evaluate's metrics.json (the score threshold)")
     parser.add_argument("--out-dir", required=True, help="the folder for the Lambda's files")
-    parser.add_argument("--zip", required=True, help="the Lambda zip to write")
+    parser.add_argument("--zip-name", required=True, help="file name of the Lambda zip, written in --out-dir")
     parser.add_argument("--out", required=True, help="package.json to write")
     package(parser.parse_args(argv))
 

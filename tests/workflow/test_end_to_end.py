@@ -26,10 +26,10 @@ client = types.SimpleNamespace(publish=lambda topic, payload: published.append([
 sys.modules["greengrasssdk"] = types.SimpleNamespace(client=lambda kind: client)
 os.environ.update(OPENVINO_DEVICE="CPU", DETECTION_THRESHOLD="0.0")
 sys.path.insert(0, sys.argv[1])
-import deeplens_lambda
-deeplens_lambda.infinite_infer_run(frames=2)
+import openvino_lambda
+openvino_lambda.infinite_infer_run(frames=2)
 del os.environ["DETECTION_THRESHOLD"]  # then the contract's score threshold
-deeplens_lambda.infinite_infer_run(frames=1)
+openvino_lambda.infinite_infer_run(frames=1)
 print(json.dumps(published))
 """
 
