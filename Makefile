@@ -37,7 +37,7 @@ lint: $(ORCHESTRATOR)
 	test $$lint -eq 0 && test $$format -eq 0 && test $$ruff -eq 0 && test $$ruff_format -eq 0
 
 envs: $(ORCHESTRATOR)
-	$(VENV)/bin/python -m workflow.orchestrator.envs build mxnet optimizer deeplens-mxnet
+	$(VENV)/bin/python -m workflow.orchestrator.envs build mxnet optimizer deeplens-mxnet labelimg
 
 $(ORCHESTRATOR): envs/orchestrator.txt
 	rm -rf $(VENV)

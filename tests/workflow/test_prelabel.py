@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import copy_sample, in_env, snakemake, write_config
+from conftest import AFTER_TRAINING, copy_sample, in_env, planned, snakemake, write_config
 
 THRESHOLD = 0.05  # the untrained-for-long tiny model scores low
 DETECT = """
@@ -25,6 +25,16 @@ for path in sys.argv[3:]:
     boxes[path] = [[int(c), *pixel_box(box, width, height)] for c, _, *box in infer.detect(compiled, image, contract,
                                                                                            float(sys.argv[2]))]
 print(json.dumps(boxes))
+"""
+
+LABELIMG_READ = """
+import json, sys
+from libs.pascal_voc_io import PascalVocReader
+read = {}
+for path in sys.argv[1:]:
+    reader = PascalVocReader(path)  # it swallows parse errors: a file it cannot read gives no shapes
+    read[path] = [reader.verified, [[label, *points[0], *points[2]] for label, points, *_ in reader.get_shapes()]]
+print(json.dumps(read))
 """
 
 
@@ -95,6 +105,34 @@ def test_our_check_reads_the_prelabels_back_with_their_boxes_and_warns_they_are_
     assert problems in (["unverified"], ["no-objects", "unverified"])
     for stem, boxes in records:
         assert boxes == xml_boxes(voc / "Annotations" / f"{stem}.xml", config["classes"])[1]
+
+
+def test_labelimg_reads_the_prelabels_as_unverified_with_their_boxes(prelabelled):
+    _, workdir, config, _, _ = prelabelled
+    files = sorted((workdir / "results/tiny/prelabel/Annotations").glob("*.xml"))
+    read = in_env("labelimg", LABELIMG_READ, *files)
+    total = 0
+    for path in files:
+        verified, shapes = read[str(path)]
+        boxes = [[config["classes"].index(label), *corners] for label, *corners in shapes]
+        assert verified is False and boxes == xml_boxes(path, config["classes"])[1]
+        total += len(boxes)
+    assert total > 0
+
+
+def test_a_prelabelled_image_moved_into_the_dataset_reruns_the_check_and_what_follows(prelabelled):
+    snakefile, workdir, _, unlabelled, _ = prelabelled
+    image = sorted(unlabelled.iterdir())[0]
+    shutil.copy(workdir / "results/tiny/prelabel/Annotations" / f"{image.stem}.xml", workdir / "voc/Annotations")
+    shutil.copy(image, workdir / "voc/JPEGImages")
+    assert planned(snakefile, workdir) == {
+        "annotate_check": 1,
+        "split_data": 1,
+        "dataset_stats": 1,
+        "pack_split": 2,
+        "train_stop": 2,
+        **{rule: 1 for rule in AFTER_TRAINING},
+    }
 
 
 def test_new_images_are_the_only_ones_detected_again(prelabelled, tmp_path):

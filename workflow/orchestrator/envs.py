@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "envs"
-ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")
+ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet", "labelimg")
 COMPLETE_MARK = ".complete"
 
 
