@@ -10,6 +10,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/quantize.smk"
 include: "rules/deeplens.smk"
 include: "rules/deploy.smk"
 include: "rules/report.smk"
@@ -25,6 +26,7 @@ localrules:
     demo,
     deploy,
     optimize,
+    quantize,
     deeplens_artifacts,
     report,
     prelabel,
@@ -69,6 +71,11 @@ rule deploy:
 rule optimize:
     input:
         IR_XML,
+
+
+rule quantize:
+    input:
+        INT8_XML,
 
 
 rule deeplens_artifacts:

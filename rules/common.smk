@@ -76,6 +76,7 @@ STAGE_BENCHMARKS = [
     + (["pretrained"] if config["pretrained"] else [])
     + [f"train_epoch_{end}" for end in EPOCHS]
     + ["deploy", "export_mxnet012", "verify_mxnet012", "evaluate", "demo", "optimize", "verify_ir", "artifacts"]
+    + (["quantize"] if config["int8_ir"] else [])
 ]
 
 
@@ -183,6 +184,20 @@ def first_stop_pretrained(wildcards):
 
 def pretrained_option(wildcards):
     return " ".join(f"--pretrained {path}" for path in first_stop_pretrained(wildcards))
+
+
+# --- INT8 IR for CPU targets (rules/quantize.smk), when int8_ir is true ---
+INT8_DIR = f"{R}/ir_int8"
+INT8_XML = f"{INT8_DIR}/model_int8.xml"
+INT8_IR = [INT8_XML, f"{INT8_DIR}/model_int8.bin", f"{INT8_DIR}/model_int8.contract.json"]
+INT8_INPUTS = INT8_IR if config["int8_ir"] else []
+
+
+def int8_verify_option(wildcards, input):
+    """verify_ir's INT8 flags, when there is an INT8 IR."""
+    if not config["int8_ir"]:
+        return ""
+    return f"--int8-ir {input.int8[0]} --int8-max-map-drop {config['int8_max_map_drop']}"
 
 
 # --- pre-labelling (rules/prelabel.smk) ---

@@ -142,6 +142,7 @@ rule verify_ir:
         bin=rules.optimize_ir.output.bin,
         contract=rules.optimize_ir.output.contract,
         val=VAL_REC,
+        int8=INT8_INPUTS,
     output:
         result=IR_CHECK,
     log:
@@ -159,13 +160,14 @@ rule verify_ir:
         code=stage_code("verify_ir", "optimizer"),
         min_score=config["parity_threshold"],
         iou=config["iou_threshold"],
+        int8=int8_verify_option,
     message:
         "Checking the IR against the MXNet deploy model on every val image, and timing both"
     shell:
         stage(
             "verify_ir",
             "--deploy {input.deploy} --ir {input.xml} --val-rec {input.val} --min-score {params.min_score}"
-            " --iou-threshold {params.iou} --out {output.result} --differences {log.differences}",
+            " --iou-threshold {params.iou} --out {output.result} --differences {log.differences} {params.int8}",
             env="optimizer",
         )
 

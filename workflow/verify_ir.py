@@ -9,11 +9,17 @@ decisions), and the IR's mAP must be within MAP_TOLERANCE of MXNet's; otherwise 
 differences file lists the detections that differ. Boxes under one input pixel wide or high (clipped to
 the image border) have no meaningful IoU: they are counted apart and left out of the agreement; the mAP
 still counts them. Where the CPU computes in bf16 (AVX512_BF16 or AMX), the IR's mAP, agreement and
-latency at bf16 are measured beside the proof, for information. Latency, batch 1, median after warm-up:
-MXNet, the IR as built and the IR at the other weight precision (converted here only to be timed).
+latency at bf16 are measured beside the proof, for information.
+
+With --int8-ir (workflow.quantize's INT8 IR for CPU targets), the proof also requires the INT8 IR's mAP to be at
+most --int8-max-map-drop below MXNet's, at the same explicit precision; its pairing with MXNet is reported, for
+information (INT8 moves boxes more than FP16 does). Side by side, in one run on this machine: val mAP and latency
+(resize + inference + NMS, batch 1, median after warm-up) of MXNet, the IR as built, the IR at the other weight
+precision (converted here) and the INT8 IR, with the CPU's name and ISA extensions (VNNI, AMX, bf16).
 """
 
 import argparse
+import functools
 import json
 import statistics
 import tempfile
@@ -37,6 +43,11 @@ BOX_TOLERANCE = 0.005
 SCORE_MARGIN = 0.01
 WARMUP, RUNS = 5, 30
 FAST_PRECISION = "bf16"
+WEIGHTS = ("FP32", "FP16", "INT8")
+INFERENCE_NOTE = (
+    "an INT8 IR computes its quantized layers in int8 (VNNI or AMX where the CPU has them) at any hint; the hint "
+    "sets the precision of the layers left in float"
+)
 
 
 def unpaired(rows, pool):
@@ -99,43 +110,82 @@ def median_ms(function):
     return statistics.median(times)
 
 
-def latencies(detector, compiled, contract, image_bgr, deploy_json, min_score):
-    """Median ms per image, from the image to the final detections (resize, inference, NMS): MXNet, the IR as
-    built, and the IR at the other weight precision (converted here), both IRs at the contract's inference
-    precision. The IR's NMS runs on the detections scoring at least min_score, as an application using it would."""
+def twin_ir(deploy_json, contract, precision, work):
+    """The deploy model converted to an IR at the other weight precision, with the same input contract."""
     from workflow import optimize
 
+    log(f"verify_ir: converting the deploy model to an {precision} IR too, to compare it")
+    mean = "--mean-in-ir" if contract["mean_in_ir"] else "--no-mean-in-ir"
+    args = optimize.parse_args(
+        ["--deploy", str(deploy_json), "--precision", precision, "--color", contract["color_order"], mean]
+        + ["--out-dir", str(work), "--model-name", "twin", "--log", str(Path(work) / "mo.log")]
+    )
+    return infer.load(optimize.optimize(args))
+
+
+def side_by_side(reference, detector, irs, min_score):
+    """MXNet and every IR (weights precision -> (compiled, contract, detections)) in one run on this machine: val
+    mAP and median ms per image from the image to the final detections (resize, inference, NMS), the IRs at their
+    contract's inference precision. The runs take turns (one image each, round after round), so a change of the
+    machine's load falls on every model alike. The IR's NMS runs on the detections scoring at least min_score, as
+    an application using it would."""
+    image_bgr = reference.images_bgr[0]
     image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-    precision = contract["precision"]
-    result = {
-        "mxnet_fp32_ms": median_ms(lambda: detector.raw([image_rgb])),
-        f"ir_{precision.lower()}_ms": median_ms(lambda: infer.detect(compiled, image_bgr, contract, min_score)),
-    }
-    other = "FP32" if precision == "FP16" else "FP16"
-    log(f"verify_ir: converting the deploy model to an {other} IR too, only to time it")
-    with tempfile.TemporaryDirectory() as work:
-        args = optimize.parse_args(
-            [
-                "--deploy",
-                str(deploy_json),
-                "--precision",
-                other,
-                "--color",
-                contract["color_order"],
-                "--mean-in-ir" if contract["mean_in_ir"] else "--no-mean-in-ir",
-                "--out-dir",
-                work,
-                "--model-name",
-                "twin",
-                "--log",
-                str(Path(work) / "mo.log"),
-            ]
+    rows = [{"model": "MXNet", "weights": "FP32", "computes_in": "f32", "map_voc07": reference.mxnet_map}]
+    runs = [functools.partial(detector.raw, [image_rgb])]
+    for weights, (compiled, contract, detections) in sorted(irs.items(), key=lambda item: WEIGHTS.index(item[0])):
+        ran = infer.precision_ran(compiled)
+        rows.append(
+            {
+                "model": "IR",
+                "weights": weights,
+                "computes_in": f"int8 and {ran}" if weights == "INT8" else ran,
+                "map_voc07": voc07(reference, detections),
+            }
         )
-        twin, twin_contract = infer.load(optimize.optimize(args))
-        result[f"ir_{other.lower()}_ms"] = median_ms(lambda: infer.detect(twin, image_bgr, twin_contract, min_score))
+        runs.append(functools.partial(infer.detect, compiled, image_bgr, contract, min_score))
+    for row, ms in zip(rows, median_ms_in_turns(runs)):
+        row["ms"] = ms
+    return rows
+
+
+def median_ms_in_turns(functions):
+    """Each function's median ms over RUNS calls after WARMUP, the functions called in turns."""
+    for function in functions:
+        for _ in range(WARMUP):
+            function()
+    times = [[] for _ in functions]
+    for _ in range(RUNS):
+        for function, kept in zip(functions, times):
+            start = time.perf_counter()
+            function()
+            kept.append((time.perf_counter() - start) * 1000)
+    return [statistics.median(kept) for kept in times]
+
+
+def latency_summary(rows, precision):
+    """The side-by-side table's times as {mxnet_fp32_ms, ir_<weights>_ms..., ir_speedup} (the shipped IR's)."""
+    result = {f"{row['model'].lower()}_{row['weights'].lower()}_ms": row["ms"] for row in rows}
     result["ir_speedup"] = result["mxnet_fp32_ms"] / result[f"ir_{precision.lower()}_ms"]
-    result["inference_precision"] = contract["inference_precision"]
     return result
+
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8")
+ISA_FLAGS += ("amx_bf16",)
+
+
+def cpu_description(cpuinfo="/proc/cpuinfo"):
+    """This CPU's model name and which of the ISA extensions INT8, bf16 and f16 inference use it has."""
+    fields = {}
+    for line in Path(cpuinfo).read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {
+        "model_name": fields.get("model name", "unknown"),
+        "isa": {flag: flag in flags for flag in ISA_FLAGS},
+        "openvino_capabilities": list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
+    }
 
 
 def ir_detections(compiled, contract, images_bgr, threshold, label):
@@ -159,6 +209,11 @@ class Reference:
     classes: list
     data_shape: int
     threshold: float  # the deploy model's detection threshold: both models return the detections above it
+    iou_threshold: float  # of a correct detection in the mAP
+
+
+def voc07(reference, detections):
+    return evaluate_detections(reference.truths, detections, len(reference.classes), reference.iou_threshold).map_voc07
 
 
 def compare(reference, ir_all, args):
@@ -170,7 +225,7 @@ def compare(reference, ir_all, args):
         totals += (paired, len(only_mxnet), len(only_ir), *degenerate)
         differences += [describe(index, "MXNet", row, reference.classes) for row in only_mxnet]
         differences += [describe(index, "IR", row, reference.classes) for row in only_ir]
-    ir_map = evaluate_detections(reference.truths, ir_all, len(reference.classes), args.iou_threshold).map_voc07
+    ir_map = voc07(reference, ir_all)
     return {
         "matched": int(totals[0]),
         "only_mxnet": int(totals[1]),
@@ -219,6 +274,8 @@ def write_differences(path, result):
     fast = result["fast_precision"]
     if fast["supported"]:
         lines += [f"# {summary(fast)} at {fast['ran']} (for information)", *fast["differences"]]
+    if "int8" in result:
+        lines += [f"# INT8 IR: {summary(result['int8'])} (pairing for information)", *result["int8"]["differences"]]
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -239,7 +296,25 @@ def mxnet_reference(detector, args):
         data_shape=detector.data_shape,
         mxnet_map=evaluate_detections(truths, mxnet, len(classes), args.iou_threshold).map_voc07,
         threshold=detector.info["threshold"],
+        iou_threshold=args.iou_threshold,
     )
+
+
+def int8_check(reference, ir_all, contract, compiled, args):
+    """The INT8 IR against MXNet: its mAP within the configured drop (the proof), the pairing for information
+    (INT8 moves boxes more than FP16 does)."""
+    return {
+        **compare(reference, ir_all, args),
+        "max_map_drop": args.int8_max_map_drop,
+        "map_drop": reference.mxnet_map - voc07(reference, ir_all),
+        "precision": contract["precision"],
+        "quantization": contract.get("quantization"),
+        "inference_precision": {
+            "requested": contract["inference_precision"],
+            "ran": infer.precision_ran(compiled),
+            "note": INFERENCE_NOTE,
+        },
+    }
 
 
 def verify(args):
@@ -262,18 +337,40 @@ def verify(args):
         "inference_precision": {"requested": contract["inference_precision"], "ran": infer.precision_ran(compiled)},
         "fast_precision": fast_precision_check(reference, args),
     }
-    result["latency"] = latencies(detector, compiled, contract, reference.images_bgr[0], args.deploy, args.min_score)
+    irs = {contract["precision"]: (compiled, contract, ir_all)}
+    if args.int8_ir:
+        int8, int8_contract = infer.load(args.int8_ir)
+        int8_all = ir_detections(int8, int8_contract, reference.images_bgr, reference.threshold, "verify_ir (INT8)")
+        result["int8"] = int8_check(reference, int8_all, int8_contract, int8, args)
+        irs["INT8"] = (int8, int8_contract, int8_all)
+    with tempfile.TemporaryDirectory() as work:
+        twin = "FP32" if contract["precision"] == "FP16" else "FP16"
+        twin_compiled, twin_contract = twin_ir(args.deploy, contract, twin, work)
+        twin_all = ir_detections(
+            twin_compiled, twin_contract, reference.images_bgr, reference.threshold, f"verify_ir ({twin})"
+        )
+        irs[twin] = (twin_compiled, twin_contract, twin_all)
+        result["side_by_side"] = side_by_side(reference, detector, irs, args.min_score)
+    result["latency"] = latency_summary(result["side_by_side"], contract["precision"])
+    result["cpu"] = cpu_description()
     write_differences(args.differences, result)
     Path(args.out).write_text(json.dumps(result, indent=1))
-    log(
-        f"verify_ir: {summary(result)} vs MXNet {reference.mxnet_map:.4f}, at {result['inference_precision']['ran']}; "
-        "latency " + ", ".join(f"{k} {v:.1f}" for k, v in result["latency"].items() if k.endswith("_ms"))
-    )
+    log(f"verify_ir: {summary(result)} vs MXNet {reference.mxnet_map:.4f}, at {result['inference_precision']['ran']}")
     fast = result["fast_precision"]
     if fast["supported"]:
         log(
             f"verify_ir: at {fast['ran']} (this CPU's fast path, for information): {summary(fast)}; "
             f"{fast['ir_ms']:.1f} ms"
+        )
+    if "int8" in result:
+        log(f"verify_ir: INT8 IR: {summary(result['int8'])} (pairing for information)")
+    cpu = result["cpu"]
+    isa = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in cpu["isa"].items())
+    log(f"verify_ir: side by side on {cpu['model_name']} ({isa}), resize + inference + NMS, batch 1, median:")
+    for row in result["side_by_side"]:
+        log(
+            f"verify_ir:   {row['model']:5} {row['weights']} computing in {row['computes_in']:12}  "
+            f"val mAP {row['map_voc07']:.4f}  {row['ms']:.2f} ms"
         )
     for line in result["differences"]:
         log(f"verify_ir: {line}")
@@ -292,6 +389,12 @@ def check_proof(result, args):
             f"{result['only_mxnet']} MXNet and {result['only_ir']} IR detections (score >= {args.min_score}) "
             f"have no partner with the same label and IoU >= {MATCH_IOU}: agreement "
             f"{result['agreement']:.3f} < {MIN_AGREEMENT}"
+        )
+    int8 = result.get("int8")
+    if int8 and int8["map_drop"] > int8["max_map_drop"]:
+        problems.append(
+            f"the INT8 IR's mAP {int8['ir_map_voc07']:.4f} is {int8['map_drop']:.4f} below MXNet's "
+            f"{result['mxnet_map_voc07']:.4f}, more than int8_max_map_drop {int8['max_map_drop']}"
         )
     if problems:
         raise UserError(
@@ -314,7 +417,12 @@ def main(argv=None):
         required=True,
         help="text file listing the detections that differ (a log: it survives a failed run)",
     )
-    verify(parser.parse_args(argv))
+    parser.add_argument("--int8-ir", help="an INT8 IR (workflow.quantize) to prove and time beside the IR")
+    parser.add_argument("--int8-max-map-drop", type=float, help="the INT8 IR's largest val mAP drop against MXNet's")
+    args = parser.parse_args(argv)
+    if args.int8_ir and args.int8_max_map_drop is None:
+        parser.error("--int8-ir needs --int8-max-map-drop")
+    verify(args)
 
 
 if __name__ == "__main__":
