@@ -133,6 +133,30 @@ def forward(symbol, args, aux, inputs):
     return np.stack(outputs)
 
 
+def fold_preprocessing(graph, arg_params, mean_rgb, scale):
+    """(DeepLens graph, its arg params) of a deploy graph (symbol JSON) and its arg params (NDArrays)."""
+    import mxnet as mx
+
+    weight, bias = preprocess_params(mean_rgb, scale)
+    weights = {f"{PREPROCESS}_weight": mx.nd.array(weight), f"{PREPROCESS}_bias": mx.nd.array(bias)}
+    return deeplens_graph(graph), {**arg_params, **weights}
+
+
+def write_model(out_dir, model_name, graph, arg_params, aux_params):
+    """model_name-symbol.json (MXNet 0.12 form, NMS left to the Lambda) and model_name-0000.params in out_dir."""
+    import mxnet as mx
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    graph = json.loads(json.dumps(graph))
+    detection_attrs(graph, model_name)["nms_threshold"] = "1"  # IoU > 1 never happens: the Lambda suppresses
+    (out_dir / f"{model_name}-symbol.json").write_text(legacy_symbol_json(json.dumps(graph)))
+    mx.nd.save(
+        str(out_dir / f"{model_name}-{EPOCH:04d}.params"),
+        {**{f"arg:{k}": v for k, v in arg_params.items()}, **{f"aux:{k}": v for k, v in aux_params.items()}},
+    )
+
+
 def build(args):
     import cv2
     import mxnet as mx
@@ -141,17 +165,12 @@ def build(args):
 
     deploy_json = Path(args.deploy)
     info = json.loads(deploy_json.read_text())
-    graph = deeplens_graph(json.loads((deploy_json.parent / info["symbol"]).read_text()))
     model_name = Path(info["symbol"]).name[: -len("-symbol.json")]
+    arg_params, aux_params = mx.model.load_params(str(deploy_json.parent / model_name), info["epoch"])
+    deploy_graph = json.loads((deploy_json.parent / info["symbol"]).read_text())
+    graph, arg_params = fold_preprocessing(deploy_graph, arg_params, info["input"]["mean_rgb"], info["input"]["scale"])
     layers = check_layers(graph, f"the DeepLens graph of {deploy_json.parent / info['symbol']}")
     symbol = mx.sym.load_json(json.dumps(graph))
-    arg_params, aux_params = mx.model.load_params(str(deploy_json.parent / model_name), info["epoch"])
-    weight, bias = preprocess_params(info["input"]["mean_rgb"], info["input"]["scale"])
-    arg_params = {
-        **arg_params,
-        f"{PREPROCESS}_weight": mx.nd.array(weight),
-        f"{PREPROCESS}_bias": mx.nd.array(bias),
-    }
 
     detector, side = Detector(deploy_json), info["data_shape"]
     images = [rgb for rgb, _ in read_records(args.val_rec)]
@@ -164,17 +183,7 @@ def build(args):
             "images: " + "; ".join(check["mismatches"][:5])
         )
 
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    detection_attrs(graph, info["symbol"])["nms_threshold"] = "1"  # IoU > 1 never happens: the Lambda suppresses
-    (out_dir / f"{model_name}-symbol.json").write_text(legacy_symbol_json(json.dumps(graph)))
-    mx.nd.save(
-        str(out_dir / f"{model_name}-{EPOCH:04d}.params"),
-        {
-            **{f"arg:{k}": v for k, v in arg_params.items()},
-            **{f"aux:{k}": v for k, v in aux_params.items()},
-        },
-    )
+    write_model(args.out_dir, model_name, graph, arg_params, aux_params)
     description = {
         "model_name": model_name,
         "symbol": f"{model_name}-symbol.json",

@@ -14,6 +14,7 @@ from workflow.deeplens_model import (
     PREPROCESS,
     check_layers,
     deeplens_graph,
+    fold_preprocessing,
     forward,
     preprocess_params,
     raw_frame_input,
@@ -52,9 +53,8 @@ def sample_images(count=3):
 
 def test_the_folded_graph_on_raw_bgr_frames_detects_what_the_preprocessed_deploy_graph_detects(tiny):
     symbol_json, args, aux = tiny
-    weight, bias = preprocess_params(MEAN_RGB, 1.0)
-    folded_args = {**args, f"{PREPROCESS}_weight": mx.nd.array(weight), f"{PREPROCESS}_bias": mx.nd.array(bias)}
-    folded = mx.sym.load_json(json.dumps(deeplens_graph(json.loads(symbol_json))))
+    graph, folded_args = fold_preprocessing(json.loads(symbol_json), args, MEAN_RGB, 1.0)
+    folded = mx.sym.load_json(json.dumps(graph))
     frames = sample_images()
     expected = forward(
         mx.sym.load_json(symbol_json),
