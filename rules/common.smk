@@ -200,6 +200,11 @@ def int8_verify_option(wildcards, input):
     return f"--int8-ir {input.int8[0]} --int8-max-map-drop {config['int8_max_map_drop']}"
 
 
+def int8_artifacts_option(wildcards, input):
+    """The artifacts' INT8 flag, when there is an INT8 IR."""
+    return f"--int8-ir {input.int8[0]}" if config["int8_ir"] else ""
+
+
 # --- pre-labelling (rules/prelabel.smk) ---
 def unlabelled_images(wildcards):
     """Every image of the `unlabelled` folder, so that a new one reruns the pre-labelling (of it alone: the

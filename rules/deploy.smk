@@ -187,6 +187,7 @@ rule collect_artifacts:
         deeplens_upload=rules.deeplens_package.output.upload,
         deeplens_package=DEEPLENS_PACKAGE,
         deeplens_rehearsal=DEEPLENS_REHEARSAL,
+        int8=INT8_INPUTS,
     output:
         manifest=MANIFEST,
     log:
@@ -203,6 +204,7 @@ rule collect_artifacts:
         code=stage_code("deeplens_artifacts", files=["workflow/device/infer.py", "workflow/device/openvino_lambda.py"]),
         out_dir=folder_of_output("manifest"),
         config=json.dumps(model_config(config), sort_keys=True),
+        int8=int8_artifacts_option,
     message:
         "Collecting the DeepLens artifacts with their manifest"
     shell:
@@ -212,5 +214,6 @@ rule collect_artifacts:
             " --legacy {input.legacy} --legacy-check {input.legacy_check} --ir-check {input.ir_check}"
             " --annotations {input.annotations} --deeplens-model {input.deeplens_model}"
             " --deeplens-upload {input.deeplens_upload} --deeplens-package {input.deeplens_package}"
-            " --deeplens-rehearsal {input.deeplens_rehearsal} --config {params.config:q} --out-dir {params.out_dir}",
+            " --deeplens-rehearsal {input.deeplens_rehearsal} --config {params.config:q} --out-dir {params.out_dir}"
+            " {params.int8}",
         )

@@ -122,6 +122,16 @@ def copy_deeplens_folder(args, target):
         shutil.copy2(source, target / source.name)
 
 
+def copy_int8_ir(xml, out, metrics):
+    """The INT8 IR for CPU targets beside the shipped one, its contract with the same score threshold."""
+    xml = Path(xml)
+    for source in (xml, xml.with_suffix(".bin")):
+        shutil.copy2(source, out / source.name)
+    contract = shipped_contract(json.loads(xml.with_suffix(".contract.json").read_text()), metrics)
+    (out / xml.with_suffix(".contract.json").name).write_text(json.dumps(contract, indent=2) + "\n")
+    return contract
+
+
 def collect(args):
     deploy = json.loads(Path(args.deploy).read_text())
     deploy_dir = Path(args.deploy).parent
@@ -148,6 +158,7 @@ def collect(args):
         shutil.copy2(source, out / name)
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in deploy["classes"]))
     copy_deeplens_folder(args, out / DEEPLENS_FOLDER)
+    int8_contract = copy_int8_ir(args.int8_ir, out, metrics) if args.int8_ir else None
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = {
         "files": {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
@@ -157,6 +168,14 @@ def collect(args):
             "bin": ir_xml.with_suffix(".bin").name,
             "input_contract": contract,
             "check": json.loads(Path(args.ir_check).read_text()),
+        },
+        "ir_int8": None
+        if int8_contract is None
+        else {
+            "xml": int8_contract["model"],
+            "bin": Path(int8_contract["model"]).with_suffix(".bin").name,
+            "input_contract": int8_contract,
+            "for": "CPU targets (INT8 layers run fast with AVX-512 VNNI or AMX); the DeepLens GPU runs the IR above",
         },
         "mxnet": {
             "symbol": deploy["symbol"],
@@ -210,6 +229,7 @@ def main(argv=None):
         "--out-dir",
     ):
         parser.add_argument(name, required=True)
+    parser.add_argument("--int8-ir", help="the INT8 IR for CPU targets (workflow.quantize), shipped beside the IR")
     collect(parser.parse_args(argv))
 
 
