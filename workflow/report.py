@@ -218,22 +218,43 @@ def ir_section(check):
         f"{check['only_ir']} only in the IR; {check['degenerate_mxnet']} MXNet and {check['degenerate_ir']} IR "
         f"boxes under one input pixel wide or high left out of the pairing). mAP (VOC07) MXNet "
         f"{check['mxnet_map_voc07']:.4f}, IR {check['ir_map_voc07']:.4f} (tolerance {check['map_tolerance']}).</p>"
-        + table_html(
-            pd.DataFrame(
-                [
-                    {
-                        "model": k.removesuffix("_ms"),
-                        "computes in": "f32" if k.startswith("mxnet") else ran,
-                        "ms per image (batch 1, median)": v,
-                    }
-                    for k, v in latency.items()
-                    if k.endswith("_ms")
-                ]
-            )
-        )
+        + speed_table(check)
         + f"<p>IR speed-up over MXNet on this CPU: {latency['ir_speedup']:.1f}x</p>"
         + fast_precision_note(check)
+        + int8_note(check)
         + differences_list(check.get("differences", []))
+    )
+
+
+def speed_table(check):
+    """MXNet and the IR at each weight precision, measured in one run on this machine (verify_ir's side by side)."""
+    cpu = check["cpu"]
+    present = [flag for flag, has in cpu["isa"].items() if has] or ["none"]
+    absent = [flag for flag, has in cpu["isa"].items() if not has] or ["none"]
+    rows = [
+        {
+            "model": f"{row['model']} {row['weights']}",
+            "computes in": row["computes_in"],
+            "val mAP (VOC07)": round(row["map_voc07"], 4),
+            "ms per image (resize + inference + NMS, batch 1, median)": round(row["ms"], 2),
+        }
+        for row in check["side_by_side"]
+    ]
+    return (
+        table_html(pd.DataFrame(rows))
+        + f"<p>Measured on {html.escape(cpu['model_name'])}: has {', '.join(present)}; lacks {', '.join(absent)}.</p>"
+    )
+
+
+def int8_note(check):
+    int8 = check.get("int8")
+    if not int8:
+        return "<p>No INT8 IR in this run (<code>int8_ir: false</code>).</p>"
+    return (
+        f"<p>INT8 IR for CPU targets (<code>model_int8.xml</code>): mAP (VOC07) {int8['ir_map_voc07']:.4f}, "
+        f"{int8['map_drop']:.4f} below MXNet's (allowed: {int8['max_map_drop']}); for information, "
+        f"{int8['agreement']:.1%} of its detections paired with MXNet's ({int8['only_mxnet']} only in MXNet, "
+        f"{int8['only_ir']} only in the IR). {html.escape(int8['quantization'] or '')}.</p>"
     )
 
 
