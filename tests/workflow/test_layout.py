@@ -50,7 +50,7 @@ def outside_the_standard_library(path, module_level_only, seen=None):
 
 
 def test_the_device_code_stands_alone():
-    for path in (WORKFLOW / "device").glob("*.py"):
+    for path in (WORKFLOW / "device").rglob("*.py"):
         ours = [name for name in imports(path) if name.split(".")[0] == "workflow"]
         assert ours == [], f"{path.name} is copied alone to the device but imports {ours}"
 
