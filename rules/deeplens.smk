@@ -50,7 +50,6 @@ rule deeplens_package:
         info=DEEPLENS_MODEL,
         model=rules.deeplens_model.output.model,
         metrics=METRICS,
-        code=DEEPLENS_DEVICE_CODE,
     output:
         upload=directory(DEEPLENS_UPLOAD),
         summary=DEEPLENS_PACKAGE,
@@ -85,7 +84,6 @@ rule deeplens_rehearsal:
         model=rules.deeplens_model.output.model,
         upload=rules.deeplens_package.output.upload,
         val=VAL_REC,
-        standins=DEEPLENS_STANDINS,
     output:
         result=DEEPLENS_REHEARSAL,
     log:
