@@ -19,7 +19,7 @@ Lambda environment variables (console: Configuration, Environment variables):
                          F1 on the val images
     LABEL_OFFSET         subtracted from parseResult's label to give the line of labels.txt; default 0 (the ids
                          our conversion gives); set 1 if the device's optimizer counts the background as class 0
-                         (every box then carries the next class's name, and the last class shows as "class 2")
+                         (boxes then carry the next class's name, the last class showing as "class <N>")
     RETRY_SECONDS        pause after an error before trying again; default 10
 """
 
