@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -27,14 +28,27 @@ for path in sys.argv[3:]:
 print(json.dumps(boxes))
 """
 
-LABELIMG_READ = """
-import json, sys
+LABELIMG_SESSION = """
+import json, os, sys, tempfile
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+os.environ["HOME"] = tempfile.mkdtemp()  # LabelImg keeps its settings in ~/.labelImgSettings.pkl
+from labelImg.labelImg import get_main_app
 from libs.pascal_voc_io import PascalVocReader
-read = {}
-for path in sys.argv[1:]:
-    reader = PascalVocReader(path)  # it swallows parse errors: a file it cannot read gives no shapes
-    read[path] = [reader.verified, [[label, *points[0], *points[2]] for label, points, *_ in reader.get_shapes()]]
-print(json.dumps(read))
+app, window = get_main_app(["labelImg", *sys.argv[1:]])
+app.processEvents()  # LabelImg's queued start: it opens the first image and its XML from the save dir
+session = {}
+for index in range(window.img_count):
+    if index:
+        window.open_next_image()
+    app.processEvents()
+    xml = os.path.join(sys.argv[3], os.path.splitext(os.path.basename(window.file_path))[0] + ".xml")
+    reader = PascalVocReader(xml)  # it swallows parse errors: a file it cannot read gives no shapes
+    read = [[label, *points[0], *points[2]] for label, points, *_ in reader.get_shapes()]
+    shown = [[s.label, *(int(v) for corner in (s.points[0], s.points[2]) for v in (corner.x(), corner.y()))]
+             for s in window.canvas.shapes]
+    session[xml] = [reader.verified, window.canvas.verified, read, shown]
+    window.verify_image()  # the Verify key (space): LabelImg saves the file marked verified="yes"
+print(json.dumps({"classes": window.label_hist, "files": session}))
 """
 
 
@@ -89,35 +103,48 @@ def test_prelabels_are_the_deployed_detections_in_labelimg_files_marked_unreview
     assert manifest["threshold"] == THRESHOLD and len(manifest["images"]) == 6 and manifest["errors"] == {}
 
 
+CHECK = """
+import json, sys
+from workflow import check
+settings = check.Settings(json.loads(sys.argv[2]), {}, 10**8, True)
+records, problems = check.check_dataset(sys.argv[1], settings)
+print(json.dumps([[[r["id"], [[o["class"], *o["box"]] for o in r["objects"]]] for r in records],
+                  sorted({p.problem for p in problems})]))
+"""
+
+
+def checked(images, annotations, classes, voc):
+    """Our check on a VOC folder `voc` made of the two folders: ({image id: boxes}, the kinds of problem)."""
+    shutil.copytree(annotations, voc / "Annotations")
+    shutil.copytree(images, voc / "JPEGImages")
+    records, problems = in_env("mxnet", CHECK, voc, json.dumps(classes))
+    return dict(records), problems
+
+
 def test_our_check_reads_the_prelabels_back_with_their_boxes_and_warns_they_are_unverified(prelabelled, tmp_path):
-    snakefile, workdir, config, unlabelled, _ = prelabelled
-    voc = tmp_path / "reviewed"
-    shutil.copytree(workdir / "results/tiny/prelabel/Annotations", voc / "Annotations")
-    shutil.copytree(unlabelled, voc / "JPEGImages")
-    script = (
-        "import json, sys\nfrom workflow import check\n"
-        "settings = check.Settings(json.loads(sys.argv[2]), {}, 10**8, True)\n"
-        "records, problems = check.check_dataset(sys.argv[1], settings)\n"
-        "print(json.dumps([[r['id'], [[o['class'], *o['box']] for o in r['objects']]] for r in records]"
-        " + [sorted({p.problem for p in problems})]))"
-    )
-    *records, problems = in_env("mxnet", script, voc, json.dumps(config["classes"]))
+    _, workdir, config, unlabelled, _ = prelabelled
+    annotations = workdir / "results/tiny/prelabel/Annotations"
+    records, problems = checked(unlabelled, annotations, config["classes"], tmp_path / "reviewed")
     assert problems in (["unverified"], ["no-objects", "unverified"])
-    for stem, boxes in records:
-        assert boxes == xml_boxes(voc / "Annotations" / f"{stem}.xml", config["classes"])[1]
+    assert records == {path.stem: xml_boxes(path, config["classes"])[1] for path in annotations.glob("*.xml")}
 
 
-def test_labelimg_reads_the_prelabels_as_unverified_with_their_boxes(prelabelled):
-    _, workdir, config, _, _ = prelabelled
-    files = sorted((workdir / "results/tiny/prelabel/Annotations").glob("*.xml"))
-    read = in_env("labelimg", LABELIMG_READ, *files)
-    total = 0
-    for path in files:
-        verified, shapes = read[str(path)]
-        boxes = [[config["classes"].index(label), *corners] for label, *corners in shapes]
-        assert verified is False and boxes == xml_boxes(path, config["classes"])[1]
-        total += len(boxes)
-    assert total > 0
+def test_labelimg_opens_the_prelabels_unverified_with_their_boxes_and_its_verify_key_confirms_them(prelabelled):
+    """LabelImg itself, headless, started with the command prelabel wrote: its reader and its window show our
+    boxes as unverified; after its Verify key on every image our check reads them as verified, boxes unchanged."""
+    _, workdir, config, unlabelled, _ = prelabelled
+    out = workdir / "results/tiny/prelabel"
+    command = (out / "labelimg_command.txt").read_text().split()
+    written = {str(path): xml_boxes(path, config["classes"])[1] for path in sorted((out / "Annotations").glob("*.xml"))}
+    session = in_env("labelimg", LABELIMG_SESSION, *command[1:])
+    assert session["classes"] == config["classes"] and sorted(session["files"]) == sorted(written)
+    for path, (read_verified, shown_verified, read, shown) in session["files"].items():
+        boxes = [[config["classes"].index(label), *corners] for label, *corners in read]
+        assert read_verified is shown_verified is False and read == shown and boxes == written[path]
+    assert sum(map(len, written.values())) > 0
+    records, problems = checked(unlabelled, out / "Annotations", config["classes"], workdir / "reviewed")
+    assert "unverified" not in problems
+    assert records == {Path(path).stem: boxes for path, boxes in written.items()}
 
 
 def test_a_prelabelled_image_moved_into_the_dataset_reruns_the_check_and_what_follows(prelabelled):
