@@ -110,6 +110,9 @@ AFTER_TRAINING = {
     "demo_images",
     "optimize_ir",
     "verify_ir",
+    "deeplens_model",
+    "deeplens_package",
+    "deeplens_rehearsal",
     "collect_artifacts",
     "write_report",
 }

@@ -4,8 +4,11 @@ import hashlib
 import json
 import subprocess
 import sys
+import zipfile
 
 from conftest import REPO, SAMPLE, in_env
+
+from workflow.deeplens_model import DEEPLENS_LAYERS
 
 IR_PROBE = """
 import json, sys, cv2
@@ -44,7 +47,8 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     artifacts = results / "deeplens_artifacts"
 
     manifest = json.loads((artifacts / "manifest.json").read_text())
-    assert sorted(manifest["files"]) == sorted(p.name for p in artifacts.iterdir() if p.name != "manifest.json")
+    in_folder = [p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file()]
+    assert sorted(manifest["files"]) == sorted(name for name in in_folder if name != "manifest.json")
     for name, entry in manifest["files"].items():
         assert sha256(artifacts / name) == entry["sha256"], name
     assert (artifacts / "labels.txt").read_text().split() == config["classes"]
@@ -63,6 +67,7 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert (
         manifest["mxnet012"]["check"]["mxnet_version"] == "0.12.0" and manifest["mxnet012"]["check"]["mismatches"] == []
     )
+    check_the_deeplens_folder(artifacts, manifest, config, results)
 
     image = sorted((workdir / "voc" / "JPEGImages").iterdir())[0]
     probe = in_env("optimizer", IR_PROBE, artifacts / "model.xml", image)
@@ -114,6 +119,35 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     low, high = metrics["intervals"]["map_voc07"]
     assert f"{metrics['map_voc07']:.3f} ({low:.2f}-{high:.2f}, {metrics['images']} images)" in report
     assert f"<b>{chosen:.3f}</b>, the one that maximises F1" in report
+
+
+def check_the_deeplens_folder(artifacts, manifest, config, results):
+    deeplens = manifest["deeplens"]
+    stem = "deploy_ssd_tiny_64"
+    assert {
+        f"deeplens/model/{stem}-symbol.json",
+        f"deeplens/model/{stem}-0000.params",
+        "deeplens/lambda_function.py",
+        "deeplens/local_display.py",
+        "deeplens/model.json",
+        "deeplens/labels.txt",
+        "deeplens/deeplens-tiny-lambda.zip",
+    } <= set(manifest["files"])
+    graph = json.loads((artifacts / "deeplens" / "model" / f"{stem}-symbol.json").read_text())
+    layers = {node["op"] for node in graph["nodes"]} - {"null"}
+    assert layers <= DEEPLENS_LAYERS and "_copy" not in layers and "attr" in graph["nodes"][-1]
+    assert deeplens["model"]["raw_frame_check"]["mismatches"] == []
+    with zipfile.ZipFile(artifacts / "deeplens" / "deeplens-tiny-lambda.zip") as archive:
+        names = set(archive.namelist())
+        assert archive.read("lambda_function.py") == (artifacts / "deeplens" / "lambda_function.py").read_bytes()
+    assert {"lambda_function.py", "local_display.py", "model.json", "labels.txt", "greengrasssdk/__init__.py"} <= names
+    settings = json.loads((artifacts / "deeplens" / "model.json").read_text())
+    assert settings["model_name"] == stem and settings["input_width"] == 64 and settings["force_nms"] is True
+    assert deeplens["package"]["mxnet012_check"]["mxnet_version"] == "0.12.0"
+    rehearsal = deeplens["rehearsal"]
+    val_images = len((results / "split" / "val.txt").read_text().split())
+    assert rehearsal["images"] == rehearsal["messages"] == val_images and rehearsal["display_frames"] >= 1
+    assert rehearsal["agreement"] >= 0.97 and rehearsal["min_score"] == config["parity_threshold"]
 
 
 def test_dataset_folder_is_only_read(finished_run):

@@ -59,9 +59,11 @@ def planned_after_editing(snakefile, workdir, module):
 @pytest.mark.parametrize(
     "module, rules",
     [
-        ("evaluate", {"evaluate_model", "collect_artifacts", "write_report"}),
+        # evaluate's score threshold is the DeepLens Lambda's default (model.json in its zip)
+        ("evaluate", {"evaluate_model", "deeplens_package", "deeplens_rehearsal", "collect_artifacts", "write_report"}),
         ("report", {"write_report"}),  # imported by no other stage
-        # imported by demo, evaluate, legacy and verify_ir (verify_ir's import is inside a function), not by train
+        # imported by demo, evaluate, legacy, verify_ir and the DeepLens model and rehearsal (some imports inside a
+        # function), not by train
         (
             "lib/detector",
             {
@@ -70,6 +72,9 @@ def planned_after_editing(snakefile, workdir, module):
                 "export_mxnet012",
                 "verify_mxnet012",
                 "verify_ir",
+                "deeplens_model",
+                "deeplens_package",
+                "deeplens_rehearsal",
                 "collect_artifacts",
                 "write_report",
             },
