@@ -271,6 +271,22 @@ def fast_precision_note(check):
     )
 
 
+def deeplens_note(deeplens):
+    model, rehearsal = deeplens["model"], deeplens["rehearsal"]
+    check = model["raw_frame_check"]
+    return (
+        f"<p>For an AWS DeepLens (<code>deeplens/</code>; README: Deploy to an AWS DeepLens): "
+        f"<code>{html.escape(model['model_name'])}</code> takes raw BGR frames; layers {', '.join(model['layers'])}, "
+        f"all on the device's list. On {check['images']} val images it detects what the deploy model detects "
+        f"({check['detections_compared']} detections, largest difference {check['max_abs_difference']:.1e}). "
+        f"The Lambda <code>{html.escape(deeplens['package']['zip'])}</code>, rehearsed against stand-ins of the "
+        f"device's libraries on {rehearsal['images']} val images: {rehearsal['paired']} detections (score &ge; "
+        f"{rehearsal['min_score']}) paired with MXNet's ({rehearsal['agreement']:.1%}; {rehearsal['only_mxnet']} only "
+        f"in MXNet, {rehearsal['only_lambda']} only from the Lambda), {rehearsal['display_frames']} frames on the "
+        "project stream.</p>"
+    )
+
+
 def differences_list(differences, shown=10):
     if not differences:
         return ""
@@ -342,6 +358,7 @@ def build(inputs, config):
         "<h2>OpenVINO IR against MXNet</h2>",
         ir_section(json.loads(Path(inputs["ir_check"]).read_text())),
         "<h2>DeepLens artifacts</h2>",
+        deeplens_note(manifest["deeplens"]),
         table_html(pd.DataFrame([{"file": k, **v} for k, v in manifest["files"].items()])),
         "<h3>IR input contract</h3>",
         f"<pre>{html.escape(json.dumps(manifest['ir']['input_contract'], indent=1))}</pre>",
