@@ -138,20 +138,13 @@ def quantize(args):
     with tempfile.TemporaryDirectory() as work:
         xml, contract = fp32_ir(args, Path(work))
         model = ov.Core().read_model(xml)
-        quantized, summary = quantize_model(nncf, model, contract, deploy, train, val, args)
+        quantized, summary = quantize_model(
+            nncf, model, contract, deploy, train, val, args.max_map_drop, args.iou_threshold
+        )
     summary["seconds"] = time.monotonic() - start
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     args.summary.write_text(json.dumps(summary, indent=1) + "\n")
-    reached = (
-        f"INT8 val mAP {summary['int8_map_voc07']:.4f} against the FP32 IR's {summary['fp32_ir_map_voc07']:.4f} "
-        f"(drop {summary['map_drop']:.4f}, {summary['int8_convolutions']} of {summary['convolutions']} "
-        "convolutions in INT8)"
-    )
-    if summary["map_drop"] > args.max_map_drop:
-        raise UserError(
-            f"quantize: even with layers restored to float the INT8 IR misses int8_max_map_drop {args.max_map_drop}: "
-            f"{reached}; allow a larger int8_max_map_drop, or set int8_ir: false and use the FP16/FP32 IR"
-        )
+    reached = check_drop(summary, args.max_map_drop)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out_xml = args.out_dir / f"{args.model_name}.xml"
     ov.save_model(quantized, out_xml, compress_to_fp16=False)  # the float layers as validated, not rounded again
@@ -165,10 +158,25 @@ def quantize(args):
     log(f"quantize: {out_xml}: {reached} in {summary['seconds']:.0f} s")
 
 
-def quantize_model(nncf, model, contract, deploy, train, val, args):
+def check_drop(summary, max_map_drop):
+    """What the INT8 IR reached, in words; a UserError saying it when the drop is over max_map_drop."""
+    reached = (
+        f"INT8 val mAP {summary['int8_map_voc07']:.4f} against the FP32 IR's {summary['fp32_ir_map_voc07']:.4f} "
+        f"(drop {summary['map_drop']:.4f}, {summary['int8_convolutions']} of {summary['convolutions']} "
+        "convolutions in INT8)"
+    )
+    if summary["map_drop"] > max_map_drop:
+        raise UserError(
+            f"quantize: even with layers restored to float the INT8 IR misses int8_max_map_drop {max_map_drop}: "
+            f"{reached}; allow a larger int8_max_map_drop, or set int8_ir: false and use the FP16/FP32 IR"
+        )
+    return reached
+
+
+def quantize_model(nncf, model, contract, deploy, train, val, max_map_drop, iou_threshold):
     """(the INT8 model, what it reached): NNCF's accuracy-controlled quantization at the contract's precision."""
     scope = postprocessing_scope(model)
-    val_map = ValMap(contract, len(deploy["classes"]), deploy["threshold"], args.iou_threshold)
+    val_map = ValMap(contract, len(deploy["classes"]), deploy["threshold"], iou_threshold)
 
     def to_tensor(item):
         return infer.preprocess(item[0], contract)
@@ -186,7 +194,7 @@ def quantize_model(nncf, model, contract, deploy, train, val, args):
             calibration,
             validation,
             validation_fn=val_map,
-            max_drop=args.max_map_drop,
+            max_drop=max_map_drop,
             drop_type=nncf.DropType.ABSOLUTE,
             subset_size=min(len(train), CALIBRATION_IMAGES),
             ignored_scope=nncf.IgnoredScope(names=scope),
@@ -197,7 +205,7 @@ def quantize_model(nncf, model, contract, deploy, train, val, args):
         "fp32_ir_map_voc07": fp32_map,
         "int8_map_voc07": int8_map,
         "map_drop": fp32_map - int8_map,
-        "max_map_drop": args.max_map_drop,
+        "max_map_drop": max_map_drop,
         "val_images": len(val),
         "calibration_images": min(len(train), CALIBRATION_IMAGES),
         "int8_convolutions": int8,
