@@ -35,7 +35,7 @@ rule prelabel_images:
         out_dir=folder_of_output("manifest"),
         cache=f"{R}/prelabel_cache",
     message:
-        "Pre-labelling the images of {params.folder} with the IR (boxes scoring at least {params.threshold})"
+        "Pre-labelling the images of {params.folder} with the IR (score threshold: {params.threshold})"
     shell:
         stage(
             "prelabel",

@@ -5,8 +5,13 @@ every image of a folder and writes, in the output folder: Annotations/<stem>.xml
 with verified="no" on <annotation> (LabelImg's mark for a file nobody has confirmed; its Verify key sets "yes"),
 classes.txt (LabelImg's predefined classes), labelimg_command.txt (the command that opens the images with these
 annotations), ranking.csv and index.html (the images a person's labelling helps most first), and manifest.json
-(the model's sha256, the thresholds, every image's sha256). Detections are cached by model and image sha256 in
-the cache folder, so new images are the only ones run again until the model changes. Reads the image folder only.
+(the model's sha256, the thresholds, every image's sha256). Every detection the deployed graph keeps is cached by
+model and image sha256 in the cache folder and cut at the threshold when used (cutting before or after the NMS
+gives the same boxes, see infer.detect), so new images are the only ones run again until the model changes, and
+a new threshold runs nothing again. Reads the image folder only.
+
+The threshold: a score, or val-f1 for the one that maximised F1 on the val images (evaluate's metrics.json, the
+threshold the device uses by default).
 """
 
 import argparse
@@ -27,6 +32,7 @@ from workflow.lib.cli import Progress, UserError, log, run_main
 
 MIRROR_IOU = 0.5
 NEAR_THRESHOLD = 0.2  # a detection within this of the threshold could as well have gone the other way
+VAL_F1 = "val-f1"
 THUMBNAIL_SIDE = 320
 
 
@@ -71,12 +77,39 @@ def disagreements(rows, mirrored):
     return unmatched(rows, mirrored) + unmatched(mirrored, rows)
 
 
-def review_score(rows, mirrored, threshold, weak_classes):
-    """How much a person's labelling of this image is expected to help: detections near the threshold, detections
-    the image and its mirror image disagree on, and detections of the classes the val set finds weakest."""
-    near = sum(abs(score - threshold) <= NEAR_THRESHOLD for _, score, *_ in rows + mirrored)
+def above(rows, threshold):
+    return [row for row in rows if row[1] >= threshold]
+
+
+def review_score(found, threshold, weak_classes):
+    """How much a person's labelling of this image is expected to help: detections (of the image and of its mirror
+    image) within NEAR_THRESHOLD of the threshold on either side, the kept detections the image and its mirror image
+    disagree on, and the kept detections of the classes the val set finds weakest."""
+    near = sum(abs(score - threshold) <= NEAR_THRESHOLD for _, score, *_ in found["detections"] + found["mirrored"])
+    rows, mirrored = above(found["detections"], threshold), above(found["mirrored"], threshold)
     weak = sum(cls in weak_classes for cls, *_ in rows)
     return near + disagreements(rows, mirrored) + weak, near
+
+
+def chosen_threshold(setting, metrics):
+    """The threshold setting as a score: val-f1 is the F1-optimal score on val (0.5 when val had no detections)."""
+    if setting != VAL_F1:
+        return setting
+    best = metrics["score_threshold"]["overall"]["threshold"]
+    return infer.FALLBACK_THRESHOLD if best is None else best
+
+
+def threshold_setting(text):
+    """argparse type of --threshold: val-f1, or a score in [0, 1]."""
+    if text == VAL_F1:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither {VAL_F1} nor a score between 0 and 1")
+    return value
 
 
 def weak_classes(metrics):
@@ -123,8 +156,8 @@ def image_paths(folder):
     return infer.image_paths([folder])
 
 
-def label_image(path, compiled, contract, args, cache):
-    """Detections and mirror detections of one image: (entry for the ranking, stored pixels or None)."""
+def label_image(path, compiled, contract, cache):
+    """Every detection of one image and of its mirror image: (entry for the ranking, stored pixels or None)."""
     data = path.read_bytes()
     entry = {"image": str(path), "sha256": sha256_bytes(data)}
     image, error = decode_image(data)
@@ -135,12 +168,12 @@ def label_image(path, compiled, contract, args, cache):
         found = json.loads(cached.read_text())
     else:
         found = {
-            "detections": infer.detect(compiled, image, contract, args.threshold),
-            "mirrored": mirrored_detections(compiled, image, contract, args.threshold),
+            "detections": infer.detect(compiled, image, contract, 0.0),
+            "mirrored": mirrored_detections(compiled, image, contract, 0.0),
         }
         cached.write_text(json.dumps(found))
     height, width = image.shape[:2]
-    return {**entry, "width": width, "height": height, **found}, image
+    return {**entry, "width": width, "height": height, "found": found}, image
 
 
 def thumbnail(image, rows, classes):
@@ -190,9 +223,10 @@ def write_ranking(path, ranked, classes):
 
 def prelabel(args):
     classes = args.classes.split(",")
-    weak = weak_classes(json.loads(Path(args.metrics).read_text()))
+    metrics = json.loads(Path(args.metrics).read_text())
+    weak, threshold = weak_classes(metrics), chosen_threshold(args.threshold, metrics)
     model = model_sha256(Path(args.ir))
-    out, cache = Path(args.out_dir), Path(args.cache) / model
+    out, cache = Path(args.out_dir), Path(args.cache) / f"{model}-every-detection"
     (out / "Annotations").mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     compiled, contract = infer.load(args.ir)
@@ -200,10 +234,11 @@ def prelabel(args):
     entries, thumbnails = [], {}
     progress = Progress("prelabel", len(paths))
     for done, path in enumerate(paths, start=1):
-        entry, image = label_image(path, compiled, contract, args, cache)
+        entry, image = label_image(path, compiled, contract, cache)
         if image is not None:
-            rows = entry["detections"]
-            entry["review_score"], entry["near_threshold"] = review_score(rows, entry["mirrored"], args.threshold, weak)
+            found = entry.pop("found")
+            rows = entry["detections"] = above(found["detections"], threshold)
+            entry["review_score"], entry["near_threshold"] = review_score(found, threshold, weak)
             objects = [(classes[int(cls)], pixel_box(box, entry["width"], entry["height"])) for cls, _, *box in rows]
             (out / "Annotations" / f"{path.stem}.xml").write_text(
                 labelimg_xml(path.resolve(), entry["width"], entry["height"], objects)
@@ -228,7 +263,8 @@ def prelabel(args):
     (out / "labelimg_command.txt").write_text(shlex.join(command) + "\n")
     manifest = {
         "model_sha256": model,
-        "threshold": args.threshold,
+        "threshold": threshold,
+        "threshold_setting": args.threshold,
         "force_nms": contract["force_nms"],
         "nms_threshold": contract["nms_threshold"],
         "inference_precision": infer.precision_ran(compiled),
@@ -239,7 +275,7 @@ def prelabel(args):
     boxes = sum(len(e.get("detections", [])) for e in entries)
     log(
         f"prelabel: {len(entries) - len(manifest['errors'])} images labelled ({boxes} boxes at score >= "
-        f"{args.threshold}), {len(manifest['errors'])} unreadable; check them first: {out / 'index.html'}; "
+        f"{threshold:.3f}), {len(manifest['errors'])} unreadable; check them first: {out / 'index.html'}; "
         f"open them in LabelImg with: {shlex.join(command)}"
     )
 
@@ -249,7 +285,9 @@ def main(argv=None):
     parser.add_argument("--ir", required=True, help="the IR's .xml (its .bin and .contract.json beside it)")
     parser.add_argument("--images", required=True, help="the folder of unlabelled images (only read)")
     parser.add_argument("--classes", required=True, help="class names, comma separated, in class-id order")
-    parser.add_argument("--threshold", type=float, required=True, help="keep boxes scoring at least this")
+    parser.add_argument(
+        "--threshold", type=threshold_setting, required=True, help=f"keep boxes scoring at least this, or {VAL_F1}"
+    )
     parser.add_argument("--metrics", required=True, help="evaluate's metrics.json: the classes val finds weak")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--cache", required=True, help="detections by model and image sha256, kept between runs")

@@ -172,6 +172,24 @@ def test_new_images_are_the_only_ones_detected_again(prelabelled, tmp_path):
     assert len(list((workdir / "results/tiny/prelabel/Annotations").glob("*.xml"))) == 7
 
 
+def test_a_new_threshold_detects_nothing_again_and_val_f1_is_the_score_that_maximised_f1_on_val(prelabelled):
+    snakefile, workdir, config, unlabelled, _ = prelabelled
+    cache = next((workdir / "results/tiny/prelabel_cache").iterdir())
+    cached = {path: path.stat().st_mtime_ns for path in cache.iterdir()}
+    config = write_config(workdir, unlabelled=str(unlabelled), prelabel_threshold="val-f1")
+    snakemake(workdir, "prelabel", "--cores", "2", snakefile=snakefile)
+    assert {path: path.stat().st_mtime_ns for path in cache.iterdir()} == cached
+    metrics = json.loads((workdir / "results/tiny/evaluate/metrics.json").read_text())
+    best = metrics["score_threshold"]["overall"]["threshold"]
+    manifest = json.loads((workdir / "results/tiny/prelabel/manifest.json").read_text())
+    assert manifest["threshold_setting"] == "val-f1" and manifest["threshold"] == (0.5 if best is None else best)
+    images = sorted(unlabelled.iterdir())
+    expected = in_env("optimizer", DETECT, workdir / "results/tiny/ir/model.xml", manifest["threshold"], *images)
+    for image in images:
+        path = workdir / "results/tiny/prelabel/Annotations" / f"{image.stem}.xml"
+        assert xml_boxes(path, config["classes"])[1] == expected[str(image)]
+
+
 def test_without_an_unlabelled_folder_prelabel_says_what_to_set(tiny_run):
     workdir, _ = tiny_run()
     result = snakemake(workdir, "-n", "prelabel", "--cores", "1", check=False)
