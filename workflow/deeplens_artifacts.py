@@ -115,11 +115,12 @@ def shipped_contract(contract, metrics):
 
 
 def copy_deeplens_folder(args, target):
-    """model/ of the DeepLens model and the Lambda's files with its zip, in a fresh folder."""
+    """model/ of the DeepLens model and the Lambda's files with its zip, in a fresh folder (not Snakemake's
+    .snakemake_timestamp of a directory output)."""
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(Path(args.deeplens_model).parent / "model", target / "model")
-    for source in sorted(Path(args.deeplens_upload).iterdir()):
-        shutil.copy2(source, target / source.name)
+    hidden = shutil.ignore_patterns(".*")
+    shutil.copytree(Path(args.deeplens_model).parent / "model", target / "model", ignore=hidden)
+    shutil.copytree(Path(args.deeplens_upload), target, ignore=hidden, dirs_exist_ok=True)
 
 
 def copy_int8_ir(xml, out, metrics):
