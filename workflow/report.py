@@ -252,7 +252,8 @@ def int8_note(check):
         return "<p>No INT8 IR in this run (<code>int8_ir: false</code>).</p>"
     return (
         f"<p>INT8 IR for CPU targets (<code>model_int8.xml</code>): mAP (VOC07) {int8['ir_map_voc07']:.4f}, "
-        f"{int8['map_drop']:.4f} below MXNet's (allowed: {int8['max_map_drop']}); for information, "
+        f"{abs(int8['map_drop']):.4f} {'below' if int8['map_drop'] > 0 else 'above'} MXNet's (largest drop allowed: "
+        f"{int8['max_map_drop']}); for information, "
         f"{int8['agreement']:.1%} of its detections paired with MXNet's ({int8['only_mxnet']} only in MXNet, "
         f"{int8['only_ir']} only in the IR). {html.escape(int8['quantization'] or '')}.</p>"
     )
