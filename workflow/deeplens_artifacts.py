@@ -60,7 +60,7 @@ this IR {check["ir_map_voc07"]:.4f}.
 | model.contract.json | the IR's input and output contract, with the inference precision infer.py uses: \
 {contract["inference_precision"]}, the one at which {check["agreement"]:.1%} of the IR's detections paired with \
 MXNet's |
-| infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then \
+{int8_row(manifest)}| infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then \
 `detect(compiled, frame_bgr, contract)` |
 | openvino_lambda.py | a Greengrass inference Lambda for Intel devices with the current OpenVINO runtime (not a \
 DeepLens): camera frames in, detections published to IoT (greengrasssdk) |
@@ -86,6 +86,18 @@ Example:
     for cls, score, xmin, ymin, xmax, ymax in infer.detect(compiled, cv2.imread("photo.jpg"), contract):
         print(open("labels.txt").read().split()[cls], score, xmin, ymin, xmax, ymax)
 """
+
+
+def int8_row(manifest):
+    """The folder README's row of the INT8 IR, when there is one."""
+    if not manifest["ir_int8"]:
+        return ""
+    check = manifest["ir"]["check"]["int8"]
+    return (
+        f"| {manifest['ir_int8']['xml']}, {manifest['ir_int8']['bin']}, model_int8.contract.json | the INT8 IR for "
+        f"CPU targets (fast with AVX-512 VNNI or AMX; `infer.py --model {manifest['ir_int8']['xml']}`): val mAP "
+        f"{check['ir_map_voc07']:.4f}, allowed at most {check['max_map_drop']} below MXNet's |\n"
+    )
 
 
 def threshold_sentence(contract):
