@@ -117,6 +117,16 @@ AFTER_TRAINING = {
     "write_report",
 }
 
+# what a new annotated image reruns: the check and everything after it
+NEW_IMAGE_RERUNS = {
+    "annotate_check": 1,
+    "split_data": 1,
+    "dataset_stats": 1,
+    "pack_split": 2,
+    "train_stop": 2,
+    **{rule: 1 for rule in AFTER_TRAINING},
+}
+
 
 @pytest.fixture
 def run_copy(finished_run, tmp_path):
