@@ -48,10 +48,7 @@ def attributes(node):
 def deeplens_graph(graph):
     """The symbol JSON `graph` with the preprocessing convolution between `data` and its consumers and without
     identity nodes (each consumer of one reads the identity's input instead)."""
-    nodes, new_index = (
-        [],
-        {},
-    )  # new_index: old node index -> the [node, output] entry that replaces its output 0
+    nodes, new_index = [], {}  # new_index: old node index -> the (node, output) that replaces its output 0
 
     def entry(old):
         node, output = new_index[old[0]]
@@ -211,12 +208,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.deeplens_model", description=__doc__.split("\n\n")[0])
     parser.add_argument("--deploy", required=True, help="deploy.json of the deploy stage")
     parser.add_argument("--val-rec", required=True, help="val .rec: the images of the raw-frame check")
-    parser.add_argument(
-        "--min-score",
-        type=float,
-        required=True,
-        help="detections compared from this score up",
-    )
+    parser.add_argument("--min-score", type=float, required=True, help="detections compared from this score up")
     parser.add_argument("--out-dir", required=True, help="the model/ folder to write")
     parser.add_argument("--out", required=True, help="deeplens_model.json to write")
     build(parser.parse_args(argv))
