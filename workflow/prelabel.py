@@ -106,8 +106,8 @@ def threshold_setting(text):
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
+        value = None
+    if value is None or not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is neither {VAL_F1} nor a score between 0 and 1")
     return value
 
