@@ -205,31 +205,22 @@ def test_downscaling_decodes_a_jpeg_at_reduced_scale_to_the_same_size(voc, tmp_p
     assert np.abs(small.astype(int) - without_draft).mean() < 1
 
 
+def split_in(folder, root, records):
+    """split.main on the checked records of `root` (val fraction 0.3, seed 0), everything written in `folder`:
+    {file name: path} of train.txt, val.txt, train.json and val.json (a.json holds the records)."""
+    (folder / "a.json").write_text(json.dumps(records))
+    outputs = {name: folder / name for name in ("train.txt", "val.txt", "train.json", "val.json")}
+    arguments = ["--annotations", str(folder / "a.json"), "--dataset", str(root), "--val-fraction", "0.3"]
+    arguments += ["--seed", "0", "--train-out", str(outputs["train.txt"]), "--val-out", str(outputs["val.txt"])]
+    arguments += ["--train-records", str(outputs["train.json"]), "--val-records", str(outputs["val.json"])]
+    split.main(arguments)
+    return outputs
+
+
 def test_split_writes_each_splits_records_in_list_order(voc, tmp_path):
     root = voc(8)
     records = checked(root)
-    (tmp_path / "a.json").write_text(json.dumps(records))
-    outputs = {name: tmp_path / name for name in ("train.txt", "val.txt", "train.json", "val.json")}
-    split.main(
-        [
-            "--annotations",
-            str(tmp_path / "a.json"),
-            "--dataset",
-            str(root),
-            "--val-fraction",
-            "0.3",
-            "--seed",
-            "0",
-            "--train-out",
-            str(outputs["train.txt"]),
-            "--val-out",
-            str(outputs["val.txt"]),
-            "--train-records",
-            str(outputs["train.json"]),
-            "--val-records",
-            str(outputs["val.json"]),
-        ]
-    )
+    outputs = split_in(tmp_path, root, records)
     by_id = {r["id"]: r for r in records}
     for name in ("train", "val"):
         ids = outputs[f"{name}.txt"].read_text().split()
@@ -249,29 +240,8 @@ def test_image_names_with_spaces_go_through_split_pack_and_the_dataset_report(vo
         xml.rename(xml.with_name(f"{spaced}.xml"))
     records = checked(root)
     assert all(" " in record["id"] for record in records)
-    (tmp_path / "a.json").write_text(json.dumps(records))
-    lists = {name: tmp_path / f"{name}.txt" for name in ("train", "val")}
-    split.main(
-        [
-            "--annotations",
-            str(tmp_path / "a.json"),
-            "--dataset",
-            str(root),
-            "--val-fraction",
-            "0.3",
-            "--seed",
-            "0",
-            "--train-out",
-            str(lists["train"]),
-            "--val-out",
-            str(lists["val"]),
-            "--train-records",
-            str(tmp_path / "train.json"),
-            "--val-records",
-            str(tmp_path / "val.json"),
-        ]
-    )
-    ids = {name: path.read_text().splitlines() for name, path in lists.items()}
+    outputs = split_in(tmp_path, root, records)
+    ids = {name: outputs[f"{name}.txt"].read_text().splitlines() for name in ("train", "val")}
     assert sorted(ids["train"] + ids["val"]) == sorted(record["id"] for record in records)
     pack.pack(
         json.loads((tmp_path / "train.json").read_text()),
@@ -288,9 +258,9 @@ def test_image_names_with_spaces_go_through_split_pack_and_the_dataset_report(vo
             "--annotations",
             str(tmp_path / "a.json"),
             "--train",
-            str(lists["train"]),
+            str(outputs["train.txt"]),
             "--val",
-            str(lists["val"]),
+            str(outputs["val.txt"]),
             "--classes",
             ",".join(CLASSES),
             "--network",
