@@ -185,25 +185,21 @@ def cards(args):
     )
     work = results / "int8_benchmark"
     work.mkdir(exist_ok=True)
-    split = json.loads(
-        in_env(
-            "optimizer",
-            __file__,
-            "time",
-            "--deploy",
-            str(results / "deploy" / "deploy.json"),
-            "--int8-ir",
-            str(results / "ir_int8" / "model_int8.xml"),
-            "--val-rec",
-            str(results / "pack" / "val.rec"),
-            "--min-score",
-            str(check["min_score"]),
-            "--work",
-            str(work),
-        )
+    split = measure_split(
+        results / "deploy" / "deploy.json",
+        results / "ir_int8" / "model_int8.xml",
+        results / "pack" / "val.rec",
+        check["min_score"],
+        work,
     )
     print_split(split, check["mxnet_map_voc07"])
     print(f"  CPU: {cpu_line(split['cpu'])}")
+
+
+def measure_split(deploy, int8_xml, val_rec, min_score, work):
+    """This script's `time` command in the optimizer environment: the per-image time split, as a dict."""
+    arguments = ["time", "--deploy", str(deploy), "--int8-ir", str(int8_xml), "--val-rec", str(val_rec)]
+    return json.loads(in_env("optimizer", __file__, *arguments, "--min-score", str(min_score), "--work", str(work)))
 
 
 def resnet50(args):
@@ -238,23 +234,7 @@ def resnet50(args):
         "--log",
         str(work / "quantize_mo.log"),
     )
-    split = json.loads(
-        in_env(
-            "optimizer",
-            __file__,
-            "time",
-            "--deploy",
-            deploy,
-            "--int8-ir",
-            str(work / "ir_int8" / "model_int8.xml"),
-            "--val-rec",
-            str(records / "val.rec"),
-            "--min-score",
-            "0.5",
-            "--work",
-            str(work),
-        )
-    )
+    split = measure_split(deploy, work / "ir_int8" / "model_int8.xml", records / "val.rec", 0.5, work)
     print("\nresnet50 SSD at 512 px, random weights (speed only; the mAPs say nothing)")
     print_split(split)
     print(f"  CPU: {cpu_line(split['cpu'])}")
