@@ -64,6 +64,12 @@ def checkpoint(tmp_path_factory):
     return Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0003.params")
 
 
+def optimize_arguments(symbol, params, conversion, out_dir, name, log):
+    """optimize's command line for a checkpoint at SIDE with the conversion options `conversion`."""
+    arguments = ["--symbol", str(symbol), "--params", str(params), "--data-shape", str(SIDE), *conversion]
+    return arguments + ["--out-dir", str(out_dir), "--model-name", name, "--log", str(log)]
+
+
 @pytest.fixture(scope="module")
 def convert(checkpoint, tmp_path_factory):
     """convert(precision, color, mean_in_ir) -> xml path; each variant is converted once."""
@@ -74,27 +80,9 @@ def convert(checkpoint, tmp_path_factory):
         if key not in done:
             out = tmp_path_factory.mktemp("ir")
             name = "-".join(key)
-            optimize.main(
-                [
-                    "--symbol",
-                    str(checkpoint[0]),
-                    "--params",
-                    str(checkpoint[1]),
-                    "--data-shape",
-                    str(SIDE),
-                    "--precision",
-                    precision,
-                    "--color",
-                    color,
-                    "--mean-in-ir" if mean_in_ir == "inside" else "--no-mean-in-ir",
-                    "--out-dir",
-                    str(out),
-                    "--model-name",
-                    name,
-                    "--log",
-                    str(out / f"{name}.log"),
-                ]
-            )
+            mean = "--mean-in-ir" if mean_in_ir == "inside" else "--no-mean-in-ir"
+            conversion = ["--precision", precision, "--color", color, mean]
+            optimize.main(optimize_arguments(checkpoint[0], checkpoint[1], conversion, out, name, out / f"{name}.log"))
             done[key] = out / f"{name}.xml"
         return done[key]
 
@@ -304,23 +292,7 @@ def test_broken_symbol_names_the_log(checkpoint, tmp_path):
     broken.write_text(json.dumps(graph))
     log_path = tmp_path / "logs" / "optimize.log"
     with pytest.raises(UserError, match=str(log_path)):
-        optimize.main(
-            [
-                "--symbol",
-                str(broken),
-                "--params",
-                str(checkpoint[1]),
-                "--data-shape",
-                str(SIDE),
-                *CONVERSION,
-                "--out-dir",
-                str(tmp_path / "ir"),
-                "--model-name",
-                "broken",
-                "--log",
-                str(log_path),
-            ]
-        )
+        optimize.main(optimize_arguments(broken, checkpoint[1], CONVERSION, tmp_path / "ir", "broken", log_path))
     assert "NoSuchOperation" in log_path.read_text()
 
 
@@ -332,21 +304,7 @@ def test_unreadable_or_wrong_symbol_is_a_user_error(checkpoint, tmp_path):
     for symbol, message in ((truncated, "cannot read the deploy symbol"), (training, "0 MultiBoxDetection")):
         with pytest.raises(UserError, match=message):
             optimize.main(
-                [
-                    "--symbol",
-                    str(symbol),
-                    "--params",
-                    str(checkpoint[1]),
-                    "--data-shape",
-                    str(SIDE),
-                    *CONVERSION,
-                    "--out-dir",
-                    str(tmp_path / "ir"),
-                    "--model-name",
-                    "x",
-                    "--log",
-                    str(tmp_path / "x.log"),
-                ]
+                optimize_arguments(symbol, checkpoint[1], CONVERSION, tmp_path / "ir", "x", tmp_path / "x.log")
             )
 
 
