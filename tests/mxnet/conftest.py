@@ -1,4 +1,6 @@
+import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,12 @@ def voc(tmp_path):
         return root
 
     return make
+
+
+def check_command(out, classes, *datasets):
+    """`python -m workflow.check` on the --dataset (and --val-dataset) arguments `datasets`, with the default
+    settings, writing a.json, t.csv and problems.csv in `out`; add --skip-bad-files or --no-skip-bad-files."""
+    outputs = ["--out", str(out / "a.json"), "--table", str(out / "t.csv"), "--problems-log", str(out / "problems.csv")]
+    settings = ["--class-map", "{}", "--max-image-pixels", "50000000", "--keep-empty-images"]
+    settings += ["--unverified-annotations", "warning"]
+    return [sys.executable, "-m", "workflow.check", *datasets, "--classes", json.dumps(classes), *outputs, *settings]

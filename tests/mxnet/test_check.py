@@ -1,14 +1,13 @@
 import hashlib
 import io
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, check_command
 from workflow import check
 from workflow.lib.images import EXIF_ORIENTATION, jpeg_ends_early, load_rgb
 
@@ -163,34 +162,13 @@ def test_cli_fails_with_file_level_message_and_never_writes_into_the_dataset(voc
     write_image(root, "bad")
     write_xml(root, "bad", [("nike", 10, 10, 50, 50)])
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
-    command = [
-        sys.executable,
-        "-m",
-        "workflow.check",
-        "--dataset",
-        str(root),
-        "--classes",
-        '["swoosh", "stripes"]',
-        "--out",
-        str(tmp_path / "a.json"),
-        "--table",
-        str(tmp_path / "t.csv"),
-        "--problems-log",
-        str(tmp_path / "logs.csv"),
-        "--class-map",
-        "{}",
-        "--max-image-pixels",
-        "50000000",
-        "--keep-empty-images",
-        "--unverified-annotations",
-        "warning",
-    ]
+    command = check_command(tmp_path, ["swoosh", "stripes"], "--dataset", str(root))
     result = subprocess.run(command + ["--no-skip-bad-files"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1
     assert "ERROR: 1 annotation errors" in result.stderr and "bad.xml: unknown-class" in result.stderr
-    assert f"full table: {tmp_path / 'logs.csv'}" in result.stderr
+    assert f"full table: {tmp_path / 'problems.csv'}" in result.stderr
     assert "Traceback" not in result.stderr
-    assert "bad.xml,error,unknown-class" in (tmp_path / "logs.csv").read_text()
+    assert "bad.xml,error,unknown-class" in (tmp_path / "problems.csv").read_text()
     skipped = subprocess.run(command + ["--skip-bad-files"], cwd=REPO, capture_output=True, text=True)
     assert skipped.returncode == 0 and "skipped" in skipped.stderr
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}

@@ -7,7 +7,7 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, check_command
 from workflow import check
 from workflow.lib import voc
 
@@ -200,31 +200,8 @@ def test_cli_checks_train_and_val_lists_and_split_takes_the_val_list(folder, tmp
     write_list(folder / "val.lst", [([(1, 0.3, 0.3, 0.5, 0.5, 0)], "VOC2017\\c.jpg")])
     out = tmp_path / "out"
     out.mkdir()
-    command = [
-        sys.executable,
-        "-m",
-        "workflow.check",
-        "--dataset",
-        str(folder / "train.lst"),
-        "--val-dataset",
-        str(folder / "val.lst"),
-        "--classes",
-        json.dumps(CLASSES),
-        "--out",
-        str(out / "a.json"),
-        "--table",
-        str(out / "t.csv"),
-        "--problems-log",
-        str(out / "problems.csv"),
-        "--class-map",
-        "{}",
-        "--max-image-pixels",
-        "50000000",
-        "--keep-empty-images",
-        "--unverified-annotations",
-        "warning",
-        "--no-skip-bad-files",
-    ]
+    datasets = ["--dataset", str(folder / "train.lst"), "--val-dataset", str(folder / "val.lst")]
+    command = check_command(out, CLASSES, *datasets) + ["--no-skip-bad-files"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "3 usable images, 3 objects (nike 1, adidas 2); 0 errors" in result.stderr
