@@ -72,7 +72,7 @@ def planned_after_editing(snakefile, workdir, module):
                 "write_report",
             },
         ),
-        ("lib/cli", {"annotate_check", "split_data", "dataset_stats", "pack_split", "train_stop", *AFTER_TRAINING}),
+        ("lib/cli", set(NEW_IMAGE_RERUNS)),  # every stage
     ],
 )
 def test_editing_a_module_reruns_exactly_the_stages_that_import_it_and_what_follows(run_copy, module, rules):
