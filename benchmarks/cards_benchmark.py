@@ -20,7 +20,7 @@ import json
 import os
 
 import yaml
-from common import REPO, cpu_model, run_workflow
+from common import REPO, cpu_model, pretrained_for, run_workflow
 
 CARDS = REPO.parent / "shared" / "datasets" / "cards"
 YARDSTICK = {"map_area": 0.39, "coco_map": 0.25, "latency_ms": 19.0}
@@ -33,6 +33,7 @@ def run_config(args):
         "val_dataset": str(CARDS / "test"),
         "classes": ["nine", "ten", "jack", "queen", "king", "ace"],
         "network": args.network,
+        "pretrained": pretrained_for(args.network),
         "data_shape": args.data_shape,
         "batch_size": args.batch_size,
         "epochs": args.epochs,

@@ -16,6 +16,11 @@ def run_workflow(target, configfile, cores):
     return time.monotonic() - started
 
 
+def pretrained_for(network):
+    """The config's `pretrained` for a network trained on a benchmark: its ImageNet backbone where it has one."""
+    return "imagenet" if network == "efficientnet_lite0" else None
+
+
 def cpu_model():
     """lscpu's model name."""
     for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():

@@ -98,6 +98,7 @@ def run_configs(options):
     base = {
         "dataset": str(REPO / "data" / "sample"),
         "network": options.network,
+        "pretrained": "imagenet" if options.network == "efficientnet_lite0" else None,
         "data_shape": options.data_shape,
         "batch_size": options.batch_size,
         "epochs": options.epochs,

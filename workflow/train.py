@@ -18,6 +18,7 @@ if __name__ == "__main__" and "--threads" in sys.argv[:-1]:
 
 import argparse
 import csv
+import json
 import math
 import re
 import time
@@ -141,10 +142,10 @@ def train(options):
     np.random.seed(options.seed)
     os.makedirs(options.out, exist_ok=True)
 
-    symbol = networks.build_training_symbol(options.network, num_classes, options.data_shape)
+    symbol, frozen = _training_symbol(options, num_classes)
     num_records, max_objects = _scan_records(options.train_rec)
     batches_per_epoch = math.ceil(num_records / options.batch_size)
-    module = _bind_module(symbol, contexts, options, max_objects)
+    module = _bind_module(symbol, contexts, options, max_objects, frozen)
     _init_params(module, symbol, options)
     schedule = _init_optimizer(module, options, len(contexts), batches_per_epoch)
     rows = []
@@ -177,6 +178,18 @@ def train(options):
     return rows
 
 
+def _training_symbol(options, num_classes):
+    """(training graph, frozen parameter names): a BatchNorm whose parameters are frozen keeps its statistics too,
+    as they were learned on the pretrained data (batches of a few images would re-estimate them badly)."""
+    symbol = networks.build_training_symbol(options.network, num_classes, options.data_shape)
+    frozen = frozen_parameters(symbol, options.freeze)
+    graph = json.loads(symbol.tojson())
+    for node in graph["nodes"]:
+        if node["op"] == "BatchNorm" and f"{node['name']}_gamma" in frozen:
+            node["attrs"]["use_global_stats"] = "True"
+    return mx.sym.load_json(json.dumps(graph)), frozen
+
+
 def _stop_reason(options, rows):
     """Why training ends after these rows (this stop's and the earlier stops'), or None."""
     return stop_reason(rows, options.budget_minutes, options.patience, options.patience_smoothing)
@@ -186,7 +199,7 @@ def _finish_without_training(options, rows, reason):
     """An earlier stop ended training: this stop only carries its log over (deploy finds the checkpoint there)."""
     log(f"training ended after epoch {rows[-1]['epoch']}, {reason}: nothing to train")
     os.makedirs(options.out, exist_ok=True)
-    symbol = networks.build_training_symbol(options.network, len(options.classes.split(",")), options.data_shape)
+    symbol, _ = _training_symbol(options, len(options.classes.split(",")))
     symbol.save(os.path.join(options.out, f"{PREFIX}-symbol.json"))
     _write_log(options.out, rows, PROGRESS_FILE)
     _write_log(options.out, rows, LOG_FILE)
@@ -244,14 +257,14 @@ def frozen_parameters(symbol, pattern):
     return frozen
 
 
-def _bind_module(symbol, contexts, options, max_objects):
+def _bind_module(symbol, contexts, options, max_objects, frozen):
     shape = options.data_shape
     module = mx.mod.Module(
         symbol,
         data_names=["data"],
         label_names=["label"],
         context=contexts,
-        fixed_param_names=frozen_parameters(symbol, options.freeze),
+        fixed_param_names=frozen,
     )
     module.bind(
         data_shapes=[("data", (options.batch_size, 3, shape, shape))],

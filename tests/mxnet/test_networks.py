@@ -67,7 +67,9 @@ def test_building_twice_gives_the_same_graph(network):
     )
 
 
-@pytest.mark.parametrize("network,data_shape", [("tiny", 64), ("lite", 192), ("resnet50", 512)])
+@pytest.mark.parametrize(
+    "network,data_shape", [("tiny", 64), ("lite", 192), ("efficientnet_lite0", 256), ("resnet50", 512)]
+)
 def test_deploy_graph_fits_training_checkpoints_and_old_runtimes(network, data_shape):
     training = networks.build_training_symbol(network, 2, data_shape)
     deploy = networks.build_deploy_symbol(network, 2, data_shape)

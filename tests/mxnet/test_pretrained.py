@@ -67,6 +67,6 @@ def test_local_prefix_and_params_file(tmp_path, release):
 def test_cli_links_the_resolved_file(tmp_path, release):
     link = tmp_path / "run" / "pretrained.params"
     pretrained.main(
-        ["--spec", json.dumps(str(release / "ssd_resnet50_512")), "--cache", str(tmp_path / "c"), "--link", str(link)]
+        ["--spec", json.dumps(str(release / "ssd_resnet50_512")), "--cache", str(tmp_path / "c"), "--out", str(link)]
     )
     assert link.is_symlink() and link.read_bytes() == b"weights-240"

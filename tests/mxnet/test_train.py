@@ -249,6 +249,10 @@ def test_frozen_parameters_do_not_change(records, tmp_path):
     frozen = [name for name in first if name.startswith(("arg:bn_data", "arg:tiny1_", "arg:tiny2_"))]
     assert len(frozen) == 8 and all(np.array_equal(first[name], last[name]) for name in frozen)
     assert not np.array_equal(first["arg:tiny3_conv_weight"], last["arg:tiny3_conv_weight"])
+    # a frozen BatchNorm keeps its statistics as well; a trained one goes on estimating them
+    kept = [name for name in first if name.startswith(("aux:bn_data", "aux:tiny1_", "aux:tiny2_"))]
+    assert len(kept) == 6 and all(np.array_equal(first[name], last[name]) for name in kept)
+    assert not np.array_equal(first["aux:tiny3_bn_moving_mean"], last["aux:tiny3_bn_moving_mean"])
     with pytest.raises(UserError, match="freeze: '\\(' is not a regular expression"):
         train(options(records, tmp_path / "bad", end_epoch=1, val_rec=None, freeze="("))
 

@@ -18,6 +18,7 @@ TINY_CONFIG = {
     "dataset": "voc",
     "classes": ["swoosh", "stripes"],
     "network": "tiny",
+    "pretrained": None,
     "data_shape": 64,
     "batch_size": 4,
     "epochs": [15, 30],

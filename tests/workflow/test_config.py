@@ -13,7 +13,7 @@ from conftest import REPO, snakemake
     [
         ({"colour": "red"}, "Additional properties are not allowed ('colour' was unexpected)"),
         ({"data_shape": "big"}, "'big' is not of type 'integer'"),
-        ({"network": "vgg"}, "'vgg' is not one of ['tiny', 'lite', 'resnet50']"),
+        ({"network": "vgg"}, "'vgg' is not one of ['tiny', 'lite', 'efficientnet_lite0', 'resnet50']"),
         ({"epochs": [20, 10]}, "epochs: the stops must increase strictly, got [20, 10]"),
         ({"dataset": "/nonexistent"}, "dataset: '/nonexistent' is not a VOC folder"),
     ],

@@ -121,9 +121,8 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert f"<b>{chosen:.3f}</b>, the one that maximises F1" in report
 
 
-def check_the_deeplens_folder(artifacts, manifest, config, results):
+def check_the_deeplens_folder(artifacts, manifest, config, results, stem="deploy_ssd_tiny_64"):
     deeplens = manifest["deeplens"]
-    stem = "deploy_ssd_tiny_64"
     assert {name for name in manifest["files"] if name.startswith("deeplens/")} == {
         f"deeplens/model/{stem}-symbol.json",
         f"deeplens/model/{stem}-0000.params",
@@ -142,7 +141,11 @@ def check_the_deeplens_folder(artifacts, manifest, config, results):
         assert archive.read("lambda_function.py") == (artifacts / "deeplens" / "lambda_function.py").read_bytes()
     assert {"lambda_function.py", "local_display.py", "model.json", "labels.txt", "greengrasssdk/__init__.py"} <= names
     settings = json.loads((artifacts / "deeplens" / "model.json").read_text())
-    assert settings["model_name"] == stem and settings["input_width"] == 64 and settings["force_nms"] is True
+    assert (
+        settings["model_name"] == stem
+        and settings["input_width"] == config["data_shape"]
+        and settings["force_nms"] is True
+    )
     assert deeplens["package"]["mxnet012_check"]["mxnet_version"] == "0.12.0"
     rehearsal = deeplens["rehearsal"]
     val_images = len((results / "split" / "val.txt").read_text().split())

@@ -64,6 +64,7 @@ def test_the_two_configs_differ_only_in_gpus_and_plan_the_training_stops(tmp_pat
         == {
             "dataset": str(REPO / "data" / "sample"),
             "network": "lite",
+            "pretrained": None,
             "data_shape": 192,
             "batch_size": 8,
             "epochs": [2, 3],

