@@ -27,6 +27,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import mxnet as mx
+
 from workflow.lib import efficientnet
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.networks import MEAN_RGB
@@ -140,8 +142,6 @@ def write_params(source, out):
     if source.suffix != ".pth":
         out.symlink_to(source)
         return
-    import mxnet as mx
-
     args, auxs = efficientnet.convert(load_state_dict(source), MEAN_RGB, source)
     arrays = {f"arg:{name}": array for name, array in args.items()} | {f"aux:{name}": a for name, a in auxs.items()}
     mx.nd.save(str(out), arrays)

@@ -25,8 +25,8 @@ def pretrained_run(tmp_path_factory):
         pretrained=DEFAULTS["pretrained"],
         freeze=DEFAULTS["freeze"],
         data_shape=128,
-        epochs=[4, 6],
-        learning_rate=0.02,
+        epochs=[20, 30],  # MXNet 0.12 keeps every candidate where 1.9.1 keeps nms_topk: train past that
+        learning_rate=DEFAULTS["learning_rate"],
         pack_max_side=256,
         int8_ir=True,
         unlabelled=str(unlabelled),
@@ -40,7 +40,7 @@ def test_the_default_network_finetunes_from_the_packages_imagenet_weights(pretra
     assert (config["network"], config["pretrained"]) == ("efficientnet_lite0", "imagenet")
     logs = workdir / "results" / "tiny" / "logs"
     assert "converted" in (logs / "pretrained.log").read_text()
-    first_stop = (logs / "train_epoch_4.log").read_text()
+    first_stop = (logs / "train_epoch_20.log").read_text()
     assert "left out (initialised): effnet_fc_bias, effnet_fc_weight, effnet_head_bn_beta" in first_stop
     assert "freeze '^(bn_data|effnet_(stem|block[0-9]_))': 92 parameters not trained" in first_stop
 
@@ -54,7 +54,7 @@ def test_every_proof_of_the_chain_holds_on_the_default_network(pretrained_run):
     assert ir_check["precision"] == "FP16" and ir_check["force_nms"] is True
     assert ir_check["map_difference"] <= 0.005 and ir_check["agreement"] >= 0.97
     legacy = manifest["mxnet012"]["check"]
-    assert legacy["mxnet_version"] == "0.12.0" and legacy["mismatches"] == []
+    assert legacy["mxnet_version"] == "0.12.0" and legacy["mismatches"] == [] and legacy["detections_compared"] > 0
     legacy_graph = json.loads((artifacts / manifest["mxnet012"]["symbol"]).read_text())
     depthwise = [
         n for n in legacy_graph["nodes"] if n["op"] == "Convolution" and n["attr"].get("num_group", "1") != "1"
@@ -62,6 +62,6 @@ def test_every_proof_of_the_chain_holds_on_the_default_network(pretrained_run):
     assert len(depthwise) == 16
     check_the_deeplens_folder(artifacts, manifest, config, results, "deploy_ssd_efficientnet_lite0_128")
     int8 = json.loads((results / "ir" / "verify.json").read_text())["int8"]
-    assert int8["map_drop"] <= int8["max_map_drop"] == config["int8_max_map_drop"]
+    assert int8["map_drop"] <= int8["max_map_drop"] == DEFAULTS["int8_max_map_drop"]
     prelabels = json.loads((results / "prelabel" / "manifest.json").read_text())
     assert len(prelabels["images"]) == 4 and prelabels["errors"] == {}

@@ -212,14 +212,15 @@ def _efficientnet_lite0(data):
     """EfficientNet-Lite0's last blocks at strides 8, 16 and 32 (40, 112 and 320 channels), each normalised for the
     heads, then two extra layers at strides 64 and 128 (32, 16, 8, 4, 2 cells at data_shape 256)."""
     blocks = efficientnet.backbone(data, "relu")
-    layers = [blocks[index] for index in efficientnet.FEATURE_BLOCKS]
+    layers = [
+        mx.sym.BatchNorm(blocks[index], fix_gamma=False, eps=BN_EPS, momentum=BN_MOMENTUM, name=f"feature{k}_bn")
+        for k, index in enumerate(efficientnet.FEATURE_BLOCKS, start=1)
+    ]
+    body = blocks[efficientnet.FEATURE_BLOCKS[-1]]
     for k in (1, 2):
-        body = _conv_bn_relu(layers[-1], f"extra{k}_1x1", 128, kernel=1)
-        layers.append(_conv_bn_relu(body, f"extra{k}_3x3", 256, stride=2))
-    for k, layer in enumerate(layers[: len(efficientnet.FEATURE_BLOCKS)]):
-        layers[k] = mx.sym.BatchNorm(
-            layer, fix_gamma=False, eps=BN_EPS, momentum=BN_MOMENTUM, name=f"feature{k + 1}_bn"
-        )
+        body = _conv_bn_relu(body, f"extra{k}_1x1", 128, kernel=1)
+        body = _conv_bn_relu(body, f"extra{k}_3x3", 256, stride=2)
+        layers.append(body)
     return [(layer, size, RATIOS_3) for layer, size in zip(layers, ssd_sizes(5, min_scale=0.2, max_scale=0.9))]
 
 
