@@ -136,8 +136,9 @@ def first_run(cores):
 
 def next_runs(cores):
     """The whole sample from scratch and continued: {run: (training seconds, mAP, interval, val images)}."""
+    last_stop = yaml.safe_load((REPO / "config.yaml").read_text())["epochs"][-1]
     continued = {
-        "pretrained": str(WORK / "train" / "epoch_110" / "ssd"),
+        "pretrained": str(WORK / "train" / f"epoch_{last_stop}" / "ssd"),
         "epochs": [30],
         "lr_steps": [20],
         "learning_rate": 0.01,

@@ -15,6 +15,10 @@ from conftest import REPO, snakemake
         ({"data_shape": "big"}, "'big' is not of type 'integer'"),
         ({"network": "vgg"}, "'vgg' is not one of ['tiny', 'lite', 'efficientnet_lite0', 'resnet50']"),
         ({"epochs": [20, 10]}, "epochs: the stops must increase strictly, got [20, 10]"),
+        (
+            {"network": "lite", "pretrained": "imagenet"},
+            "pretrained: imagenet is the ImageNet backbone of efficientnet",
+        ),
         ({"dataset": "/nonexistent"}, "dataset: '/nonexistent' is not a VOC folder"),
     ],
 )
