@@ -8,7 +8,7 @@ A sweep file names a base config and a grid; every combination of the grid's val
 
     name: lite-grid              # the runs are lite-grid-<values>; the table goes to results/sweeps/lite-grid/
     base: ../config.yaml         # the base config, relative to the sweep file
-    set: {epochs: [40, 60]}      # optional: keys changed in every run
+    set: {epochs: [40, 60], pretrained: null}   # optional: keys changed in every run
     grid:                        # optional: every combination of these values is a run
       network: [tiny, lite]
       learning_rate: [0.05, 0.02]
