@@ -46,6 +46,7 @@ def run_config(args):
         "train_budget_minutes": args.budget_minutes,
         "pack_max_side": 2 * args.data_shape,
         "int8_ir": True,
+        **({"freeze": args.freeze} if args.freeze is not None else {}),
     }
 
 
@@ -64,6 +65,7 @@ def main():
         help="the training stops: the first trains from scratch, each next one resumes to it",
     )
     parser.add_argument("--warmup-epochs", type=int, default=2)
+    parser.add_argument("--freeze", help="regex of the parameters kept fixed (default: config.yaml's freeze)")
     parser.add_argument("--budget-minutes", type=float, default=9)
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--run", default="cards_benchmark")

@@ -217,7 +217,8 @@ def ir_section(check):
         f"{check['min_score']}) paired with MXNet's ({check['agreement']:.1%}; {check['only_mxnet']} only in MXNet, "
         f"{check['only_ir']} only in the IR; {check['degenerate_mxnet']} MXNet and {check['degenerate_ir']} IR "
         f"boxes under one input pixel wide or high left out of the pairing). mAP (VOC07) MXNet "
-        f"{check['mxnet_map_voc07']:.4f}, IR {check['ir_map_voc07']:.4f} (tolerance {check['map_tolerance']}).</p>"
+        f"{check['mxnet_map_voc07']:.4f}, IR {check['ir_map_voc07']:.4f}; the conversion: the FP32 IR "
+        f"{check['conversion']['ir_map_voc07']:.4f} (tolerance {check['map_tolerance']}).</p>"
         + speed_table(check)
         + f"<p>IR speed-up over MXNet on this CPU: {latency['ir_speedup']:.1f}x</p>"
         + fast_precision_note(check)

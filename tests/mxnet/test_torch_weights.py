@@ -1,5 +1,7 @@
+import io
 import os
 import pickle
+import pickletools
 
 import numpy as np
 import pytest
@@ -46,6 +48,13 @@ def test_truncated_and_foreign_files_are_refused(tmp_path, package_weights):
     truncated.write_bytes(package_weights.read_bytes()[:1_000_000])
     with pytest.raises(UserError, match="truncated.pth: storage .* truncated"):
         load_state_dict(truncated)
+    stream = io.BytesIO(package_weights.read_bytes())
+    for _ in range(5):  # magic number, protocol, system info, state dict, storage keys; then each storage's count
+        list(pickletools.genops(stream))  # parses a pickle without running it
+    cut_in_count = tmp_path / "cut_in_count.pth"
+    cut_in_count.write_bytes(stream.getvalue()[: stream.tell() + 3])
+    with pytest.raises(UserError, match="cut_in_count.pth: storage .* truncated"):
+        load_state_dict(cut_in_count)
     other = tmp_path / "list.pth"
     other.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
     with pytest.raises(UserError, match="list.pth: not a PyTorch weights file"):

@@ -1,6 +1,10 @@
-import numpy as np
+import types
 
-from workflow.verify_ir import agreement, match
+import numpy as np
+import pytest
+
+from workflow.lib.cli import UserError
+from workflow.verify_ir import agreement, check_proof, match
 
 
 SIDE = 192
@@ -56,3 +60,24 @@ def test_agreement_with_nothing_to_compare_is_not_a_failure():
     """An undertrained model may score no val detection above the parity threshold: nothing disagrees."""
     assert agreement(0, 0, 0) == 1.0
     assert agreement(3, 1, 0) == 0.75
+
+
+def proof(fp16_map, fp32_map, agreement_=1.0):
+    """A verify_ir result for MXNet at mAP 0.9469 and an FP16 IR with its FP32 twin."""
+    return {
+        "mxnet_map_voc07": 0.9469,
+        "ir_map_voc07": fp16_map,
+        "agreement": agreement_,
+        "only_mxnet": 0,
+        "only_ir": 0,
+        "conversion": {"weights": "FP32", "ir_map_voc07": fp32_map, "map_difference": abs(fp32_map - 0.9469)},
+    }
+
+
+def test_fp16_rounding_may_move_the_map_but_the_fp32_conversion_may_not():
+    args = types.SimpleNamespace(min_score=0.5, differences="d.txt")
+    check_proof(proof(fp16_map=0.9343, fp32_map=0.9469), args)  # measured on the sample: one box under 0.1 flipped
+    with pytest.raises(UserError, match="the FP32 IR's mAP 0.9300 differs from MXNet's 0.9469 by more than 0.005"):
+        check_proof(proof(fp16_map=0.9469, fp32_map=0.93), args)
+    with pytest.raises(UserError, match="agreement 0.900 < 0.97"):
+        check_proof(proof(fp16_map=0.9469, fp32_map=0.9469, agreement_=0.9), args)

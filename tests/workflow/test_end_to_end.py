@@ -56,7 +56,7 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert "attr" in (artifacts / manifest["mxnet012"]["symbol"]).read_text()
 
     ir_check = manifest["ir"]["check"]
-    assert ir_check["map_difference"] <= 0.005 and ir_check["agreement"] >= 0.97
+    assert ir_check["conversion"]["map_difference"] <= 0.005 and ir_check["agreement"] >= 0.97
     assert ir_check["precision"] == "FP16" and ir_check["force_nms"] is True
     assert manifest["ir"]["input_contract"]["inference_precision"] == "f32"
     assert ir_check["inference_precision"] == {"requested": "f32", "ran": "f32"}  # on every CPU

@@ -62,16 +62,16 @@ def input_layer(data):
 
 def backbone(data, activation="relu"):
     """{block index: output} of the 16 blocks (stem included in block 0's input)."""
-    body = _conv_bn(data, "effnet_stem", 32, 3, 2, activation)
+    body = conv_bn(data, "effnet_stem", 32, 3, 2, activation)
     outputs = {}
     for index, (kernel, stride, expansion, channels_in, channels_out) in enumerate(block_settings()):
         name = f"effnet_block{index}"
         block = body
         if expansion != 1:
-            block = _conv_bn(block, name + "_expand", channels_in * expansion, 1, 1, activation)
+            block = conv_bn(block, name + "_expand", channels_in * expansion, 1, 1, activation)
         channels = channels_in * expansion
-        block = _conv_bn(block, name + "_depthwise", channels, kernel, stride, activation, channels)
-        block = _conv_bn(block, name + "_project", channels_out, 1, 1, None)
+        block = conv_bn(block, name + "_depthwise", channels, kernel, stride, activation, channels)
+        block = conv_bn(block, name + "_project", channels_out, 1, 1, None)
         if stride == 1 and channels_in == channels_out:
             block = mx.sym.elemwise_add(block, body, name=name + "_add")
         body = outputs[index] = block
@@ -81,24 +81,27 @@ def backbone(data, activation="relu"):
 def classifier(activation="relu6"):
     """The ImageNet classifier (1000 softmax probabilities): the check that the converted weights are right."""
     body = backbone(input_layer(mx.sym.Variable("data")), activation)[FEATURE_BLOCKS[-1]]
-    body = _conv_bn(body, "effnet_head", 1280, 1, 1, activation)
+    body = conv_bn(body, "effnet_head", 1280, 1, 1, activation)
     body = mx.sym.Pooling(body, kernel=(1, 1), global_pool=True, pool_type="avg", name="effnet_pool")
     body = mx.sym.FullyConnected(mx.sym.Flatten(body), num_hidden=1000, name="effnet_fc")
     return mx.sym.softmax(body, name="effnet_prob")
 
 
-def _conv_bn(data, name, num_filter, kernel, stride, activation, num_group=1):
+def conv_bn(data, name, num_filter, kernel, stride, activation, num_group=1, eps=BN_EPS):
+    """Convolution (symmetric padding, no bias), BatchNorm and `activation` ("relu", "relu6" or None), named
+    name_conv, name_bn, name_relu(6): the unit of this backbone and of the other networks' layers."""
+    grouped = {"num_group": num_group} if num_group != 1 else {}  # the graphs of ungrouped layers stay as they were
     conv = mx.sym.Convolution(
         data,
         num_filter=num_filter,
-        num_group=num_group,
         kernel=(kernel, kernel),
         stride=(stride, stride),
         pad=(kernel // 2, kernel // 2),
         no_bias=True,
         name=name + "_conv",
+        **grouped,
     )
-    body = mx.sym.BatchNorm(conv, fix_gamma=False, eps=BN_EPS, momentum=0.9, name=name + "_bn")
+    body = mx.sym.BatchNorm(conv, fix_gamma=False, eps=eps, momentum=0.9, name=name + "_bn")
     if activation == "relu6":
         return mx.sym.clip(body, 0.0, 6.0, name=name + "_relu6")
     if activation == "relu":

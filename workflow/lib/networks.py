@@ -167,17 +167,7 @@ def ssd_sizes(num_layers, min_scale=0.2, max_scale=0.9):
 
 
 def _conv_bn_relu(data, name, num_filter, stride=1, kernel=3):
-    conv = mx.sym.Convolution(
-        data,
-        num_filter=num_filter,
-        kernel=(kernel, kernel),
-        stride=(stride, stride),
-        pad=(kernel // 2, kernel // 2),
-        no_bias=True,
-        name=name + "_conv",
-    )
-    bn = mx.sym.BatchNorm(conv, fix_gamma=False, eps=BN_EPS, momentum=BN_MOMENTUM, name=name + "_bn")
-    return mx.sym.Activation(bn, act_type="relu", name=name + "_relu")
+    return efficientnet.conv_bn(data, name, num_filter, kernel, stride, "relu", eps=BN_EPS)
 
 
 def _tiny(data):

@@ -107,9 +107,10 @@ def _read_storages(stream, keys, wanted, path):
     for key in keys:
         if key not in wanted:
             raise UserError(f"{path}: storage {key!r:.40} is not used by any tensor")
-        count = int(np.frombuffer(stream.read(8), "<i8")[0])
+        header = stream.read(8)
+        count = int(np.frombuffer(header, "<i8")[0]) if len(header) == 8 else -1
         dtype = np.dtype(wanted[key].dtype).newbyteorder("<")
-        raw = stream.read(count * dtype.itemsize)
+        raw = stream.read(max(count, 0) * dtype.itemsize)
         if count != wanted[key].numel or len(raw) != count * dtype.itemsize:
             raise UserError(f"{path}: storage {key!r:.40} is truncated or has the wrong size")
         arrays[key] = np.frombuffer(raw, dtype)
