@@ -2,17 +2,24 @@
 #   make run    set everything up from nothing and run the workflow on the bundled sample (data/sample)
 #   make test   set everything up from nothing and run the whole test suite
 #   make test-cluster   the workflow on a real single-node Slurm cluster (root, Debian; installs Slurm with apt-get)
-# Stage environments are built on first use by workflow/orchestrator/envs.py (in .venvs/, keyed by each lock's hash);
-# this file only builds the orchestrator (.venv: snakemake + pytest) that drives them.
+#   make test-pythons   the mxnet and optimizer test suites on the other CPython builds this machine carries (pyenv)
+#   make test-fresh-machine   the first command as a newcomer on Debian 13 runs it (root; debootstrap, a chroot)
+# Stage environments are built on first use by workflow/orchestrator/envs.py (in .venvs/, keyed by each lock's hash,
+# each on a Python its lock is made for); this file only builds the orchestrator (.venv: snakemake, uv, pytest) that
+# drives them, with the first python3 of at least 3.11 (Snakemake 9's minimum) unless PYTHON names one.
 
-PYTHON ?= python3
+PYTHON ?= $(firstword $(foreach python,python3 python3.13 python3.12 python3.11,\
+	$(shell $(python) -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && echo $(python))))
 CORES ?= $(shell nproc)
 VENV := .venv
 ORCHESTRATOR := $(VENV)/.lock-$(shell sha256sum envs/orchestrator.txt | cut -c1-12)
+RUN_ENVS := mxnet optimizer deeplens-mxnet
 
-.PHONY: run test test-cluster envs lint
+.PHONY: run test test-cluster test-pythons test-fresh-machine envs lint
 
+# `envs check` finds a Python for every environment the run needs before Snakemake builds any of them.
 run: $(ORCHESTRATOR)
+	$(VENV)/bin/python -m workflow.orchestrator.envs check $(RUN_ENVS)
 	$(VENV)/bin/snakemake --cores $(CORES) deeplens_artifacts
 
 test: envs lint
@@ -36,10 +43,21 @@ lint: $(ORCHESTRATOR)
 	$(VENV)/bin/ruff format --check --line-length 120 $(PYTHON_CODE); ruff_format=$$?; \
 	test $$lint -eq 0 && test $$format -eq 0 && test $$ruff -eq 0 && test $$ruff_format -eq 0
 
+test-pythons: $(ORCHESTRATOR)
+	tests/other_pythons.sh
+
+test-fresh-machine:
+	tests/fresh_machine/debian13.sh
+
 envs: $(ORCHESTRATOR)
-	$(VENV)/bin/python -m workflow.orchestrator.envs build mxnet optimizer deeplens-mxnet labelimg
+	$(VENV)/bin/python -m workflow.orchestrator.envs build $(RUN_ENVS) labelimg
 
 $(ORCHESTRATOR): envs/orchestrator.txt
+	@test -n "$(PYTHON)" || { echo "ERROR: Snakemake 9 needs Python 3.11 or newer, and this machine's python3 is" \
+	  "$$(python3 --version 2>&1 | tail -1). Install one with its venv module (Ubuntu 22.04:" \
+	  "sudo apt install python3.11-venv), then run make again, or name it: make PYTHON=/path/to/python3.11"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "ERROR: $(PYTHON) has no venv module with pip" \
+	  "(ensurepip). Debian and Ubuntu: sudo apt install python3-venv (for python3.X: python3.X-venv)"; exit 1; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r envs/orchestrator.txt

@@ -10,6 +10,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 sys.path.insert(0, workflow.basedir)
 from workflow.lib import voc
+from workflow.orchestrator.envs import lock_files
 from workflow.orchestrator.plan import (
     ConfigError,
     check_config,
@@ -96,9 +97,9 @@ def stop_log(end):
 
 def stage_code(module, env="mxnet", files=()):
     """A params value that changes when the code of a stage changes: the sha256 of workflow.<module>, of every
-    workflow module it imports, of its environment's lock and of any other repository `files` it uses."""
+    workflow module it imports, of its environment's locks and of any other repository `files` it uses."""
     repo = Path(workflow.basedir)
-    paths = module_files(f"workflow.{module}", repo) + [repo / "envs" / f"{env}.txt"] + [repo / f for f in files]
+    paths = module_files(f"workflow.{module}", repo) + lock_files(env) + [repo / f for f in files]
     return content_hash(paths, repo)
 
 
