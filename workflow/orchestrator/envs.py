@@ -86,8 +86,12 @@ def python_version(executable):
     return (lines[0], lines[1]) if result.returncode == 0 and len(lines) > 1 else (None, None)
 
 
+def by_version(versions):
+    return sorted(versions, key=lambda version: tuple(map(int, version.split("."))))
+
+
 def versions_text(versions):
-    ordered = sorted(versions, key=lambda version: tuple(map(int, version.split("."))))
+    ordered = by_version(versions)
     return " or ".join(ordered) if len(ordered) < 3 else f"{', '.join(ordered[:-1])} or {ordered[-1]}"
 
 
@@ -144,11 +148,12 @@ def interpreter(name):
     if executable:
         return executable, preferred
     running = f"{python_version(sys.executable)[0]} at {sys.executable}"
+    on_path = " or ".join(f"python{version}" for version in by_version(wanted))
     why = why_pythons(name)
     raise MissingPython(
         f"environment '{name}' needs Python {versions_text(wanted)}{f' ({why})' if why else ''}, and this machine has "
-        f"none: the Python running this is {running}, no {' or '.join(f'python{v}' for v in wanted)} on PATH runs, "
-        f"and uv could not install one ({failure or 'no reason given'}).\n"
+        f"none: the Python running this is {running}, no {on_path} on PATH runs, and uv could not install one "
+        f"({failure or 'no reason given'}).\n"
         f"Fix: install one of them, e.g. `{uv() or 'uv'} python install {preferred}` on a machine that reaches "
         f"GitHub, or your distribution's python{preferred} with its venv module; then run the same command again."
     )
