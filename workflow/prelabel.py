@@ -122,9 +122,11 @@ def weak_classes(metrics):
 
 
 def pixel_box(box, width, height):
-    """LabelImg's integer convention: int() of the corner, the top-left at least 1."""
-    xmin, ymin, xmax, ymax = box
-    return max(1, int(xmin * width)), max(1, int(ymin * height)), int(xmax * width), int(ymax * height)
+    """LabelImg's integer convention: int() of each corner, inside the image (from 1 to its width and height); None
+    for a box with no area in whole pixels, which the check would refuse (e.g. one above the image's top edge)."""
+    xmin, xmax = (min(max(int(v * width), 1), width) for v in box[0::2])
+    ymin, ymax = (min(max(int(v * height), 1), height) for v in box[1::2])
+    return (xmin, ymin, xmax, ymax) if xmin < xmax and ymin < ymax else None
 
 
 def labelimg_xml(image_path, width, height, objects):
@@ -237,9 +239,14 @@ def prelabel(args):
         entry, image = label_image(path, compiled, contract, cache)
         if image is not None:
             found = entry.pop("found")
-            rows = entry["detections"] = above(found["detections"], threshold)
+            boxed = [
+                (row, pixel_box(row[2:], entry["width"], entry["height"]))
+                for row in above(found["detections"], threshold)
+            ]
+            rows = entry["detections"] = [row for row, box in boxed if box]
+            entry["set_aside"] = len(boxed) - len(rows)
             entry["review_score"], entry["near_threshold"] = review_score(found, threshold, weak)
-            objects = [(classes[int(cls)], pixel_box(box, entry["width"], entry["height"])) for cls, _, *box in rows]
+            objects = [(classes[int(row[0])], box) for row, box in boxed if box]
             (out / "Annotations" / f"{path.stem}.xml").write_text(
                 labelimg_xml(path.resolve(), entry["width"], entry["height"], objects)
             )
@@ -270,12 +277,15 @@ def prelabel(args):
         "inference_precision": infer.precision_ran(compiled),
         "images": {e["image"]: e["sha256"] for e in entries},
         "errors": {e["image"]: e["error"] for e in entries if "error" in e},
+        "boxes_set_aside": {e["image"]: e["set_aside"] for e in entries if e.get("set_aside")},
     }
     Path(args.manifest).write_text(json.dumps(manifest, indent=1))
     boxes = sum(len(e.get("detections", [])) for e in entries)
+    set_aside = sum(manifest["boxes_set_aside"].values())
     log(
         f"prelabel: {len(entries) - len(manifest['errors'])} images labelled ({boxes} boxes at score >= "
-        f"{threshold:.3f}), {len(manifest['errors'])} unreadable; check them first: {out / 'index.html'}; "
+        f"{threshold:.3f}; {set_aside} with no area in whole pixels set aside), {len(manifest['errors'])} "
+        f"unreadable; check them first: {out / 'index.html'}; "
         f"open them in LabelImg with: {shlex.join(command)}"
     )
 

@@ -23,8 +23,9 @@ boxes = {}
 for path in sys.argv[3:]:
     image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     height, width = image.shape[:2]
-    boxes[path] = [[int(c), *pixel_box(box, width, height)] for c, _, *box in infer.detect(compiled, image, contract,
-                                                                                           float(sys.argv[2]))]
+    found = [(int(c), pixel_box(box, width, height)) for c, _, *box in infer.detect(compiled, image, contract,
+                                                                                   float(sys.argv[2]))]
+    boxes[path] = [[c, *box] for c, box in found if box]
 print(json.dumps(boxes))
 """
 
