@@ -15,7 +15,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${DEEPLENS_SSD_CACHE:-/var/cache/deeplens-ssd}
 ROOT=$CACHE/debian13
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES=python3,python3-venv,make,git,ca-certificates  # README, "Debian 13"
+PACKAGES=python3,python3-venv,make,git,ca-certificates,libgomp1,libquadmath0  # docs/install.md, "Debian 13"
 LOG=${LOG:-$REPO/results/fresh_machine/debian13.log}
 
 [ "$(id -u)" = 0 ] || { echo "ERROR: $0 needs root (debootstrap, chroot, mounts)"; exit 1; }
@@ -28,6 +28,8 @@ if [ ! -e "$ROOT/.complete" ]; then
     touch "$ROOT/.complete"
 fi
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+chroot "$ROOT" dpkg -s ${PACKAGES//,/ } >/dev/null 2>&1 ||  # a root filesystem cached before the list grew
+    chroot "$ROOT" bash -c "apt-get update -qq && apt-get install -y -qq ${PACKAGES//,/ }" >>"$CACHE/debootstrap.log" 2>&1
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/host-ca-certificates.crt"
 
 mkdir -p "$ROOT/mnt/repo"

@@ -92,6 +92,20 @@ def test_no_fitting_python_stops_every_command_before_building_with_one_message(
     assert not (locks.parent / "venvs").exists()
 
 
+def test_a_missing_system_library_stops_every_command_before_building_saying_which_package_has_it(locks, monkeypatch):
+    (locks / "mxnet.txt").write_text(f"# Pythons: {RUNNING}\n")
+    monkeypatch.setitem(envs.SYSTEM_LIBRARIES, "libnot-on-any-machine.so.7", ("libnot7", "libnot"))
+    for action in ("check", "build"):
+        with pytest.raises(SystemExit) as stopped:
+            envs.main([action, "mxnet"])
+        assert str(stopped.value) == (
+            "ERROR: the MXNet environments need libnot-on-any-machine.so.7, which this machine lacks.\n"
+            "Fix: sudo apt install libnot7 (Debian, Ubuntu) or sudo dnf install libnot (Fedora); then run the same "
+            "command again."
+        )
+    assert not (locks.parent / "venvs").exists()
+
+
 def test_a_chosen_python_of_another_version_is_refused(locks, monkeypatch):
     (locks / "mxnet.txt").write_text("# Pythons: 2.8\n")
     monkeypatch.setenv("DEEPLENS_SSD_STAGE_PYTHON", sys.executable)

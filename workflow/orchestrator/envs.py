@@ -22,6 +22,7 @@ Standard library only: it runs with whatever Python runs Snakemake.
 """
 
 import argparse
+import ctypes
 import fcntl
 import functools
 import hashlib
@@ -42,8 +43,37 @@ PYTHONS_LINE = re.compile(r"^# Pythons: ([0-9. ]+)(.*)$", re.M)
 UV_INSTALL_TIMEOUT_S = 300
 
 
+# Libraries of the system that the MXNet wheels (1.9.1 and 0.12, also inside the optimizer environment) link without
+# shipping them, with the package that has each on Debian and Ubuntu, and on Fedora. Minimal images lack them.
+SYSTEM_LIBRARIES = {"libgomp.so.1": ("libgomp1", "libgomp"), "libquadmath.so.0": ("libquadmath0", "libquadmath")}
+NEEDS_SYSTEM_LIBRARIES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")
+
+
 class MissingPython(Exception):
-    """No interpreter that an environment's locks are made for can be found or installed."""
+    """No interpreter that an environment's locks are made for can be found or installed; or a system library."""
+
+
+def check_system_libraries(names):
+    """MissingPython naming the packages to install when an environment in names needs a library the system lacks."""
+    if not set(names) & set(NEEDS_SYSTEM_LIBRARIES):
+        return
+    missing = [library for library in SYSTEM_LIBRARIES if not _loads(library)]
+    if missing:
+        debian = " ".join(SYSTEM_LIBRARIES[library][0] for library in missing)
+        fedora = " ".join(SYSTEM_LIBRARIES[library][1] for library in missing)
+        raise MissingPython(
+            f"the MXNet environments need {' and '.join(missing)}, which this machine lacks.\n"
+            f"Fix: sudo apt install {debian} (Debian, Ubuntu) or sudo dnf install {fedora} (Fedora); then run the "
+            "same command again."
+        )
+
+
+def _loads(library):
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
 
 
 def envs_root():
@@ -183,6 +213,7 @@ def ensure(name):
     target = env_dir(name)
     if (target / COMPLETE_MARK).exists():
         return target
+    check_system_libraries([name])
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -290,6 +321,7 @@ def main(argv=None):
 
 def act(parser, args):
     if args.action in ("check", "build"):
+        check_system_libraries(args.names)
         chosen = {name: interpreter(name) for name in args.names}  # every one found before anything is built
         for name, (executable, version) in chosen.items():
             built = ensure(name) if args.action == "build" else env_dir(name)
