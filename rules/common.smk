@@ -58,6 +58,7 @@ SPLIT_LISTS = [f"{R}/split/train.txt", f"{R}/split/val.txt"]
 PACKED = expand(f"{R}/pack/{{split}}.{{ext}}", split=["train", "val"], ext=["rec", "idx", "lst"])
 TRAIN_REC, VAL_REC, VAL_LST = f"{R}/pack/train.rec", f"{R}/pack/val.rec", f"{R}/pack/val.lst"
 DEPLOY_INFO = f"{R}/deploy/deploy.json"
+ONNX_MODEL, ONNX_CHECK = f"{R}/export_onnx/model.onnx", f"{R}/export_onnx/verify.json"
 LEGACY = f"{R}/deploy/mxnet012"
 LEGACY_CHECK = f"{LEGACY}/verify.json"
 METRICS = f"{R}/evaluate/metrics.json"
@@ -76,7 +77,8 @@ STAGE_BENCHMARKS = [
     for stage in ["check", "split", "dataset_stats", "pack_train", "pack_val"]
     + (["pretrained"] if config["pretrained"] else [])
     + [f"train_epoch_{end}" for end in EPOCHS]
-    + ["deploy", "export_mxnet012", "verify_mxnet012", "evaluate", "demo", "optimize", "verify_ir", "artifacts"]
+    + ["deploy", "export_mxnet012", "verify_mxnet012", "evaluate", "demo", "optimize", "verify_ir", "export_onnx"]
+    + ["artifacts"]
     + (["quantize"] if config["int8_ir"] else [])
 ]
 

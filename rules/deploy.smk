@@ -172,6 +172,40 @@ rule verify_ir:
         )
 
 
+rule export_onnx:
+    input:
+        deploy=DEPLOY_INFO,
+        val=VAL_REC,
+    output:
+        model=ONNX_MODEL,
+        contract=f"{R}/export_onnx/model.onnx.contract.json",
+        result=ONNX_CHECK,
+    log:
+        main=f"{LOGS}/export_onnx.log",
+        differences=f"{LOGS}/export_onnx_differences.txt",
+    benchmark:
+        f"{R}/benchmarks/export_onnx.tsv"
+    conda:
+        "../envs/mxnet.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    params:
+        code=stage_code("export_onnx"),
+        min_score=config["parity_threshold"],
+        iou=config["iou_threshold"],
+        out_dir=folder_of_output("model"),
+    message:
+        "Exporting the deploy model to ONNX with NMS inside, proven with onnxruntime on every val image"
+    shell:
+        stage(
+            "export_onnx",
+            "--deploy {input.deploy} --val-rec {input.val} --min-score {params.min_score}"
+            " --iou-threshold {params.iou} --out-dir {params.out_dir} --differences {log.differences}",
+        )
+
+
 rule collect_artifacts:
     input:
         deploy=DEPLOY_INFO,
@@ -187,6 +221,9 @@ rule collect_artifacts:
         deeplens_upload=rules.deeplens_package.output.upload,
         deeplens_package=DEEPLENS_PACKAGE,
         deeplens_rehearsal=DEEPLENS_REHEARSAL,
+        onnx=ONNX_MODEL,
+        onnx_contract=rules.export_onnx.output.contract,
+        onnx_check=ONNX_CHECK,
         int8=INT8_INPUTS,
     output:
         manifest=MANIFEST,
@@ -214,6 +251,7 @@ rule collect_artifacts:
             " --legacy {input.legacy} --legacy-check {input.legacy_check} --ir-check {input.ir_check}"
             " --annotations {input.annotations} --deeplens-model {input.deeplens_model}"
             " --deeplens-upload {input.deeplens_upload} --deeplens-package {input.deeplens_package}"
-            " --deeplens-rehearsal {input.deeplens_rehearsal} --config {params.config:q} --out-dir {params.out_dir}"
+            " --deeplens-rehearsal {input.deeplens_rehearsal} --onnx {input.onnx} --onnx-check {input.onnx_check}"
+            " --config {params.config:q} --out-dir {params.out_dir}"
             " {params.int8}",
         )

@@ -68,6 +68,11 @@ DeepLens): camera frames in, detections published to IoT (greengrasssdk) |
 the console's model import), {manifest["deeplens"]["package"]["zip"]} (the inference Lambda for the Lambda \
 console) and its files; rehearsed on {manifest["deeplens"]["rehearsal"]["images"]} val images, \
 {manifest["deeplens"]["rehearsal"]["agreement"]:.1%} of its detections paired with MXNet's |
+| {manifest["onnx"]["model"]}, model.onnx.contract.json | the same detector as ONNX (opset \
+{manifest["onnx"]["contract"]["opset"]}, NMS inside: resized RGB image in, rows of class, score and box out) for \
+ONNX Runtime, TensorRT and the other runtimes that take ONNX; onnxruntime paired \
+{manifest["onnx"]["check"]["agreement"]:.1%} of its detections with MXNet's, val mAP \
+{manifest["onnx"]["check"]["onnx_map_voc07"]:.4f} |
 | {manifest["mxnet"]["symbol"]}, {manifest["mxnet"]["params"]} | the MXNet deploy model (MXNet 1.x) |
 | {manifest["mxnet012"]["symbol"]}, {manifest["mxnet012"]["params"]} | the same model for MXNet 0.12, \
 the DeepLens' version |
@@ -162,6 +167,8 @@ def collect(args):
         legacy_dir / legacy["symbol"],
         legacy_dir / legacy["params"],
     ]
+    onnx_model = Path(args.onnx)
+    copies += [onnx_model, onnx_model.with_suffix(".onnx.contract.json")]
     for source in copies:
         shutil.copy2(source, out / source.name)
     metrics = json.loads(Path(args.metrics).read_text())
@@ -189,6 +196,11 @@ def collect(args):
             "bin": Path(int8_contract["model"]).with_suffix(".bin").name,
             "input_contract": int8_contract,
             "for": "CPU targets (INT8 layers run fast with AVX-512 VNNI or AMX); the DeepLens GPU runs the IR above",
+        },
+        "onnx": {
+            "model": onnx_model.name,
+            "contract": json.loads(onnx_model.with_suffix(".onnx.contract.json").read_text()),
+            "check": json.loads(Path(args.onnx_check).read_text()),
         },
         "mxnet": {
             "symbol": deploy["symbol"],
@@ -237,6 +249,8 @@ def main(argv=None):
         "--deeplens-upload",
         "--deeplens-package",
         "--deeplens-rehearsal",
+        "--onnx",
+        "--onnx-check",
         "--annotations",
         "--config",
         "--out-dir",

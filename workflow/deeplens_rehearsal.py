@@ -9,7 +9,7 @@ awscam.Model runs it with OpenVINO at f32, awscam.getLastFrame returns the val i
 Lambda's endless loop ends when they run out. Its project stream goes to a FIFO read here.
 
 The published boxes (frame pixels), divided by the frame size, are paired with MXNet's as verify_ir pairs the FP16
-IR with MXNet (workflow/verify_ir.py: same label and IoU >= MATCH_IOU or corners within BOX_TOLERANCE, partners
+IR with MXNet (workflow/lib/parity.py: same label and IoU >= MATCH_IOU or corners within BOX_TOLERANCE, partners
 down to SCORE_MARGIN below the parity threshold, which is why the Lambda's DETECTION_THRESHOLD is that much lower
 here): at least MIN_AGREEMENT of the detections at or above the parity threshold must pair, every frame must give
 one message and no error, and the frames written to the project stream must arrive as JPEGs of its resolution.
@@ -31,7 +31,7 @@ import numpy as np
 
 from workflow.lib.cli import UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
-from workflow.verify_ir import MIN_AGREEMENT, SCORE_MARGIN, agreement, match
+from workflow.lib.parity import MIN_AGREEMENT, SCORE_MARGIN, agreement, match
 
 STANDINS = Path(__file__).resolve().parent / "deeplens_standins"
 THING_NAME = "deeplens-rehearsal"

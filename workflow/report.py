@@ -227,6 +227,22 @@ def ir_section(check):
     )
 
 
+def onnx_section(onnx):
+    check, contract = onnx["check"], onnx["contract"]
+    latency = check["latency"]
+    nms = "across classes" if contract["force_nms"] else "per class"
+    return (
+        f"<p>{onnx['model']} (opset {contract['opset']}, NMS {nms} inside) on {check['images']} val images with "
+        f"onnxruntime {latency['onnxruntime']}: {check['matched']} detections (score &ge; {check['min_score']}) "
+        f"paired with MXNet's ({check['agreement']:.1%}; "
+        f"{check['only_mxnet']} only in MXNet, {check['only_onnx']} only in ONNX). mAP (VOC07) MXNet "
+        f"{check['mxnet_map_voc07']:.4f}, ONNX {check['onnx_map_voc07']:.4f} (tolerance {check['map_tolerance']}). "
+        f"Per image (resize, inference, NMS; median of {latency['images_timed']}): onnxruntime "
+        f"{latency['onnxruntime_ms']:.1f} ms, MXNet {latency['mxnet_ms']:.1f} ms.</p>"
+        + differences_list(check.get("differences", []))
+    )
+
+
 def speed_table(check):
     """MXNet and the IR at each weight precision, measured in one run on this machine (verify_ir's side by side)."""
     cpu = check["cpu"]
@@ -359,6 +375,8 @@ def build(inputs, config):
         ),
         "<h2>OpenVINO IR against MXNet</h2>",
         ir_section(json.loads(Path(inputs["ir_check"]).read_text())),
+        "<h2>ONNX (NMS inside) against MXNet</h2>",
+        onnx_section(manifest["onnx"]),
         "<h2>DeepLens artifacts</h2>",
         deeplens_note(manifest["deeplens"]),
         table_html(pd.DataFrame([{"file": k, **v} for k, v in manifest["files"].items()])),

@@ -40,12 +40,8 @@ from workflow.device import infer
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
 from workflow.lib.metrics import evaluate_detections
+from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, agreement, describe, match
 
-MAP_TOLERANCE = 0.005
-MIN_AGREEMENT = 0.97
-MATCH_IOU = 0.9
-BOX_TOLERANCE = 0.005
-SCORE_MARGIN = 0.01
 WARMUP, RUNS = 5, 30
 FAST_PRECISION = "bf16"
 WEIGHTS = ("FP32", "FP16", "INT8")
@@ -53,55 +49,6 @@ INFERENCE_NOTE = (
     "an INT8 IR computes its quantized layers in int8 (VNNI or AMX where the CPU has them) at any hint; the hint "
     "sets the precision of the layers left in float"
 )
-
-
-def unpaired(rows, pool):
-    """The rows that find no partner in pool, pairing greedily by score. A partner has the same label and
-    IoU >= MATCH_IOU, or corners within BOX_TOLERANCE (for thin boxes, whose IoU moves with a tiny shift)."""
-    used = np.zeros(len(pool), dtype=bool)
-    missing = []
-    for row in rows:
-        overlap = infer.iou(row[None, 2:], pool[:, 2:])[0]
-        near = np.abs(pool[:, 2:] - row[2:]).max(axis=1, initial=0) <= BOX_TOLERANCE
-        candidates = np.flatnonzero((pool[:, 0] == row[0]) & ((overlap >= MATCH_IOU) | near) & ~used)
-        if len(candidates):
-            used[candidates[np.argmax(overlap[candidates])]] = True
-        else:
-            missing.append(row)
-    return missing
-
-
-def is_degenerate(rows, data_shape):
-    """Boxes less than one input pixel wide or high: clipped to the image border, they have no usable IoU."""
-    return np.minimum(rows[:, 4] - rows[:, 2], rows[:, 5] - rows[:, 3]) * data_shape < 1
-
-
-def match(mxnet_rows, ir_rows, min_score, data_shape):
-    """(paired count, rows only MXNet has, rows only the IR has, (MXNet's, IR's) degenerate counts) among detections
-    scoring at least min_score. Degenerate boxes are set aside; a partner may be any detection of the other model
-    scoring up to SCORE_MARGIN below min_score, so FP16 rounding at the threshold is no difference."""
-
-    def above(rows, score):
-        return rows[rows[:, 1] >= score]
-
-    mxnet_kept, ir_kept = above(mxnet_rows, min_score), above(ir_rows, min_score)
-    mxnet_thin, ir_thin = is_degenerate(mxnet_kept, data_shape), is_degenerate(ir_kept, data_shape)
-    only_mxnet = unpaired(mxnet_kept[~mxnet_thin], above(ir_rows, min_score - SCORE_MARGIN))
-    only_ir = unpaired(ir_kept[~ir_thin], above(mxnet_rows, min_score - SCORE_MARGIN))
-    paired = int((~mxnet_thin).sum()) - len(only_mxnet)
-    return paired, only_mxnet, only_ir, (int(mxnet_thin.sum()), int(ir_thin.sum()))
-
-
-def agreement(paired, only_mxnet, only_ir):
-    """The share of compared detections that paired; 1 when no detection reached the parity threshold (an
-    undertrained model): then only the mAP, over every detection, compares the two."""
-    compared = paired + only_mxnet + only_ir
-    return float(paired / compared) if compared else 1.0
-
-
-def describe(image, model, row, classes):
-    box = ", ".join(f"{value:.3f}" for value in row[2:])
-    return f"val image {image}: only {model}: {classes[int(row[0])]} {row[1]:.3f} at [{box}]"
 
 
 def median_ms(function):

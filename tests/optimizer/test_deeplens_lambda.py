@@ -20,7 +20,7 @@ from workflow.deeplens_model import fold_preprocessing, write_model
 from workflow.deeplens_package import LAMBDA_FILES, model_settings
 from workflow.lib.detector import Detector
 from workflow.lib.networks import MEAN_RGB, build_deploy_symbol
-from workflow.verify_ir import MIN_AGREEMENT, agreement, match
+from workflow.lib.parity import MIN_AGREEMENT, agreement, match
 
 REPO = Path(__file__).resolve().parents[2]
 SIDE, CLASSES, NMS_THRESHOLD, MIN_SCORE = 64, ["swoosh", "stripes"], 0.45, 0.3

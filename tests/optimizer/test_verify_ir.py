@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from workflow.lib.cli import UserError
-from workflow.verify_ir import agreement, check_proof, match
+from workflow.lib.parity import agreement, match
+from workflow.verify_ir import check_proof
 
 
 SIDE = 192

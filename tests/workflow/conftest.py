@@ -111,6 +111,7 @@ AFTER_TRAINING = {
     "demo_images",
     "optimize_ir",
     "verify_ir",
+    "export_onnx",
     "deeplens_model",
     "deeplens_package",
     "deeplens_rehearsal",

@@ -61,6 +61,10 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert manifest["ir"]["input_contract"]["inference_precision"] == "f32"
     assert ir_check["inference_precision"] == {"requested": "f32", "ran": "f32"}  # on every CPU
     assert ir_check["fast_precision"]["inference_precision"] == "bf16"
+    onnx_check = manifest["onnx"]["check"]
+    assert {"model.onnx", "model.onnx.contract.json"} <= set(manifest["files"])
+    assert onnx_check["images"] == ir_check["images"] and onnx_check["agreement"] >= 0.97
+    assert onnx_check["map_difference"] <= 0.005 and manifest["onnx"]["contract"]["force_nms"] is True
     for train_log in (results / "logs").glob("train_*.log"):  # our progress lines, not MXNet's chatter
         text = train_log.read_text()
         assert "val mAP" in text and "Subgraph backend" not in text and "ImageDetRecordIOParser" not in text

@@ -55,8 +55,8 @@ def planned_after_editing(snakefile, workdir, module):
         # evaluate's score threshold is the DeepLens Lambda's default (model.json in its zip)
         ("evaluate", {"evaluate_model", "deeplens_package", "deeplens_rehearsal", "collect_artifacts", "write_report"}),
         ("report", {"write_report"}),  # imported by no other stage
-        # imported by demo, evaluate, legacy, verify_ir and the DeepLens model and rehearsal (some imports inside a
-        # function), not by train
+        # imported by demo, evaluate, legacy, verify_ir, export_onnx and the DeepLens model and rehearsal (some imports
+        # inside a function), not by train
         (
             "lib/detector",
             {
@@ -65,6 +65,7 @@ def planned_after_editing(snakefile, workdir, module):
                 "export_mxnet012",
                 "verify_mxnet012",
                 "verify_ir",
+                "export_onnx",
                 "deeplens_model",
                 "deeplens_package",
                 "deeplens_rehearsal",

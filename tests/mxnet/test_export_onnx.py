@@ -1,0 +1,119 @@
+"""model.onnx detects what MultiBoxDetection detects, NMS across classes and per class; the stage proves it."""
+
+import json
+
+import mxnet as mx
+import numpy as np
+import onnx
+import pytest
+from test_evaluate import make_tiny_deploy, make_val_rec
+
+from workflow import export_onnx
+from workflow.lib import onnx_graph
+from workflow.lib.cli import UserError
+from workflow.lib.detector import Detector, preprocess
+from workflow.lib.networks import VARIANCES, build_deploy_symbol
+
+SIDE = 64
+CLASSES = ["a", "b", "c"]
+
+
+def multibox_detection(cls_preds, loc_preds, anchors, info):
+    """MXNet's MultiBoxDetection on the same inputs: its kept rows, best score first."""
+    rows = mx.nd.contrib.MultiBoxDetection(
+        mx.nd.SoftmaxActivation(mx.nd.array(cls_preds), mode="channel"),
+        mx.nd.array(loc_preds),
+        mx.nd.array(anchors[None]),
+        force_suppress=info["force_nms"],
+        nms_threshold=info["nms_threshold"],
+        nms_topk=info["nms_topk"],
+        threshold=info["threshold"],
+        variances=VARIANCES,
+        clip=True,
+    ).asnumpy()[0]
+    return rows[rows[:, 0] >= 0]
+
+
+@pytest.mark.parametrize("force_nms, nms_topk", [(True, 400), (False, 400), (True, 60), (False, 60)])
+def test_the_onnx_detection_equals_multibox_detection_on_the_same_predictions(tmp_path, force_nms, nms_topk):
+    feature = mx.nd.zeros((1, 1, 10, 10))
+    anchors = mx.nd.contrib.MultiBoxPrior(feature, sizes=(0.2, 0.35), ratios=(1, 2, 0.5)).asnumpy()[0]  # 400
+    info = {"classes": CLASSES, "force_nms": force_nms, "nms_threshold": 0.45, "nms_topk": nms_topk, "threshold": 0.3}
+    model = onnx_graph.detection_model(anchors, info)
+    onnx.save(model, str(tmp_path / "detection.onnx"))
+    runtime = export_onnx.session(tmp_path / "detection.onnx")
+    rng = np.random.RandomState(0)
+    for _ in range(5):
+        cls_preds = rng.normal(0, 2, (1, len(CLASSES) + 1, len(anchors))).astype(np.float32)
+        loc_preds = rng.normal(0, 1, (1, len(anchors) * 4)).astype(np.float32)
+        expected = multibox_detection(cls_preds, loc_preds, anchors, info)
+        found = runtime.run(None, {"cls_preds": cls_preds, "loc_preds": loc_preds})[0]
+        assert 20 < len(expected) <= nms_topk  # overlapping boxes of several classes, some under the threshold
+        np.testing.assert_allclose(found, expected, atol=1e-5)
+
+
+def test_the_whole_model_takes_the_resized_image_and_detects_what_the_deploy_model_detects(tmp_path):
+    info = {"data_shape": SIDE, "classes": CLASSES, "force_nms": True, "nms_threshold": 0.45, "nms_topk": 400}
+    symbol = build_deploy_symbol("tiny", len(CLASSES), SIDE, threshold=0.01, **{k: info[k] for k in list(info)[2:]})
+    info["threshold"] = 0.01
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, SIDE, SIDE))
+    rng = np.random.RandomState(1)
+    args = {n: mx.nd.array(rng.normal(0, 0.1, s)) for n, s in zip(symbol.list_arguments(), arg_shapes) if n != "data"}
+    aux = {
+        n: mx.nd.ones(s) if n.endswith("var") else mx.nd.zeros(s)
+        for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)
+    }
+    model = onnx_graph.build(symbol, args, aux, info)
+    assert [(i.name, [d.dim_value for d in i.type.tensor_type.shape.dim]) for i in model.graph.input] == [
+        ("image", [1, 3, SIDE, SIDE])
+    ]
+    assert [o.name for o in model.graph.output] == ["detections"] and model.opset_import[0].version == 13
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    runtime = export_onnx.session(tmp_path / "model.onnx")
+    body = mx.sym.Group(list(onnx_graph.deploy_parts(symbol)[:2]))
+    network = Detector.from_graph(info, body, args, aux)  # MXNet's class predictions and offsets of the image
+    rgb = rng.randint(0, 256, (90, 120, 3)).astype(np.uint8)
+    network.module.forward(mx.io.DataBatch([mx.nd.array(preprocess(rgb, SIDE)[None])]), is_train=False)
+    cls_preds, loc_preds = (output.asnumpy() for output in network.module.get_outputs())
+    anchors = onnx_graph.anchor_boxes(onnx_graph.deploy_parts(symbol)[2], SIDE)
+    expected = multibox_detection(cls_preds, loc_preds, anchors, info)
+    found = runtime.run(None, {"image": export_onnx.image_input(rgb, SIDE)})[0]
+    assert len(expected) > 20
+    np.testing.assert_allclose(found[:, 1:], expected[:, 1:], atol=1e-4)  # the network's float sums differ a little
+
+
+@pytest.fixture
+def deploy_and_val(voc, tmp_path):
+    rec, _ = make_val_rec(voc(4), tmp_path / "val")
+    return make_tiny_deploy(tmp_path / "deploy"), rec
+
+
+def run(deploy, rec, out, differences):
+    export_onnx.main(
+        ["--deploy", str(deploy), "--val-rec", str(rec), "--min-score", "0.05", "--iou-threshold", "0.5"]
+        + ["--out-dir", str(out), "--differences", str(differences)]
+    )
+
+
+def test_the_stage_writes_the_model_its_contract_and_its_proof(deploy_and_val, tmp_path):
+    deploy, rec = deploy_and_val
+    run(deploy, rec, tmp_path / "onnx", tmp_path / "differences.txt")
+    onnx.checker.check_model(str(tmp_path / "onnx" / "model.onnx"), full_check=True)
+    contract = json.loads((tmp_path / "onnx" / "model.onnx.contract.json").read_text())
+    assert contract["input_shape"] == [1, 3, 64, 64] and contract["color_order"] == "RGB" and contract["mean_in_model"]
+    assert contract["opset"] == 13 and contract["nms_in_model"] and contract["labels"] == ["swoosh", "stripes"]
+    proof = json.loads((tmp_path / "onnx" / "verify.json").read_text())
+    assert proof["images"] == 4 and proof["agreement"] == 1.0 and proof["map_difference"] == 0.0
+    assert proof["only_mxnet"] == proof["only_onnx"] == 0 and proof["latency"]["onnxruntime_ms"] > 0
+    assert (tmp_path / "differences.txt").read_text().startswith("# ")
+
+
+def test_a_model_that_detects_otherwise_fails_the_stage_and_keeps_the_differences(deploy_and_val, tmp_path):
+    deploy, rec = deploy_and_val
+    info = json.loads(deploy.read_text())
+    info["nms_threshold"] = 0.95  # the ONNX graph takes it from deploy.json: it now keeps boxes MXNet suppresses
+    deploy.write_text(json.dumps(info))
+    with pytest.raises(UserError, match=r"model.onnx does not reproduce the MXNet model: .*listed in .*differences"):
+        run(deploy, rec, tmp_path / "onnx", tmp_path / "differences.txt")
+    assert ": only ONNX: " in (tmp_path / "differences.txt").read_text()
+    assert not (tmp_path / "onnx" / "verify.json").exists()

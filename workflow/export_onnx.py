@@ -1,0 +1,181 @@
+"""export_onnx: the deploy model as ONNX with NMS inside, and the proof that onnxruntime detects what MXNet detects.
+
+Writes model.onnx (opset 13: workflow/lib/onnx_graph.py says how it is made), model.onnx.contract.json (what a caller
+feeds and gets back) and verify.json. On every val image, onnxruntime (CPU) runs model.onnx on the resized RGB image
+and MXNet runs the deploy model; their detections at or above the parity threshold must pair (workflow/lib/parity.py,
+as the IR's do) for at least MIN_AGREEMENT of them, and, with the same FP32 weights, the mAPs must agree within
+MAP_TOLERANCE; otherwise the stage fails and the differences file lists the detections that differ. Both are timed
+per image (resize and inference; NMS is inside both graphs), median after warm-up.
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import mxnet as mx
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from workflow.lib import onnx_graph
+from workflow.lib.cli import Progress, UserError, log, run_main
+from workflow.lib.detector import Detector, read_records
+from workflow.lib.metrics import evaluate_detections
+from workflow.lib.networks import MEAN_RGB
+from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, agreement, describe, match
+
+TIMED_IMAGES, WARMUP = 10, 3
+
+
+def contract(info):
+    size = info["data_shape"]
+    return {
+        "model": "model.onnx",
+        "opset": onnx_graph.OPSET,
+        "input": onnx_graph.INPUT,
+        "input_shape": [1, 3, size, size],
+        "layout": "NCHW",
+        "color_order": "RGB",
+        "input_range": "float32 0-255: the image resized to the input size (stretched, aspect ratio not kept)",
+        "mean_values": list(MEAN_RGB),
+        "mean_in_model": True,
+        "scale": None,
+        "output": onnx_graph.OUTPUT,
+        "output_rows": "[n, 6] rows (class id, score, xmin, ymin, xmax, ymax), boxes normalised to [0, 1], best first",
+        "labels": info["classes"],
+        "nms_in_model": True,
+        "force_nms": info["force_nms"],
+        "nms_threshold": info["nms_threshold"],
+        "nms_topk": info["nms_topk"],
+        "score_threshold": info["threshold"],
+    }
+
+
+def image_input(rgb, size):
+    """What model.onnx takes: the RGB image resized as MXNet's deploy model resizes it, float32, NCHW."""
+    resized = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
+    return resized.astype(np.float32).transpose(2, 0, 1)[None]
+
+
+def session(path):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings of graph optimisation are not the user's business
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def median_ms(function, inputs):
+    for item in inputs[:WARMUP]:
+        function(item)
+    times = []
+    for item in inputs:
+        start = time.perf_counter()
+        function(item)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def prove(detector, model_path, val_rec, min_score, iou_threshold):
+    """verify.json's content: pairing, mAPs and latency of onnxruntime against MXNet on every val image."""
+    runtime = session(model_path)
+    size = detector.data_shape
+    records = list(read_records(val_rec))
+    progress = Progress("export_onnx (onnxruntime and MXNet)", len(records))
+    totals, differences, mxnet_all, onnx_all = np.zeros(5, dtype=int), [], [], []
+    for index, (rgb, _) in enumerate(records):
+        mxnet_rows = detector.detect([rgb])[0]
+        onnx_rows = runtime.run(None, {onnx_graph.INPUT: image_input(rgb, size)})[0]
+        paired, only_mxnet, only_onnx, degenerate = match(mxnet_rows, onnx_rows, min_score, size)
+        totals += (paired, len(only_mxnet), len(only_onnx), *degenerate)
+        differences += [describe(index, "MXNet", row, detector.info["classes"]) for row in only_mxnet]
+        differences += [describe(index, "ONNX", row, detector.info["classes"]) for row in only_onnx]
+        mxnet_all.append(mxnet_rows)
+        onnx_all.append(onnx_rows)
+        progress.update(index + 1)
+    truths, classes = [truth for _, truth in records], len(detector.info["classes"])
+    mxnet_map = evaluate_detections(truths, mxnet_all, classes, iou_threshold).map_voc07
+    onnx_map = evaluate_detections(truths, onnx_all, classes, iou_threshold).map_voc07
+    timed = [rgb for rgb, _ in records[:TIMED_IMAGES]]
+    return {
+        "images": len(records),
+        "min_score": min_score,
+        "match_iou": MATCH_IOU,
+        "min_agreement": MIN_AGREEMENT,
+        "map_tolerance": MAP_TOLERANCE,
+        "matched": int(totals[0]),
+        "only_mxnet": int(totals[1]),
+        "only_onnx": int(totals[2]),
+        "degenerate_mxnet": int(totals[3]),
+        "degenerate_onnx": int(totals[4]),
+        "agreement": agreement(*totals[:3]),
+        "mxnet_map_voc07": mxnet_map,
+        "onnx_map_voc07": onnx_map,
+        "map_difference": abs(onnx_map - mxnet_map),
+        "latency": {
+            "onnxruntime_ms": median_ms(lambda rgb: runtime.run(None, {"image": image_input(rgb, size)}), timed),
+            "mxnet_ms": median_ms(lambda rgb: detector.detect([rgb]), timed),
+            "images_timed": len(timed),
+            "onnxruntime": ort.__version__,
+        },
+        "differences": differences,
+    }
+
+
+def summary(result):
+    return (
+        f"{result['matched']} detections paired ({result['agreement']:.1%}), {result['only_mxnet']} only in MXNet, "
+        f"{result['only_onnx']} only in ONNX; mAP {result['onnx_map_voc07']:.4f} vs MXNet's "
+        f"{result['mxnet_map_voc07']:.4f}"
+    )
+
+
+def check(result, differences_path):
+    problems = []
+    if result["map_difference"] > MAP_TOLERANCE:
+        problems.append(f"its mAP differs from MXNet's by {result['map_difference']:.4f} (> {MAP_TOLERANCE})")
+    if result["agreement"] < MIN_AGREEMENT:
+        problems.append(f"agreement {result['agreement']:.3f} < {MIN_AGREEMENT}")
+    if problems:
+        raise UserError(
+            f"model.onnx does not reproduce the MXNet model: {'; '.join(problems)} (the detections that differ are "
+            f"listed in {differences_path})"
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m workflow.export_onnx", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deploy", required=True, help="deploy.json of the MXNet deploy model")
+    parser.add_argument("--val-rec", required=True)
+    parser.add_argument("--min-score", type=float, required=True, help="compare detections scoring at least this")
+    parser.add_argument("--iou-threshold", type=float, required=True, help="of a correct detection in the mAP")
+    parser.add_argument("--out-dir", required=True, help="folder for model.onnx, model.onnx.contract.json, verify.json")
+    parser.add_argument("--differences", required=True, help="text file listing the detections that differ (a log)")
+    args = parser.parse_args(argv)
+    detector = Detector(args.deploy)
+    info, out = detector.info, Path(args.out_dir)
+    folder = Path(args.deploy).parent
+    symbol = mx.sym.load(str(folder / info["symbol"]))
+    arg_params, aux_params = mx.model.load_params(str(folder / info["params"].rsplit("-", 1)[0]), info["epoch"])
+    started = time.monotonic()
+    model = onnx_graph.build(symbol, arg_params, aux_params, info)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out / "model.onnx"))
+    (out / "model.onnx.contract.json").write_text(json.dumps(contract(info), indent=1))
+    seconds = time.monotonic() - started
+    log(f"export_onnx: {out / 'model.onnx'} (opset {onnx_graph.OPSET}, NMS inside) in {seconds:.1f} s")
+    result = prove(detector, out / "model.onnx", args.val_rec, args.min_score, args.iou_threshold)
+    Path(args.differences).write_text("\n".join([f"# {summary(result)}", *result["differences"]]) + "\n")
+    log(f"export_onnx: {summary(result)}")
+    latency = result["latency"]
+    log(
+        f"export_onnx: per image (resize + inference + NMS): onnxruntime {latency['onnxruntime_ms']:.1f} ms, "
+        f"MXNet {latency['mxnet_ms']:.1f} ms"
+    )
+    check(result, args.differences)
+    (out / "verify.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,65 @@
+"""Whether an exported model detects what the MXNet deploy model detects: pairing their detections image by image.
+
+Used by every proof of an export (verify_ir for the OpenVINO IR, export_onnx for ONNX, deeplens_rehearsal for the
+DeepLens Lambda). Rows are [class, score, xmin, ymin, xmax, ymax], boxes normalised to [0, 1].
+"""
+
+import numpy as np
+
+from workflow.lib.metrics import iou_matrix
+
+MAP_TOLERANCE = 0.005  # an export with MXNet's own FP32 weights: its val mAP within this of MXNet's
+MIN_AGREEMENT = 0.97  # of the detections at or above the parity threshold, the share that must pair
+MATCH_IOU = 0.9
+BOX_TOLERANCE = 0.005
+SCORE_MARGIN = 0.01
+
+
+def _above(rows, score):
+    return rows[rows[:, 1] >= score]
+
+
+def unpaired(rows, pool):
+    """The rows that find no partner in pool, pairing greedily by score. A partner has the same label and
+    IoU >= MATCH_IOU, or corners within BOX_TOLERANCE (for thin boxes, whose IoU moves with a tiny shift)."""
+    used = np.zeros(len(pool), dtype=bool)
+    missing = []
+    for row in rows:
+        overlap = iou_matrix(row[None, 2:], pool[:, 2:])[0]
+        near = np.abs(pool[:, 2:] - row[2:]).max(axis=1, initial=0) <= BOX_TOLERANCE
+        candidates = np.flatnonzero((pool[:, 0] == row[0]) & ((overlap >= MATCH_IOU) | near) & ~used)
+        if len(candidates):
+            used[candidates[np.argmax(overlap[candidates])]] = True
+        else:
+            missing.append(row)
+    return missing
+
+
+def is_degenerate(rows, data_shape):
+    """Boxes less than one input pixel wide or high: clipped to the image border, they have no usable IoU."""
+    return np.minimum(rows[:, 4] - rows[:, 2], rows[:, 5] - rows[:, 3]) * data_shape < 1
+
+
+def match(mxnet_rows, ir_rows, min_score, data_shape):
+    """(paired count, rows only MXNet has, rows only the other model (ir_rows) has, (MXNet's, other's) degenerate
+    counts) among detections scoring at least min_score. Degenerate boxes are set aside; a partner may be any
+    detection of the other model scoring up to SCORE_MARGIN below min_score, so rounding at the threshold is no
+    difference."""
+    mxnet_kept, ir_kept = _above(mxnet_rows, min_score), _above(ir_rows, min_score)
+    mxnet_thin, ir_thin = is_degenerate(mxnet_kept, data_shape), is_degenerate(ir_kept, data_shape)
+    only_mxnet = unpaired(mxnet_kept[~mxnet_thin], _above(ir_rows, min_score - SCORE_MARGIN))
+    only_ir = unpaired(ir_kept[~ir_thin], _above(mxnet_rows, min_score - SCORE_MARGIN))
+    paired = int((~mxnet_thin).sum()) - len(only_mxnet)
+    return paired, only_mxnet, only_ir, (int(mxnet_thin.sum()), int(ir_thin.sum()))
+
+
+def agreement(paired, only_mxnet, only_ir):
+    """The share of compared detections that paired; 1 when no detection reached the parity threshold (an
+    undertrained model): then only the mAP, over every detection, compares the two."""
+    compared = paired + only_mxnet + only_ir
+    return float(paired / compared) if compared else 1.0
+
+
+def describe(image, model, row, classes):
+    box = ", ".join(f"{value:.3f}" for value in row[2:])
+    return f"val image {image}: only {model}: {classes[int(row[0])]} {row[1]:.3f} at [{box}]"
