@@ -34,8 +34,8 @@ test-cluster: envs
 	$(VENV)/bin/python -m pytest -q tests/cluster; status=$$?; tests/cluster/slurm.sh stop; exit $$status
 
 # Snakemake's own linter, snakefmt, and ruff's linter (pycodestyle and pyflakes) and formatter, all at line length
-# 120; fails if any reports something. `ruff format workflow tests benchmarks` (line length 120) fixes the format.
-PYTHON_CODE := workflow tests benchmarks
+# 120; fails if any reports something. `ruff format workflow tests benchmarks envs` (line length 120) fixes the format.
+PYTHON_CODE := workflow tests benchmarks envs
 lint: $(ORCHESTRATOR)
 	$(VENV)/bin/snakemake --lint; lint=$$?; \
 	$(VENV)/bin/snakefmt --check --line-length 120 Snakefile rules; format=$$?; \

@@ -238,7 +238,10 @@ rule collect_artifacts:
         mem_mb=1000,
         runtime=10,
     params:
-        code=stage_code("deeplens_artifacts", files=["workflow/device/infer.py", "workflow/device/openvino_lambda.py"]),
+        code=stage_code(
+            "deeplens_artifacts",
+            files=["workflow/device/infer.py", "workflow/device/onnx_infer.py", "workflow/device/openvino_lambda.py"],
+        ),
         out_dir=folder_of_output("manifest"),
         config=json.dumps(model_config(config), sort_keys=True),
         int8=int8_artifacts_option,

@@ -20,7 +20,9 @@ from workflow.lib.cli import log, run_main
 from workflow.pretrained import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
-DEVICE_CODE = {REPO / "workflow" / "device" / name: name for name in ("infer.py", "openvino_lambda.py")}
+DEVICE_CODE = {
+    REPO / "workflow" / "device" / name: name for name in ("infer.py", "onnx_infer.py", "openvino_lambda.py")
+}
 DEEPLENS_FOLDER = "deeplens"  # what an AWS DeepLens project takes, ready to upload
 CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/**/*.py", "workflow/schemas/*")
 
@@ -168,10 +170,12 @@ def collect(args):
         legacy_dir / legacy["params"],
     ]
     onnx_model = Path(args.onnx)
-    copies += [onnx_model, onnx_model.with_suffix(".onnx.contract.json")]
+    copies.append(onnx_model)
     for source in copies:
         shutil.copy2(source, out / source.name)
     metrics = json.loads(Path(args.metrics).read_text())
+    onnx_contract = shipped_contract(json.loads(onnx_model.with_suffix(".onnx.contract.json").read_text()), metrics)
+    (out / "model.onnx.contract.json").write_text(json.dumps(onnx_contract, indent=2) + "\n")
     contract = shipped_contract(json.loads(Path(args.contract).read_text()), metrics)
     (out / Path(args.contract).name).write_text(json.dumps(contract, indent=2) + "\n")
     for source, name in DEVICE_CODE.items():
@@ -199,7 +203,7 @@ def collect(args):
         },
         "onnx": {
             "model": onnx_model.name,
-            "contract": json.loads(onnx_model.with_suffix(".onnx.contract.json").read_text()),
+            "contract": onnx_contract,
             "check": json.loads(Path(args.onnx_check).read_text()),
         },
         "mxnet": {

@@ -50,7 +50,7 @@ def contract(info):
         "force_nms": info["force_nms"],
         "nms_threshold": info["nms_threshold"],
         "nms_topk": info["nms_topk"],
-        "score_threshold": info["threshold"],
+        "model_score_threshold": info["threshold"],
     }
 
 

@@ -1,11 +1,16 @@
 """model.onnx detects what MultiBoxDetection detects, NMS across classes and per class; the stage proves it."""
 
 import json
+import shutil
+import subprocess
+import sys
 
+import cv2
 import mxnet as mx
 import numpy as np
 import onnx
 import pytest
+from conftest import REPO, SAMPLE
 from test_evaluate import make_tiny_deploy, make_val_rec
 
 from workflow import export_onnx
@@ -117,3 +122,38 @@ def test_a_model_that_detects_otherwise_fails_the_stage_and_keeps_the_difference
         run(deploy, rec, tmp_path / "onnx", tmp_path / "differences.txt")
     assert ": only ONNX: " in (tmp_path / "differences.txt").read_text()
     assert not (tmp_path / "onnx" / "verify.json").exists()
+
+
+def test_the_onnx_runner_detects_on_images_and_on_a_video_as_the_stage_proved(deploy_and_val, tmp_path):
+    """onnx_infer.py beside model.onnx, its contract, labels.txt and infer.py, as in the artifact folder."""
+    deploy, rec = deploy_and_val
+    run(deploy, rec, tmp_path / "onnx", tmp_path / "differences.txt")
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    for source in ("model.onnx", "model.onnx.contract.json"):
+        shutil.copy(tmp_path / "onnx" / source, folder / source)
+    for name in ("onnx_infer.py", "infer.py"):
+        shutil.copy(REPO / "workflow" / "device" / name, folder / name)
+    (folder / "labels.txt").write_text("swoosh\nstripes\n")
+    image = sorted((SAMPLE / "JPEGImages").iterdir())[0]
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 120))
+    for _ in range(3):
+        writer.write(cv2.resize(cv2.imread(str(image)), (160, 120)))
+    writer.release()
+    command = [sys.executable, "onnx_infer.py", "--threshold", "0.05"]
+    on_image = subprocess.run([*command, str(image), "--out-dir", "drawn"], cwd=folder, capture_output=True, text=True)
+    on_video = subprocess.run([*command, "--video", str(video)], cwd=folder, capture_output=True, text=True)
+    assert on_image.returncode == 0 and on_video.returncode == 0, on_image.stderr + on_video.stderr
+    line = json.loads(on_image.stdout)
+    session, contract = (
+        export_onnx.session(folder / "model.onnx"),
+        json.loads((folder / "model.onnx.contract.json").read_text()),
+    )
+    rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
+    expected = session.run(None, {"image": export_onnx.image_input(rgb, contract["input_shape"][2])})[0]
+    assert [d["score"] for d in line["detections"]] == [round(float(s), 4) for s in expected[expected[:, 1] >= 0.05, 1]]
+    assert (folder / "drawn" / image.name).exists()
+    assert [json.loads(frame)["image"] for frame in on_video.stdout.splitlines()] == [
+        f"frame_{k:06d}.jpg" for k in (1, 2, 3)
+    ]

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "envs"
 ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet", "labelimg")
 COMPLETE_MARK = ".complete"
-NUMPY_COMPAT = Path(__file__).with_name("mxnet_numpy_compat.py")
+NUMPY_COMPAT = LOCKS / "mxnet_numpy_compat.py"
 PYTHONS_LINE = re.compile(r"^# Pythons: ([0-9. ]+)(.*)$", re.M)
 UV_INSTALL_TIMEOUT_S = 300
 
