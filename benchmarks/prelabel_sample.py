@@ -13,7 +13,7 @@ val_dataset) and the evaluate stage scores the first run's model on them at the 
 Prints precision, recall and F1 at IoU 0.5 of the pre-labels against the truth beside evaluate's, the time per
 image and the CPU model.
 
-Next run, as the README's loop, on the whole sample (labelled/ plus the held-back images with their true XML,
+Next run, as the loop of docs/stages.md, on the whole sample (labelled/ plus the held-back images with their true XML,
 standing for the corrected pre-labels): from scratch (the `sample` run of config.yaml) and continued from the
 first run's last checkpoint (sample-continued: 30 epochs at learning rate 0.01). The split puts each image in val
 by a hash of its name, so their val images are the first run's val images plus held-back ones: none of them was

@@ -157,7 +157,8 @@ def collect(args):
     deploy_dir = Path(args.deploy).parent
     ir_xml = Path(args.ir)
     out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # the files of an earlier run (another deployed epoch) are not this one's
+    out.mkdir(parents=True)
     legacy = json.loads(Path(args.legacy).read_text())
     legacy_dir = Path(args.legacy).parent
     copies = [

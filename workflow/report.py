@@ -293,7 +293,7 @@ def deeplens_note(deeplens):
     model, rehearsal = deeplens["model"], deeplens["rehearsal"]
     check = model["raw_frame_check"]
     return (
-        f"<p>For an AWS DeepLens (<code>deeplens/</code>; README: Deploy to an AWS DeepLens): "
+        f"<p>For an AWS DeepLens (<code>deeplens/</code>; docs/devices.md: AWS DeepLens): "
         f"<code>{html.escape(model['model_name'])}</code> takes raw BGR frames; layers {', '.join(model['layers'])}, "
         f"all on the device's list. On {check['images']} val images it detects what the deploy model detects "
         f"({check['detections_compared']} detections, largest difference {check['max_abs_difference']:.1e}). "

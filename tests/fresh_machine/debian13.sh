@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's first command as a newcomer runs it on a fresh Debian 13 "trixie" (python3 is 3.13; its archive has no
-# 3.11 or 3.12): a minimal root filesystem made with debootstrap, the packages the README lists for Debian, a clone of
+# 3.11 or 3.12): a minimal root filesystem made with debootstrap, the packages docs/install.md lists for Debian, a clone of
 # this repository's HEAD inside, then `make run`. Passes when make run completes, or when it stops before building
 # any stage environment with one ERROR line and no traceback. Root only (debootstrap, chroot, mounts).
 #
