@@ -3,9 +3,10 @@
 Runs `snakemake deeplens_artifacts` with the cards train split (296 phone photos, 6 classes) as the dataset and
 its test split (67) as val, the chosen network and data shape (efficientnet_lite0 is finetuned from its ImageNet
 weights, the others learn from scratch), int8_ir on, and a wall-clock training budget; then prints VOC07, area and
-COCO mAP on the test split with their bootstrap intervals, the epochs done and seconds per epoch, the IR's FP16 and
-INT8 latency per image, and the CPU's model name and flags. The yardstick (issue 8): YOLOv8n from scratch with
-Ultralytics, same data, same 2 cores, 9 minutes: mAP@0.5 0.39, mAP@0.5:0.95 0.25, 19 ms per image.
+COCO mAP on the test split with their bootstrap intervals, the epochs done and seconds per epoch, the latency per
+image of MXNet, the IR (FP16, INT8) and model.onnx (one run, in turns), and the CPU's model name and flags. The
+yardstick (issue 8): YOLOv8n from scratch with Ultralytics, same data, same 2 cores, 9 minutes: mAP@0.5 0.39,
+mAP@0.5:0.95 0.25, 19 ms per image.
 
     .venv/bin/python benchmarks/cards_benchmark.py                     # the default: efficientnet_lite0 at 256
     .venv/bin/python benchmarks/cards_benchmark.py --network lite --epochs 400 --lr-steps 40 50 \
@@ -104,6 +105,11 @@ def print_summary(results, args, wall):
         if ms is not None:
             print(f"  IR {weights} per image    {ms:.1f} ms (resize + inference + NMS)")
     print(f"  MXNet per image       {ir['latency']['mxnet_fp32_ms']:.1f} ms   (YOLOv8n: {YARDSTICK['latency_ms']} ms)")
+    onnx = json.loads((results / "export_onnx" / "verify.json").read_text())
+    print(
+        f"  ONNX per image        {ir['latency']['onnx_fp32_ms']:.1f} ms (onnxruntime, NMS inside; "
+        f"{onnx['agreement']:.1%} paired with MXNet, mAP {onnx['onnx_map_voc07']:.4f})"
+    )
     if "int8" in ir:
         print(f"  INT8 mAP drop         {ir['int8']['map_drop']:.4f} (budget {ir['int8']['max_map_drop']})")
     isa = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in ir["cpu"]["isa"].items())

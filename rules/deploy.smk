@@ -143,6 +143,7 @@ rule verify_ir:
         contract=rules.optimize_ir.output.contract,
         val=VAL_REC,
         int8=INT8_INPUTS,
+        onnx=ONNX_MODEL,
     output:
         result=IR_CHECK,
     log:
@@ -167,7 +168,8 @@ rule verify_ir:
         stage(
             "verify_ir",
             "--deploy {input.deploy} --ir {input.xml} --val-rec {input.val} --min-score {params.min_score}"
-            " --iou-threshold {params.iou} --out {output.result} --differences {log.differences} {params.int8}",
+            " --iou-threshold {params.iou} --out {output.result} --differences {log.differences} {params.int8}"
+            " --onnx {input.onnx}",
             env="optimizer",
         )
 

@@ -244,7 +244,8 @@ def onnx_section(onnx):
 
 
 def speed_table(check):
-    """MXNet and the IR at each weight precision, measured in one run on this machine (verify_ir's side by side)."""
+    """MXNet, the IR at each weight precision and model.onnx under onnxruntime, measured in one run on this machine
+    (verify_ir's side by side)."""
     cpu = check["cpu"]
     present = [flag for flag, has in cpu["isa"].items() if has] or ["none"]
     absent = [flag for flag, has in cpu["isa"].items() if not has] or ["none"]

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 import openvino as ov
 
-from workflow.device import infer
+from workflow.device import infer, onnx_infer
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
 from workflow.lib.metrics import evaluate_detections
@@ -75,12 +76,12 @@ def twin_ir(deploy_json, contract, precision, work):
     return infer.load(optimize.optimize(args))
 
 
-def side_by_side(reference, detector, irs, min_score):
-    """MXNet and every IR (weights precision -> (compiled, contract, detections)) in one run on this machine: val
-    mAP and median ms per image from the image to the final detections (resize, inference, NMS), the IRs at their
-    contract's inference precision. The runs take turns (one image each, round after round), so a change of the
-    machine's load falls on every model alike. The IR's NMS runs on the detections scoring at least min_score, as
-    an application using it would."""
+def side_by_side(reference, detector, irs, min_score, onnx_model=None):
+    """MXNet, every IR (weights precision -> (compiled, contract, detections)) and model.onnx under onnxruntime in
+    one run on this machine: val mAP and median ms per image from the image to the final detections (resize,
+    inference, NMS), the IRs at their contract's inference precision. The runs take turns (one image each, round
+    after round), so a change of the machine's load falls on every model alike. The IR's NMS runs on the detections
+    scoring at least min_score, as an application using it would; model.onnx has its NMS inside."""
     image_bgr = reference.images_bgr[0]
     image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     rows = [{"model": "MXNet", "weights": "FP32", "computes_in": "f32", "map_voc07": reference.mxnet_map}]
@@ -96,9 +97,21 @@ def side_by_side(reference, detector, irs, min_score):
             }
         )
         runs.append(functools.partial(infer.detect, compiled, image_bgr, contract, min_score))
+    if onnx_model:
+        session, contract = onnx_infer.load(onnx_model)
+        found = [
+            as_rows(onnx_infer.detect(session, image, contract, reference.threshold)) for image in reference.images_bgr
+        ]
+        runtime = f"f32 (onnxruntime {ort.__version__})"
+        rows.append({"model": "ONNX", "weights": "FP32", "computes_in": runtime, "map_voc07": voc07(reference, found)})
+        runs.append(functools.partial(onnx_infer.detect, session, image_bgr, contract, min_score))
     for row, ms in zip(rows, median_ms_in_turns(runs)):
         row["ms"] = ms
     return rows
+
+
+def as_rows(detections):
+    return np.array(detections, dtype=np.float32).reshape(-1, 6)
 
 
 def median_ms_in_turns(functions):
@@ -144,8 +157,7 @@ def ir_detections(compiled, contract, images_bgr, threshold, label):
     progress = Progress(label, len(images_bgr))
     detections = []
     for index, image in enumerate(images_bgr):
-        rows = infer.detect(compiled, image, contract, threshold)
-        detections.append(np.array(rows, dtype=np.float32).reshape(-1, 6))
+        detections.append(as_rows(infer.detect(compiled, image, contract, threshold)))
         progress.update(index + 1)
     return detections
 
@@ -303,7 +315,7 @@ def verify(args):
         )
         irs[twin] = (twin_compiled, twin_contract, twin_all)
         result["conversion"] = conversion_check(reference, irs["FP32"][2])
-        result["side_by_side"] = side_by_side(reference, detector, irs, args.min_score)
+        result["side_by_side"] = side_by_side(reference, detector, irs, args.min_score, args.onnx)
     result["latency"] = latency_summary(result["side_by_side"], contract["precision"])
     result["cpu"] = cpu_description()
     write_differences(args.differences, result)
@@ -383,6 +395,7 @@ def main(argv=None):
         help="text file listing the detections that differ (a log: it survives a failed run)",
     )
     parser.add_argument("--int8-ir", help="an INT8 IR (workflow.quantize) to prove and time beside the IR")
+    parser.add_argument("--onnx", help="model.onnx (workflow.export_onnx, which proves it) to time beside the IR")
     parser.add_argument("--int8-max-map-drop", type=float, help="the INT8 IR's largest val mAP drop against MXNet's")
     args = parser.parse_args(argv)
     if args.int8_ir and args.int8_max_map_drop is None:

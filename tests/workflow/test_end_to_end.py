@@ -65,6 +65,8 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert {"model.onnx", "model.onnx.contract.json"} <= set(manifest["files"])
     assert onnx_check["images"] == ir_check["images"] and onnx_check["agreement"] >= 0.97
     assert onnx_check["map_difference"] <= 0.005 and manifest["onnx"]["contract"]["force_nms"] is True
+    timed = {row["model"]: row for row in ir_check["side_by_side"]}  # one run, in turns, beside MXNet and the IR
+    assert timed["ONNX"]["map_voc07"] == onnx_check["onnx_map_voc07"] and timed["ONNX"]["ms"] > 0
     for train_log in (results / "logs").glob("train_*.log"):  # our progress lines, not MXNet's chatter
         text = train_log.read_text()
         assert "val mAP" in text and "Subgraph backend" not in text and "ImageDetRecordIOParser" not in text

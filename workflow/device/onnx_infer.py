@@ -23,8 +23,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from infer import draw, image_paths
-
 
 def load(model_path, providers=("CPUExecutionProvider",)):
     """(onnxruntime session, contract) of model.onnx and the contract beside it."""
@@ -46,6 +44,8 @@ def detect(session, image_bgr, contract, threshold=None):
 
 def frames(args):
     """(name, BGR image or None) from the images, the video file or the camera."""
+    from infer import image_paths  # beside this file in the artifact folder; detect() alone does not need it
+
     if args.video or args.camera is not None:
         source = args.video if args.video else args.camera
         capture = cv2.VideoCapture(source)
@@ -65,6 +65,8 @@ def frames(args):
 
 
 def main(argv=None):
+    from infer import draw
+
     here = Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description="Detect objects with model.onnx; JSON lines out.")
     parser.add_argument("images", nargs="*", help="images or folders")
