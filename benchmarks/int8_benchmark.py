@@ -75,7 +75,7 @@ def time_split(args):
     import cv2
     import numpy as np
 
-    from workflow import optimize
+    from workflow.lib import model_optimizer
     from workflow.device import infer
     from workflow.lib.detector import read_records
     from workflow.lib.metrics import evaluate_detections
@@ -85,8 +85,8 @@ def time_split(args):
     int8, int8_contract = infer.load(args.int8_ir)
     work = Path(args.work)
     mean = "--mean-in-ir" if int8_contract["mean_in_ir"] else "--no-mean-in-ir"
-    xml = optimize.optimize(
-        optimize.parse_args(
+    xml = model_optimizer.optimize(
+        model_optimizer.parse_args(
             ["--deploy", args.deploy, "--precision", "FP32", "--color", int8_contract["color_order"], mean]
             + ["--out-dir", str(work), "--model-name", "fp32", "--log", str(work / "mo.log")]
         )

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from workflow.lib.cli import log, run_main
-from workflow.pretrained import sha256_file
+from workflow.lib.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE_CODE = {

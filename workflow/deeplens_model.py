@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from workflow.lib.cli import UserError, log, run_main
-from workflow.mxnet012 import compare, legacy_symbol_json
-from workflow.optimize import detection_attrs
+from workflow.lib.legacy import compare, legacy_symbol_json
+from workflow.lib.model_optimizer import detection_attrs
 
 # The MXNet layers the DeepLens' Model Optimizer accepts (AWS DeepLens Developer Guide,
 # deeplens-supported-frameworks-mxnet-layers.md). "null" nodes are the graph's inputs and weights.

@@ -6,62 +6,14 @@ deploy_ssd_<network>_<shape>-symbol.json + -NNNN.params, with deploy.json descri
 """
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import mxnet as mx
 
-from workflow.lib.cli import UserError, log, run_main
-from workflow.lib.networks import MEAN_RGB, build_deploy_symbol
-from workflow.lib.stopping import best_epoch, val_map
-
-CHECKPOINT_PREFIX = "ssd"
-
-
-def read_log(stop_dir):
-    with open(Path(stop_dir) / "log.csv") as handle:
-        return list(csv.DictReader(handle))
-
-
-def choose_epoch(stop_dirs, choice):
-    """Return (epoch, folder holding its checkpoint, reason) for 'last', 'best' or an epoch number."""
-    rows = read_log(stop_dirs[-1])
-    if choice == "last":
-        epoch, reason = int(rows[-1]["epoch"]), "last epoch trained (deploy_epoch: last)"
-    elif choice == "best":
-        best = best_epoch(rows)
-        if best is None:
-            raise UserError(f"deploy_epoch: best needs val mAP in {Path(stop_dirs[-1]) / 'log.csv'}, which has none")
-        best_map, epoch = best
-        evaluated = sum(val_map(row) is not None for row in rows)
-        reason = f"highest val mAP {best_map:.4f} over {evaluated} evaluated epochs (deploy_epoch: best)"
-    else:
-        epoch, reason = int(choice), f"chosen in the config (deploy_epoch: {choice})"
-    for folder in stop_dirs:
-        if (Path(folder) / f"{CHECKPOINT_PREFIX}-{epoch:04d}.params").exists():
-            return epoch, Path(folder), reason
-    raise UserError(f"no checkpoint of epoch {epoch} in {', '.join(map(str, stop_dirs))}")
-
-
-def val_map_at(stop_dir, epoch):
-    return next((val_map(row) for row in read_log(stop_dir) if int(row["epoch"]) == epoch), None)
-
-
-def deploy_graph(folder, epoch, network, num_classes, data_shape, **detection):
-    """(deploy symbol, its arg params, its aux params) of the training checkpoint of `epoch` in `folder`.
-
-    detection: force_nms, nms_threshold, nms_topk and threshold of build_deploy_symbol.
-    """
-    _, arg_params, aux_params = mx.model.load_checkpoint(str(Path(folder) / CHECKPOINT_PREFIX), epoch)
-    symbol = build_deploy_symbol(network, num_classes, data_shape, **detection)
-    needed_args = [n for n in symbol.list_arguments() if n != "data"]
-    missing = [n for n in needed_args if n not in arg_params]
-    if missing:
-        raise UserError(
-            f"checkpoint {folder}/{CHECKPOINT_PREFIX}-{epoch:04d}.params lacks {missing[:5]} for network {network}"
-        )
-    return symbol, {n: arg_params[n] for n in needed_args}, {n: aux_params[n] for n in symbol.list_auxiliary_states()}
+from workflow.lib.checkpoints import choose_epoch, deploy_graph, val_map_at
+from workflow.lib.cli import log, run_main
+from workflow.lib.networks import MEAN_RGB
 
 
 def export(args):

@@ -41,8 +41,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow.lib.cli import Progress, UserError, run_main, log, with_interval  # noqa: E402
-from workflow.demo import render, truth_rows  # noqa: E402
-from workflow.deploy import choose_epoch, deploy_graph  # noqa: E402
+from workflow.lib.checkpoints import choose_epoch, deploy_graph  # noqa: E402
+from workflow.lib.drawing import render, truth_rows  # noqa: E402
 from workflow.lib.detector import Detector, read_records  # noqa: E402
 from workflow.lib.metrics import (
     AP_KEYS,

@@ -16,16 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow.lib.cli import UserError, log, run_main
-
-TOLERANCE = 1e-4
-
-
-def legacy_symbol_json(symbol_json):
-    graph = json.loads(symbol_json)
-    for node in graph["nodes"]:
-        if "attrs" in node:
-            node["attr"] = node.pop("attrs")
-    return json.dumps(graph, indent=1)
+from workflow.lib.legacy import compare, legacy_symbol_json
 
 
 def export(deploy_json, val_rec, count, out_dir):
@@ -62,34 +53,6 @@ def run_legacy_model(folder, inputs):
         executor.forward(is_train=False)
         outputs.append(executor.outputs[0].asnumpy()[0])
     return mx.__version__, np.stack(outputs)
-
-
-def compare(reference, legacy, min_score):
-    """Per image: the detections at or above min_score must agree in label, box and score."""
-    mismatches, compared, worst = [], 0, 0.0
-    for index, (want, got) in enumerate(zip(reference, legacy)):
-        want = want[(want[:, 0] >= 0) & (want[:, 1] >= min_score)]
-        got = got[(got[:, 0] >= 0) & (got[:, 1] >= min_score)]
-        if want.shape != got.shape:
-            mismatches.append(f"image {index}: {len(want)} detections in MXNet 1.9.1, {len(got)} in the legacy run")
-            continue
-        if not np.array_equal(want[:, 0], got[:, 0]):
-            mismatches.append(
-                f"image {index}: labels differ: {want[:, 0].astype(int).tolist()} vs {got[:, 0].astype(int).tolist()}"
-            )
-            continue
-        difference = float(np.abs(want[:, 1:] - got[:, 1:]).max()) if len(want) else 0.0
-        worst = max(worst, difference)
-        compared += len(want)
-        if difference > TOLERANCE:
-            mismatches.append(f"image {index}: scores or boxes differ by {difference:.2e} (> {TOLERANCE})")
-    return {
-        "images": len(reference),
-        "detections_compared": compared,
-        "max_abs_difference": worst,
-        "min_score": min_score,
-        "mismatches": mismatches,
-    }
 
 
 def verify(folder, min_score, out):

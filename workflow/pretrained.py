@@ -19,7 +19,6 @@ real file.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -31,18 +30,9 @@ import mxnet as mx
 
 from workflow.lib import efficientnet
 from workflow.lib.cli import Progress, UserError, log, run_main
+from workflow.lib.hashing import CHUNK, sha256_file
 from workflow.lib.networks import MEAN_RGB
 from workflow.lib.torch_weights import load_state_dict
-
-CHUNK = 1 << 20
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(url, sha256, cache):

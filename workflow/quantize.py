@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from workflow import optimize
+from workflow.lib import model_optimizer
 from workflow.device import infer
 from workflow.lib.cli import UserError, log, run_main
 from workflow.lib.detector import read_records
@@ -55,8 +55,8 @@ def parse_args(argv):
 def fp32_ir(args, work):
     """The deploy model as an FP32 IR in `work`, with the shipped IR's input contract: (xml path, contract)."""
     mean = "--mean-in-ir" if args.mean_in_ir else "--no-mean-in-ir"
-    xml = optimize.optimize(
-        optimize.parse_args(
+    xml = model_optimizer.optimize(
+        model_optimizer.parse_args(
             ["--deploy", str(args.deploy), "--precision", "FP32", "--color", args.color, mean]
             + ["--out-dir", str(work), "--model-name", args.model_name, "--log", str(args.log)]
         )

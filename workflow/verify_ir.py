@@ -38,6 +38,7 @@ import onnxruntime as ort
 import openvino as ov
 
 from workflow.device import infer, onnx_infer
+from workflow.lib import model_optimizer
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
 from workflow.lib.metrics import evaluate_detections
@@ -65,15 +66,14 @@ def median_ms(function):
 
 def twin_ir(deploy_json, contract, precision, work):
     """The deploy model converted to an IR at the other weight precision, with the same input contract."""
-    from workflow import optimize
 
     log(f"verify_ir: converting the deploy model to an {precision} IR too, to compare it")
     mean = "--mean-in-ir" if contract["mean_in_ir"] else "--no-mean-in-ir"
-    args = optimize.parse_args(
+    args = model_optimizer.parse_args(
         ["--deploy", str(deploy_json), "--precision", precision, "--color", contract["color_order"], mean]
         + ["--out-dir", str(work), "--model-name", "twin", "--log", str(Path(work) / "mo.log")]
     )
-    return infer.load(optimize.optimize(args))
+    return infer.load(model_optimizer.optimize(args))
 
 
 def side_by_side(reference, detector, irs, min_score, onnx_model=None):

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from workflow.mxnet012 import compare, legacy_symbol_json
+from workflow.lib.legacy import compare, legacy_symbol_json
 
 
 def test_node_attrs_are_renamed_for_mxnet_012():

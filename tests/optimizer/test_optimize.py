@@ -18,6 +18,7 @@ import openvino as ov
 import pytest
 
 from workflow import optimize
+from workflow.lib import model_optimizer
 
 from workflow.device import infer
 
@@ -316,7 +317,7 @@ def test_deploy_json_gives_symbol_params_shape_and_mean(tmp_path):
         "input": {"layout": "NCHW", "color": "RGB", "mean_rgb": [120.5, 115, 100], "scale": 1.0},
     }
     (tmp_path / "deploy.json").write_text(json.dumps(info))
-    args = optimize.parse_args(
+    args = model_optimizer.parse_args(
         [
             "--deploy",
             str(tmp_path / "deploy.json"),
@@ -330,6 +331,6 @@ def test_deploy_json_gives_symbol_params_shape_and_mean(tmp_path):
         ]
     )
     assert (args.symbol, args.params, args.data_shape) == (tmp_path / "d-symbol.json", tmp_path / "d-0003.params", 96)
-    command = optimize.mo_command(args, args.symbol, args.params)
+    command = model_optimizer.mo_command(args, args.symbol, args.params)
     assert command[command.index("--mean_values") + 1] == "[120.5,115,100]"
-    assert optimize.contract(args, {})["mean_values"] == [100, 115, 120.5]  # BGR by default
+    assert model_optimizer.contract(args, {})["mean_values"] == [100, 115, 120.5]  # BGR by default

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from xml.etree.ElementTree import ParseError
 
-from workflow.orchestrator.plan import IMAGE_SUFFIXES
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class AnnotationError(Exception):

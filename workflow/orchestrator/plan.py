@@ -1,6 +1,6 @@
 """What the Snakefile needs to plan a run: config checks beyond the schema, input file lists, training stops.
 
-Standard library only: it runs inside Snakemake's own interpreter.
+Standard library only (and workflow.lib.voc's standard-library part): it runs inside Snakemake's own interpreter.
 """
 
 import ast
@@ -8,8 +8,9 @@ import functools
 import hashlib
 from pathlib import Path
 
+from workflow.lib.voc import IMAGE_SUFFIXES
+
 REPO = Path(__file__).resolve().parents[2]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 DEMO_ONLY_KEYS = ("demo_threshold", "demo_images")
