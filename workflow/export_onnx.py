@@ -1,11 +1,12 @@
 """export_onnx: the deploy model as ONNX with NMS inside, and the proof that onnxruntime detects what MXNet detects.
 
 Writes model.onnx (opset 13: workflow/lib/onnx_graph.py says how it is made), model.onnx.contract.json (what a caller
-feeds and gets back) and verify.json. On every val image, onnxruntime (CPU) runs model.onnx on the resized RGB image
-and MXNet runs the deploy model; their detections at or above the parity threshold must pair (workflow/lib/parity.py,
-as the IR's do) for at least MIN_AGREEMENT of them, and, with the same FP32 weights, the mAPs must agree within
-MAP_TOLERANCE; otherwise the stage fails and the differences file lists the detections that differ. Both are timed
-per image (resize and inference; NMS is inside both graphs), median after warm-up.
+feeds and gets back) and verify.json. On every val image, onnxruntime (CPU) runs model.onnx through onnx_infer.py
+(the code shipped beside it) and MXNet runs the deploy model; their detections at or above the parity threshold
+must pair (workflow/lib/parity.py, as the IR's do) for at least MIN_AGREEMENT of them, and, with the same FP32
+weights, the mAPs must agree within MAP_TOLERANCE; otherwise the stage fails and the differences file lists the
+detections that differ. Both are timed per image (resize and inference; NMS is inside both graphs), median after
+warm-up.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from workflow.device import onnx_infer
 from workflow.lib import onnx_graph
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
@@ -54,18 +56,6 @@ def contract(info):
     }
 
 
-def image_input(rgb, size):
-    """What model.onnx takes: the RGB image resized as MXNet's deploy model resizes it, float32, NCHW."""
-    resized = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
-    return resized.astype(np.float32).transpose(2, 0, 1)[None]
-
-
-def session(path):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # warnings of graph optimisation are not the user's business
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def median_ms(function, inputs):
     for item in inputs[:WARMUP]:
         function(item)
@@ -79,14 +69,15 @@ def median_ms(function, inputs):
 
 def prove(detector, model_path, val_rec, min_score, iou_threshold):
     """verify.json's content: pairing, mAPs and latency of onnxruntime against MXNet on every val image."""
-    runtime = session(model_path)
+    runtime, contract = onnx_infer.load(model_path)
     size = detector.data_shape
     records = list(read_records(val_rec))
+    images_bgr = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb, _ in records]
     progress = Progress("export_onnx (onnxruntime and MXNet)", len(records))
     totals, differences, mxnet_all, onnx_all = np.zeros(5, dtype=int), [], [], []
     for index, (rgb, _) in enumerate(records):
         mxnet_rows = detector.detect([rgb])[0]
-        onnx_rows = runtime.run(None, {onnx_graph.INPUT: image_input(rgb, size)})[0]
+        onnx_rows = np.array(onnx_infer.detect(runtime, images_bgr[index], contract, 0.0), np.float32).reshape(-1, 6)
         paired, only_mxnet, only_onnx, degenerate = match(mxnet_rows, onnx_rows, min_score, size)
         totals += (paired, len(only_mxnet), len(only_onnx), *degenerate)
         differences += [describe(index, "MXNet", row, detector.info["classes"]) for row in only_mxnet]
@@ -97,7 +88,7 @@ def prove(detector, model_path, val_rec, min_score, iou_threshold):
     truths, classes = [truth for _, truth in records], len(detector.info["classes"])
     mxnet_map = evaluate_detections(truths, mxnet_all, classes, iou_threshold).map_voc07
     onnx_map = evaluate_detections(truths, onnx_all, classes, iou_threshold).map_voc07
-    timed = [rgb for rgb, _ in records[:TIMED_IMAGES]]
+    timed = list(range(min(TIMED_IMAGES, len(records))))
     return {
         "images": len(records),
         "min_score": min_score,
@@ -114,8 +105,8 @@ def prove(detector, model_path, val_rec, min_score, iou_threshold):
         "onnx_map_voc07": onnx_map,
         "map_difference": abs(onnx_map - mxnet_map),
         "latency": {
-            "onnxruntime_ms": median_ms(lambda rgb: runtime.run(None, {"image": image_input(rgb, size)}), timed),
-            "mxnet_ms": median_ms(lambda rgb: detector.detect([rgb]), timed),
+            "onnxruntime_ms": median_ms(lambda i: onnx_infer.detect(runtime, images_bgr[i], contract, 0.0), timed),
+            "mxnet_ms": median_ms(lambda i: detector.detect([records[i][0]]), timed),
             "images_timed": len(timed),
             "onnxruntime": ort.__version__,
         },

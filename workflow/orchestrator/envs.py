@@ -49,19 +49,20 @@ SYSTEM_LIBRARIES = {"libgomp.so.1": ("libgomp1", "libgomp"), "libquadmath.so.0":
 NEEDS_SYSTEM_LIBRARIES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")
 
 
-class MissingPython(Exception):
-    """No interpreter that an environment's locks are made for can be found or installed; or a system library."""
+class MissingPrerequisite(Exception):
+    """What an environment needs and this machine lacks: a Python its locks are made for, or a system library."""
 
 
 def check_system_libraries(names):
-    """MissingPython naming the packages to install when an environment in names needs a library the system lacks."""
+    """MissingPrerequisite naming the packages to install when an environment in names needs a library the system
+    lacks."""
     if not set(names) & set(NEEDS_SYSTEM_LIBRARIES):
         return
     missing = [library for library in SYSTEM_LIBRARIES if not _loads(library)]
     if missing:
         debian = " ".join(SYSTEM_LIBRARIES[library][0] for library in missing)
         fedora = " ".join(SYSTEM_LIBRARIES[library][1] for library in missing)
-        raise MissingPython(
+        raise MissingPrerequisite(
             f"the MXNet environments need {' and '.join(missing)}, which this machine lacks.\n"
             f"Fix: sudo apt install {debian} (Debian, Ubuntu) or sudo dnf install {fedora} (Fedora); then run the "
             "same command again."
@@ -154,14 +155,14 @@ def _uv_python(version, install):
 
 @functools.cache
 def interpreter(name):
-    """(executable, "3.X") of the Python the environment is built with; MissingPython when none fits."""
+    """(executable, "3.X") of the Python the environment is built with; MissingPrerequisite when none fits."""
     wanted = locks(name)
     forced = os.environ.get("DEEPLENS_SSD_STAGE_PYTHON")
     if forced:
         version, executable = python_version(forced)
         if version in wanted:
             return executable, version
-        raise MissingPython(
+        raise MissingPrerequisite(
             f"environment '{name}' needs Python {versions_text(wanted)}, and DEEPLENS_SSD_STAGE_PYTHON={forced} is "
             + (f"Python {version}" if version else "not a Python that runs")
         )
@@ -180,7 +181,7 @@ def interpreter(name):
     running = f"{python_version(sys.executable)[0]} at {sys.executable}"
     on_path = " or ".join(f"python{version}" for version in by_version(wanted))
     why = why_pythons(name)
-    raise MissingPython(
+    raise MissingPrerequisite(
         f"environment '{name}' needs Python {versions_text(wanted)}{f' ({why})' if why else ''}, and this machine has "
         f"none: the Python running this is {running}, no {on_path} on PATH runs, and uv could not install one "
         f"({failure or 'no reason given'}).\n"
@@ -315,7 +316,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         act(parser, args)
-    except MissingPython as error:
+    except MissingPrerequisite as error:
         sys.exit(f"ERROR: {error}")
 
 
