@@ -49,6 +49,7 @@ def test_the_int8_ir_is_proven_timed_beside_the_others_and_shipped(int8_run):
         ("IR", "FP32"),
         ("IR", "FP16"),
         ("IR", "INT8"),
+        ("ONNX", "FP32"),  # model.onnx under onnxruntime, timed in the same turns
     ]
     assert all(row["ms"] > 0 and 0 <= row["map_voc07"] <= 1 for row in rows)
     assert rows[2]["map_voc07"] == check["ir_map_voc07"] and rows[3]["map_voc07"] == int8["ir_map_voc07"]
