@@ -17,7 +17,6 @@ from pathlib import Path
 
 import cv2
 import mxnet as mx
-import numpy as np
 import onnx
 import onnxruntime as ort
 
@@ -27,7 +26,7 @@ from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
 from workflow.lib.metrics import evaluate_detections
 from workflow.lib.networks import MEAN_RGB
-from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, agreement, describe, match
+from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, as_rows, pair_images
 
 TIMED_IMAGES, WARMUP = 10, 3
 
@@ -74,20 +73,15 @@ def prove(detector, model_path, val_rec, min_score, iou_threshold):
     records = list(read_records(val_rec))
     images_bgr = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb, _ in records]
     progress = Progress("export_onnx (onnxruntime and MXNet)", len(records))
-    totals, differences, mxnet_all, onnx_all = np.zeros(5, dtype=int), [], [], []
+    mxnet_all, onnx_all = [], []
     for index, (rgb, _) in enumerate(records):
-        mxnet_rows = detector.detect([rgb])[0]
-        onnx_rows = np.array(onnx_infer.detect(runtime, images_bgr[index], contract, 0.0), np.float32).reshape(-1, 6)
-        paired, only_mxnet, only_onnx, degenerate = match(mxnet_rows, onnx_rows, min_score, size)
-        totals += (paired, len(only_mxnet), len(only_onnx), *degenerate)
-        differences += [describe(index, "MXNet", row, detector.info["classes"]) for row in only_mxnet]
-        differences += [describe(index, "ONNX", row, detector.info["classes"]) for row in only_onnx]
-        mxnet_all.append(mxnet_rows)
-        onnx_all.append(onnx_rows)
+        mxnet_all.append(detector.detect([rgb])[0])
+        onnx_all.append(as_rows(onnx_infer.detect(runtime, images_bgr[index], contract, 0.0)))
         progress.update(index + 1)
     truths, classes = [truth for _, truth in records], len(detector.info["classes"])
     mxnet_map = evaluate_detections(truths, mxnet_all, classes, iou_threshold).map_voc07
     onnx_map = evaluate_detections(truths, onnx_all, classes, iou_threshold).map_voc07
+    paired = pair_images(mxnet_all, onnx_all, min_score, size, detector.info["classes"], "ONNX")
     timed = list(range(min(TIMED_IMAGES, len(records))))
     return {
         "images": len(records),
@@ -95,12 +89,7 @@ def prove(detector, model_path, val_rec, min_score, iou_threshold):
         "match_iou": MATCH_IOU,
         "min_agreement": MIN_AGREEMENT,
         "map_tolerance": MAP_TOLERANCE,
-        "matched": int(totals[0]),
-        "only_mxnet": int(totals[1]),
-        "only_onnx": int(totals[2]),
-        "degenerate_mxnet": int(totals[3]),
-        "degenerate_onnx": int(totals[4]),
-        "agreement": agreement(*totals[:3]),
+        **paired,
         "mxnet_map_voc07": mxnet_map,
         "onnx_map_voc07": onnx_map,
         "map_difference": abs(onnx_map - mxnet_map),
@@ -110,7 +99,6 @@ def prove(detector, model_path, val_rec, min_score, iou_threshold):
             "images_timed": len(timed),
             "onnxruntime": ort.__version__,
         },
-        "differences": differences,
     }
 
 

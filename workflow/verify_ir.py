@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 import onnxruntime as ort
 import openvino as ov
 
@@ -42,7 +41,7 @@ from workflow.lib import model_optimizer
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
 from workflow.lib.metrics import evaluate_detections
-from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, agreement, describe, match
+from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, as_rows, pair_images
 
 WARMUP, RUNS = 5, 30
 FAST_PRECISION = "bf16"
@@ -108,10 +107,6 @@ def side_by_side(reference, detector, irs, min_score, onnx_model=None):
     for row, ms in zip(rows, median_ms_in_turns(runs)):
         row["ms"] = ms
     return rows
-
-
-def as_rows(detections):
-    return np.array(detections, dtype=np.float32).reshape(-1, 6)
 
 
 def median_ms_in_turns(functions):
@@ -182,25 +177,9 @@ def voc07(reference, detections):
 
 def compare(reference, ir_all, args):
     """Pairing counts, the IR's mAP and the differing detections of one IR run against MXNet's."""
-    totals = np.zeros(5, dtype=int)
-    differences = []
-    for index, (mxnet_rows, ir_rows) in enumerate(zip(reference.mxnet, ir_all)):
-        paired, only_mxnet, only_ir, degenerate = match(mxnet_rows, ir_rows, args.min_score, reference.data_shape)
-        totals += (paired, len(only_mxnet), len(only_ir), *degenerate)
-        differences += [describe(index, "MXNet", row, reference.classes) for row in only_mxnet]
-        differences += [describe(index, "IR", row, reference.classes) for row in only_ir]
     ir_map = voc07(reference, ir_all)
-    return {
-        "matched": int(totals[0]),
-        "only_mxnet": int(totals[1]),
-        "only_ir": int(totals[2]),
-        "degenerate_mxnet": int(totals[3]),
-        "degenerate_ir": int(totals[4]),
-        "agreement": agreement(*totals[:3]),
-        "ir_map_voc07": ir_map,
-        "map_difference": abs(ir_map - reference.mxnet_map),
-        "differences": differences,
-    }
+    paired = pair_images(reference.mxnet, ir_all, args.min_score, reference.data_shape, reference.classes, "IR")
+    return {**paired, "ir_map_voc07": ir_map, "map_difference": abs(ir_map - reference.mxnet_map)}
 
 
 def fast_precision_check(reference, args):

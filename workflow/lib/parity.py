@@ -60,6 +60,33 @@ def agreement(paired, only_mxnet, only_ir):
     return float(paired / compared) if compared else 1.0
 
 
+def as_rows(detections):
+    """A list of [class, score, xmin, ymin, xmax, ymax] as the float32 array the pairing takes."""
+    return np.array(detections, dtype=np.float32).reshape(-1, 6)
+
+
+def pair_images(mxnet_all, other_all, min_score, data_shape, classes, other):
+    """The pairing of another model's detections with MXNet's over every image: counts (the other's keyed by its
+    name in lower case: only_ir, degenerate_onnx ...), agreement, and a line for each detection that differs."""
+    totals = np.zeros(5, dtype=int)
+    differences = []
+    for index, (mxnet_rows, other_rows) in enumerate(zip(mxnet_all, other_all)):
+        paired, only_mxnet, only_other, degenerate = match(mxnet_rows, other_rows, min_score, data_shape)
+        totals += (paired, len(only_mxnet), len(only_other), *degenerate)
+        differences += [describe(index, "MXNet", row, classes) for row in only_mxnet]
+        differences += [describe(index, other, row, classes) for row in only_other]
+    key = other.lower()
+    return {
+        "matched": int(totals[0]),
+        "only_mxnet": int(totals[1]),
+        f"only_{key}": int(totals[2]),
+        "degenerate_mxnet": int(totals[3]),
+        f"degenerate_{key}": int(totals[4]),
+        "agreement": agreement(*totals[:3]),
+        "differences": differences,
+    }
+
+
 def describe(image, model, row, classes):
     box = ", ".join(f"{value:.3f}" for value in row[2:])
     return f"val image {image}: only {model}: {classes[int(row[0])]} {row[1]:.3f} at [{box}]"
