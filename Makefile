@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    set everything up from nothing and run the workflow on the bundled sample (data/sample)
 #   make test   set everything up from nothing and run the whole test suite
+#   make test-browser   the browser page (web/) in headless Chromium against onnxruntime in Python
 #   make test-cluster   the workflow on a real single-node Slurm cluster (root, Debian; installs Slurm with apt-get)
 #   make test-pythons   the mxnet and optimizer test suites on the other CPython builds this machine carries (pyenv)
 #   make test-fresh-machine   the first command as a newcomer on Debian 13 runs it (root; debootstrap, a chroot)
@@ -15,7 +16,7 @@ VENV := .venv
 ORCHESTRATOR := $(VENV)/.lock-$(shell sha256sum envs/orchestrator.txt | cut -c1-12)
 RUN_ENVS := mxnet optimizer deeplens-mxnet
 
-.PHONY: run test test-cluster test-pythons test-fresh-machine envs lint
+.PHONY: run test test-cluster test-pythons test-fresh-machine test-browser envs lint
 
 # `envs check` finds a Python for every environment the run needs before Snakemake builds any of them.
 run: $(ORCHESTRATOR)
@@ -32,6 +33,19 @@ test: envs lint
 test-cluster: envs
 	tests/cluster/slurm.sh install
 	$(VENV)/bin/python -m pytest -q tests/cluster; status=$$?; tests/cluster/slurm.sh stop; exit $$status
+
+# Debian's chromium (apt-get, as root, when missing) driven by playwright-core (tests/browser/package-lock.json);
+# a tiny run to export_web, then the page against onnxruntime in Python (tests/browser/page_check.py).
+CHROMIUM ?= $(firstword $(shell command -v chromium chromium-browser 2>/dev/null))
+test-browser: $(ORCHESTRATOR)
+	@if [ -z "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "ERROR: no chromium on PATH: install it (Debian/Ubuntu: sudo apt-get install chromium)" \
+	    "or name one: make test-browser CHROMIUM=/path/to/chromium"; exit 1; fi; fi
+	@command -v npm >/dev/null || { echo "ERROR: test-browser needs node 20+ and npm (Debian: apt-get install npm)"; exit 1; }
+	cd tests/browser && npm ci --no-audit --no-fund
+	CHROMIUM="$(or $(CHROMIUM),$$(command -v chromium chromium-browser | head -1))" $(VENV)/bin/python -m pytest -q tests/browser
 
 # Snakemake's own linter, snakefmt, and ruff's linter (pycodestyle and pyflakes) and formatter, all at line length
 # 120; fails if any reports something. `ruff format workflow tests benchmarks envs` (line length 120) fixes the format.

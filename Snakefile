@@ -13,6 +13,7 @@ include: "rules/evaluate.smk"
 include: "rules/quantize.smk"
 include: "rules/deeplens.smk"
 include: "rules/deploy.smk"
+include: "rules/web.smk"
 include: "rules/report.smk"
 include: "rules/prelabel.smk"
 

@@ -59,6 +59,10 @@ PACKED = expand(f"{R}/pack/{{split}}.{{ext}}", split=["train", "val"], ext=["rec
 TRAIN_REC, VAL_REC, VAL_LST = f"{R}/pack/train.rec", f"{R}/pack/val.rec", f"{R}/pack/val.lst"
 DEPLOY_INFO = f"{R}/deploy/deploy.json"
 ONNX_MODEL, ONNX_CHECK = f"{R}/export_onnx/model.onnx", f"{R}/export_onnx/verify.json"
+WEB_DIR = f"{R}/export_web"
+WEB_PAGE = f"{WEB_DIR}/index.html"
+# onnxruntime-web pinned for the page (URL, integrity and the files the wasm backend loads): one place, read here
+WEB_RUNTIME = json.loads(Path(workflow.basedir, "envs", "onnxruntime-web.json").read_text())
 LEGACY = f"{R}/deploy/mxnet012"
 LEGACY_CHECK = f"{LEGACY}/verify.json"
 METRICS = f"{R}/evaluate/metrics.json"
@@ -78,7 +82,7 @@ STAGE_BENCHMARKS = [
     + (["pretrained"] if config["pretrained"] else [])
     + [f"train_epoch_{end}" for end in EPOCHS]
     + ["deploy", "export_mxnet012", "verify_mxnet012", "evaluate", "demo", "optimize", "verify_ir", "export_onnx"]
-    + ["artifacts"]
+    + ["export_web", "artifacts"]
     + (["quantize"] if config["int8_ir"] else [])
 ]
 

@@ -226,6 +226,7 @@ rule collect_artifacts:
         onnx=ONNX_MODEL,
         onnx_contract=rules.export_onnx.output.contract,
         onnx_check=ONNX_CHECK,
+        web=WEB_PAGE,
         int8=INT8_INPUTS,
     output:
         manifest=MANIFEST,
@@ -257,6 +258,7 @@ rule collect_artifacts:
             " --annotations {input.annotations} --deeplens-model {input.deeplens_model}"
             " --deeplens-upload {input.deeplens_upload} --deeplens-package {input.deeplens_package}"
             " --deeplens-rehearsal {input.deeplens_rehearsal} --onnx {input.onnx} --onnx-check {input.onnx_check}"
+            " --web {input.web}"
             " --config {params.config:q} --out-dir {params.out_dir}"
             " {params.int8}",
         )

@@ -2,7 +2,8 @@
 
 IR .xml/.bin and its input contract, the MXNet deploy symbol/params, labels.txt, infer.py (OpenVINO
 runtime + numpy + OpenCV only), the deeplens/ folder for an AWS DeepLens (its model, inference Lambda and zip,
-from rules/deeplens.smk) and manifest.json: every file with sha256 and size, the classes, thresholds, metrics,
+from rules/deeplens.smk), model.onnx with onnx_infer.py, web/ (the browser page of workflow.export_web) and
+manifest.json: every file with sha256 and size, the classes, thresholds, metrics,
 the DeepLens checks, and the hashes of config, data, code and environment locks that made it.
 
 The shipped model.contract.json is optimize's plus score_threshold (and class_score_thresholds): the score that
@@ -17,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from workflow.lib.cli import log, run_main
+from workflow.lib.contracts import shipped_contract
 from workflow.lib.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,6 +26,7 @@ DEVICE_CODE = {
     REPO / "workflow" / "device" / name: name for name in ("infer.py", "onnx_infer.py", "openvino_lambda.py")
 }
 DEEPLENS_FOLDER = "deeplens"  # what an AWS DeepLens project takes, ready to upload
+WEB_FOLDER = "web"  # the browser page (workflow.export_web): serve it, open index.html
 CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/**/*.py", "workflow/schemas/*")
 
 
@@ -75,6 +78,9 @@ console) and its files; rehearsed on {manifest["deeplens"]["rehearsal"]["images"
 ONNX Runtime, TensorRT and the other runtimes that take ONNX; onnxruntime paired \
 {manifest["onnx"]["check"]["agreement"]:.1%} of its detections with MXNet's, val mAP \
 {manifest["onnx"]["check"]["onnx_map_voc07"]:.4f} |
+| {WEB_FOLDER}/ | the same model.onnx in a browser page ({manifest["web"]["runtime"]["package"]} \
+{manifest["web"]["runtime"]["version"]}, wasm backend, its files beside the page, nothing from the network): \
+`python3 -m http.server` in {WEB_FOLDER}/, open http://localhost:8000/, drop an image or start the camera |
 | {manifest["mxnet"]["symbol"]}, {manifest["mxnet"]["params"]} | the MXNet deploy model (MXNet 1.x) |
 | {manifest["mxnet012"]["symbol"]}, {manifest["mxnet012"]["params"]} | the same model for MXNet 0.12, \
 the DeepLens' version |
@@ -117,22 +123,6 @@ def threshold_sentence(contract):
     )
 
 
-def shipped_contract(contract, metrics):
-    """optimize's contract plus the score threshold chosen on val (none when there were no val detections)."""
-    chosen = metrics["score_threshold"]
-    if chosen["overall"]["threshold"] is None:
-        return contract
-    overall = chosen["overall"]
-    return {
-        **contract,
-        "score_threshold": overall["threshold"],
-        "class_score_thresholds": {name: c["threshold"] for name, c in chosen["per_class"].items()},
-        "score_threshold_source": f"the score that maximises F1 over all classes on the {metrics['images']} val "
-        f"images at IoU {chosen['iou_threshold']} (F1 {overall['f1']:.3f}, precision "
-        f"{overall['precision']:.3f}, recall {overall['recall'] or 0.0:.3f}; evaluate/metrics.json)",
-    }
-
-
 def copy_deeplens_folder(args, target):
     """model/ of the DeepLens model and the Lambda's files with its zip, in a fresh folder (not Snakemake's
     .snakemake_timestamp of a directory output)."""
@@ -140,6 +130,14 @@ def copy_deeplens_folder(args, target):
     hidden = shutil.ignore_patterns(".*")
     shutil.copytree(Path(args.deeplens_model).parent / "model", target / "model", ignore=hidden)
     shutil.copytree(Path(args.deeplens_upload), target, ignore=hidden, dirs_exist_ok=True)
+
+
+def copy_web_folder(source, target):
+    """export_web's folder (the page, model.onnx, onnxruntime-web's wasm files) without hidden files; returns its
+    web.json, for the manifest."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".*"))
+    return {"folder": f"{WEB_FOLDER}/", **json.loads((target / "web.json").read_text())}
 
 
 def copy_int8_ir(xml, out, metrics):
@@ -184,6 +182,7 @@ def collect(args):
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in deploy["classes"]))
     copy_deeplens_folder(args, out / DEEPLENS_FOLDER)
     int8_contract = copy_int8_ir(args.int8_ir, out, metrics) if args.int8_ir else None
+    web = copy_web_folder(Path(args.web).parent, out / WEB_FOLDER)
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = {
         "files": {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
@@ -207,6 +206,7 @@ def collect(args):
             "contract": onnx_contract,
             "check": json.loads(Path(args.onnx_check).read_text()),
         },
+        "web": web,
         "mxnet": {
             "symbol": deploy["symbol"],
             "params": deploy["params"],
@@ -256,6 +256,7 @@ def main(argv=None):
         "--deeplens-rehearsal",
         "--onnx",
         "--onnx-check",
+        "--web",
         "--annotations",
         "--config",
         "--out-dir",

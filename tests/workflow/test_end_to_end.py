@@ -65,6 +65,11 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert {"model.onnx", "model.onnx.contract.json"} <= set(manifest["files"])
     assert onnx_check["images"] == ir_check["images"] and onnx_check["agreement"] >= 0.97
     assert onnx_check["map_difference"] <= 0.005 and manifest["onnx"]["contract"]["force_nms"] is True
+    web = manifest["web"]  # the browser page with model.onnx and onnxruntime-web's wasm files (make test-browser)
+    assert web["folder"] == "web/" and web["execution_provider"] == "wasm"
+    web_files = {"index.html", "app.js", "model.onnx", "model.onnx.contract.json", *web["runtime"]["files"]}
+    assert {f"web/{name}" for name in web_files} <= set(manifest["files"])
+    assert manifest["files"]["web/model.onnx"]["sha256"] == manifest["files"]["model.onnx"]["sha256"]
     timed = {row["model"]: row for row in ir_check["side_by_side"]}  # one run, in turns, beside MXNet and the IR
     assert timed["ONNX"]["map_voc07"] == onnx_check["onnx_map_voc07"] and timed["ONNX"]["ms"] > 0
     for train_log in (results / "logs").glob("train_*.log"):  # our progress lines, not MXNet's chatter

@@ -52,8 +52,18 @@ def planned_after_editing(snakefile, workdir, module):
 @pytest.mark.parametrize(
     "module, rules",
     [
-        # evaluate's score threshold is the DeepLens Lambda's default (model.json in its zip)
-        ("evaluate", {"evaluate_model", "deeplens_package", "deeplens_rehearsal", "collect_artifacts", "write_report"}),
+        # evaluate's score threshold is the DeepLens Lambda's default (model.json in its zip) and the browser page's
+        (
+            "evaluate",
+            {
+                "evaluate_model",
+                "deeplens_package",
+                "deeplens_rehearsal",
+                "export_web",
+                "collect_artifacts",
+                "write_report",
+            },
+        ),
         ("report", {"write_report"}),  # imported by no other stage
         # imported by demo, evaluate, legacy, verify_ir, export_onnx and the DeepLens model and rehearsal (some imports
         # inside a function), not by train
@@ -66,6 +76,7 @@ def planned_after_editing(snakefile, workdir, module):
                 "verify_mxnet012",
                 "verify_ir",
                 "export_onnx",
+                "export_web",
                 "deeplens_model",
                 "deeplens_package",
                 "deeplens_rehearsal",

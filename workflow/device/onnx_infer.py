@@ -33,11 +33,16 @@ def load(model_path, providers=("CPUExecutionProvider",)):
     return ort.InferenceSession(str(model_path), providers=list(providers)), contract
 
 
-def detect(session, image_bgr, contract, threshold=None):
-    """[[class, score, xmin, ymin, xmax, ymax], ...] scoring at least threshold (default: the contract's)."""
+def preprocess(image_bgr, contract):
+    """The model's input: the image resized to the input size (stretched, bilinear), RGB float32 0-255, NCHW."""
     _, _, height, width = contract["input_shape"]
     rgb = cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-    rows = session.run(None, {contract["input"]: rgb.astype(np.float32).transpose(2, 0, 1)[None]})[0]
+    return np.ascontiguousarray(rgb.astype(np.float32).transpose(2, 0, 1)[None])
+
+
+def detect(session, image_bgr, contract, threshold=None):
+    """[[class, score, xmin, ymin, xmax, ymax], ...] scoring at least threshold (default: the contract's)."""
+    rows = session.run(None, {contract["input"]: preprocess(image_bgr, contract)})[0]
     threshold = contract.get("score_threshold", 0.5) if threshold is None else threshold
     return [[int(row[0]), *row[1:]] for row in rows[rows[:, 1] >= threshold].tolist()]
 
