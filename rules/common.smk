@@ -44,7 +44,7 @@ envvars:
 
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 TRAIN_ENV = "mxnet-cuda" if config["gpus"] else "mxnet"
-ENV = {name: env_command(name, USE_CONDA) for name in ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")}
+ENV = {name: env_command(name, USE_CONDA) for name in ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet", "litert")}
 ENV[TRAIN_ENV] = env_command(TRAIN_ENV, USE_CONDA, config["gpus"])
 R = f"results/{config['run']}"
 LOGS = f"{R}/logs"
@@ -59,6 +59,10 @@ PACKED = expand(f"{R}/pack/{{split}}.{{ext}}", split=["train", "val"], ext=["rec
 TRAIN_REC, VAL_REC, VAL_LST = f"{R}/pack/train.rec", f"{R}/pack/val.rec", f"{R}/pack/val.lst"
 DEPLOY_INFO = f"{R}/deploy/deploy.json"
 ONNX_MODEL, ONNX_CHECK = f"{R}/export_onnx/model.onnx", f"{R}/export_onnx/verify.json"
+ONNX_NETWORK = f"{R}/export_onnx/network.onnx"
+LITERT_DIR = f"{R}/export_litert"
+LITERT_CHECK = f"{LITERT_DIR}/verify.json"
+LITERT_MODELS = [f"{LITERT_DIR}/model_{kind}.tflite" for kind in ("float32", "int8")] if config["litert"] else []
 WEB_DIR = f"{R}/export_web"
 WEB_PAGE = f"{WEB_DIR}/index.html"
 # onnxruntime-web pinned for the page (URL, integrity and the files the wasm backend loads): one place, read here
@@ -82,6 +86,7 @@ STAGE_BENCHMARKS = [
     + (["pretrained"] if config["pretrained"] else [])
     + [f"train_epoch_{end}" for end in EPOCHS]
     + ["deploy", "export_mxnet012", "verify_mxnet012", "evaluate", "demo", "optimize", "verify_ir", "export_onnx"]
+    + (["export_litert"] if config["litert"] else [])
     + ["export_web", "artifacts"]
     + (["quantize"] if config["int8_ir"] else [])
 ]
@@ -205,6 +210,14 @@ def int8_verify_option(wildcards, input):
     if not config["int8_ir"]:
         return ""
     return f"--int8-ir {input.int8[0]} --int8-max-map-drop {config['int8_max_map_drop']}"
+
+
+LITERT_INPUTS = [LITERT_CHECK] if config["litert"] else []
+
+
+def litert_artifacts_option(wildcards, input):
+    """The artifacts' LiteRT flag, when the run converts to LiteRT."""
+    return f"--litert {input.litert[0]}" if config["litert"] else ""
 
 
 def int8_artifacts_option(wildcards, input):

@@ -144,6 +144,7 @@ rule verify_ir:
         val=VAL_REC,
         int8=INT8_INPUTS,
         onnx=ONNX_MODEL,
+        litert=LITERT_MODELS,
     output:
         result=IR_CHECK,
     log:
@@ -169,7 +170,7 @@ rule verify_ir:
             "verify_ir",
             "--deploy {input.deploy} --ir {input.xml} --val-rec {input.val} --min-score {params.min_score}"
             " --iou-threshold {params.iou} --out {output.result} --differences {log.differences} {params.int8}"
-            " --onnx {input.onnx}",
+            " --onnx {input.onnx} --litert {input.litert}",
             env="optimizer",
         )
 
@@ -181,6 +182,8 @@ rule export_onnx:
     output:
         model=ONNX_MODEL,
         contract=f"{R}/export_onnx/model.onnx.contract.json",
+        network=ONNX_NETWORK,
+        network_contract=f"{R}/export_onnx/network.onnx.contract.json",
         result=ONNX_CHECK,
     log:
         main=f"{LOGS}/export_onnx.log",
@@ -208,6 +211,47 @@ rule export_onnx:
         )
 
 
+rule export_litert:
+    input:
+        network=ONNX_NETWORK,
+        network_contract=rules.export_onnx.output.network_contract,
+        deploy=DEPLOY_INFO,
+        train=TRAIN_REC,
+        val=VAL_REC,
+    output:
+        float32=f"{LITERT_DIR}/model_float32.tflite",
+        int8=f"{LITERT_DIR}/model_int8.tflite",
+        contract=f"{LITERT_DIR}/litert.contract.json",
+        result=LITERT_CHECK,
+    log:
+        main=f"{LOGS}/export_litert.log",
+        differences=f"{LOGS}/export_litert_differences.txt",
+    benchmark:
+        f"{R}/benchmarks/export_litert.tsv"
+    conda:
+        "../envs/litert.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    params:
+        code=stage_code("export_litert", "litert"),
+        min_score=config["parity_threshold"],
+        iou=config["iou_threshold"],
+        max_drop=config["int8_max_map_drop"],
+        out_dir=folder_of_output("result"),
+    message:
+        "Converting network.onnx to LiteRT float32 and full-integer INT8, proven with the LiteRT interpreter"
+    shell:
+        stage(
+            "export_litert",
+            "--network {input.network} --deploy {input.deploy} --train-rec {input.train} --val-rec {input.val}"
+            " --min-score {params.min_score} --iou-threshold {params.iou} --max-map-drop {params.max_drop}"
+            " --out-dir {params.out_dir} --differences {log.differences}",
+            env="litert",
+        )
+
+
 rule collect_artifacts:
     input:
         deploy=DEPLOY_INFO,
@@ -226,6 +270,7 @@ rule collect_artifacts:
         onnx=ONNX_MODEL,
         onnx_contract=rules.export_onnx.output.contract,
         onnx_check=ONNX_CHECK,
+        litert=LITERT_INPUTS,
         web=WEB_PAGE,
         int8=INT8_INPUTS,
     output:
@@ -243,11 +288,15 @@ rule collect_artifacts:
     params:
         code=stage_code(
             "deeplens_artifacts",
-            files=["workflow/device/infer.py", "workflow/device/onnx_infer.py", "workflow/device/openvino_lambda.py"],
+            files=[
+                f"workflow/device/{name}"
+                for name in ("infer.py", "onnx_infer.py", "litert_infer.py", "openvino_lambda.py")
+            ],
         ),
         out_dir=folder_of_output("manifest"),
         config=json.dumps(model_config(config), sort_keys=True),
         int8=int8_artifacts_option,
+        litert=litert_artifacts_option,
     message:
         "Collecting the DeepLens artifacts with their manifest"
     shell:
@@ -260,5 +309,5 @@ rule collect_artifacts:
             " --deeplens-rehearsal {input.deeplens_rehearsal} --onnx {input.onnx} --onnx-check {input.onnx_check}"
             " --web {input.web}"
             " --config {params.config:q} --out-dir {params.out_dir}"
-            " {params.int8}",
+            " {params.int8} {params.litert}",
         )

@@ -2,9 +2,9 @@
 
 IR .xml/.bin and its input contract, the MXNet deploy symbol/params, labels.txt, infer.py (OpenVINO
 runtime + numpy + OpenCV only), the deeplens/ folder for an AWS DeepLens (its model, inference Lambda and zip,
-from rules/deeplens.smk), model.onnx with onnx_infer.py, web/ (the browser page of workflow.export_web) and
-manifest.json: every file with sha256 and size, the classes, thresholds, metrics,
-the DeepLens checks, and the hashes of config, data, code and environment locks that made it.
+from rules/deeplens.smk), model.onnx with onnx_infer.py, the LiteRT models with litert_infer.py (litert: true),
+web/ (the browser page of workflow.export_web) and manifest.json: every file with sha256 and size, the classes,
+thresholds, metrics, the DeepLens checks, and the hashes of config, data, code and environment locks that made it.
 
 The shipped model.contract.json is optimize's plus score_threshold (and class_score_thresholds): the score that
 maximised F1 on val in evaluate's metrics.json, infer.py's and the Lambda's default. It is added here rather than
@@ -23,9 +23,11 @@ from workflow.lib.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE_CODE = {
-    REPO / "workflow" / "device" / name: name for name in ("infer.py", "onnx_infer.py", "openvino_lambda.py")
+    REPO / "workflow" / "device" / name: name
+    for name in ("infer.py", "onnx_infer.py", "litert_infer.py", "openvino_lambda.py")
 }
 DEEPLENS_FOLDER = "deeplens"  # what an AWS DeepLens project takes, ready to upload
+LITERT_CONTRACT = "litert.contract.json"
 WEB_FOLDER = "web"  # the browser page (workflow.export_web): serve it, open index.html
 CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/**/*.py", "workflow/schemas/*")
 
@@ -78,7 +80,7 @@ console) and its files; rehearsed on {manifest["deeplens"]["rehearsal"]["images"
 ONNX Runtime, TensorRT and the other runtimes that take ONNX; onnxruntime paired \
 {manifest["onnx"]["check"]["agreement"]:.1%} of its detections with MXNet's, val mAP \
 {manifest["onnx"]["check"]["onnx_map_voc07"]:.4f} |
-| {WEB_FOLDER}/ | the same model.onnx in a browser page ({manifest["web"]["runtime"]["package"]} \
+{litert_row(manifest)}| {WEB_FOLDER}/ | the same model.onnx in a browser page ({manifest["web"]["runtime"]["package"]} \
 {manifest["web"]["runtime"]["version"]}, wasm backend, its files beside the page, nothing from the network): \
 `python3 -m http.server` in {WEB_FOLDER}/, open http://localhost:8000/, drop an image or start the camera |
 | {manifest["mxnet"]["symbol"]}, {manifest["mxnet"]["params"]} | the MXNet deploy model (MXNet 1.x) |
@@ -111,6 +113,33 @@ def int8_row(manifest):
         f"CPU targets (fast with AVX-512 VNNI or AMX; `infer.py --model {manifest['ir_int8']['xml']}`): val mAP "
         f"{check['ir_map_voc07']:.4f}, allowed at most {check['max_map_drop']} below MXNet's |\n"
     )
+
+
+def litert_row(manifest):
+    """The folder README's row of the LiteRT models, when there are some."""
+    if not manifest["litert"]:
+        return ""
+    litert, check = manifest["litert"], manifest["litert"]["check"]
+    return (
+        f"| {litert['models']['float32']}, {litert['models']['int8']}, {LITERT_CONTRACT} | the network for LiteRT "
+        f"(TensorFlow Lite: a Pi's CPU, Android, a Coral after its compiler), float32 and full-integer INT8 (uint8 "
+        f"pixels in); `python litert_infer.py --model ...` does the box decoding and NMS; float32 paired "
+        f"{check['float32_paired']['agreement']:.1%} of its detections with MXNet's, val mAP float32 "
+        f"{check['float32_map_voc07']:.4f}, INT8 {check['int8_map_voc07']:.4f} |\n"
+    )
+
+
+def copy_litert(check_path, out, metrics):
+    """The two .tflite models and their contract (with the val score threshold) beside the other models: the
+    manifest's entry, whose contract leaves the anchors out (they are in the shipped file)."""
+    folder = Path(check_path).parent
+    check = json.loads(Path(check_path).read_text())
+    contract = shipped_contract(json.loads((folder / LITERT_CONTRACT).read_text()), metrics)
+    for name in contract["model"].values():
+        shutil.copy2(folder / name, out / name)
+    (out / LITERT_CONTRACT).write_text(json.dumps(contract) + "\n")
+    summary = {key: value for key, value in contract.items() if key != "anchors"}
+    return {"models": contract["model"], "contract": summary, "check": check}
 
 
 def threshold_sentence(contract):
@@ -183,6 +212,7 @@ def collect(args):
     copy_deeplens_folder(args, out / DEEPLENS_FOLDER)
     int8_contract = copy_int8_ir(args.int8_ir, out, metrics) if args.int8_ir else None
     web = copy_web_folder(Path(args.web).parent, out / WEB_FOLDER)
+    litert = copy_litert(args.litert, out, metrics) if args.litert else None
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = {
         "files": {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
@@ -206,6 +236,7 @@ def collect(args):
             "contract": onnx_contract,
             "check": json.loads(Path(args.onnx_check).read_text()),
         },
+        "litert": litert,
         "web": web,
         "mxnet": {
             "symbol": deploy["symbol"],
@@ -262,6 +293,7 @@ def main(argv=None):
         "--out-dir",
     ):
         parser.add_argument(name, required=True)
+    parser.add_argument("--litert", help="verify.json of export_litert: its models are shipped beside the others")
     parser.add_argument("--int8-ir", help="the INT8 IR for CPU targets (workflow.quantize), shipped beside the IR")
     collect(parser.parse_args(argv))
 

@@ -1,17 +1,19 @@
 """export_onnx: the deploy model as ONNX with NMS inside, and the proof that onnxruntime detects what MXNet detects.
 
 Writes model.onnx (opset 13: workflow/lib/onnx_graph.py says how it is made), model.onnx.contract.json (what a caller
-feeds and gets back) and verify.json. On every val image, onnxruntime (CPU) runs model.onnx through onnx_infer.py
-(the code shipped beside it) and MXNet runs the deploy model; their detections at or above the parity threshold
-must pair (workflow/lib/parity.py, as the IR's do) for at least MIN_AGREEMENT of them, and, with the same FP32
-weights, the mAPs must agree within MAP_TOLERANCE; otherwise the stage fails and the differences file lists the
-detections that differ. Both are timed per image (resize and inference; NMS is inside both graphs), median after
-warm-up.
+feeds and gets back) and verify.json; and network.onnx with network.onnx.contract.json, the same network without
+MultiBoxDetection (class probabilities and box offsets out, the anchors in the contract) for converters that take the
+post-processing outside: export_litert converts it and proves what it makes against MXNet.
+
+On every val image, onnxruntime (CPU) runs model.onnx through onnx_infer.py (the code shipped beside it) and MXNet runs
+the deploy model; their detections at or above the parity threshold must pair (workflow/lib/parity.py, as the IR's do)
+for at least MIN_AGREEMENT of them, and, with the same FP32 weights, the mAPs must agree within MAP_TOLERANCE;
+otherwise the stage fails and the differences file lists the detections that differ. Both are timed per image (resize
+and inference; NMS is inside both graphs), median after warm-up.
 """
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -25,10 +27,8 @@ from workflow.lib import onnx_graph
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
 from workflow.lib.metrics import evaluate_detections
-from workflow.lib.networks import MEAN_RGB
-from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, as_rows, pair_images
-
-TIMED_IMAGES, WARMUP = 10, 3
+from workflow.lib.networks import MEAN_RGB, VARIANCES
+from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, TIMED_IMAGES, as_rows, median_ms, pair_images
 
 
 def contract(info):
@@ -55,15 +55,20 @@ def contract(info):
     }
 
 
-def median_ms(function, inputs):
-    for item in inputs[:WARMUP]:
-        function(item)
-    times = []
-    for item in inputs:
-        start = time.perf_counter()
-        function(item)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def network_contract(info, anchors):
+    """The contract of network.onnx: model.onnx's input, the post-processing's settings and the anchors."""
+    outputs = ("output", "output_rows", "nms_in_model")
+    return {
+        **{key: value for key, value in contract(info).items() if key not in outputs},
+        "model": "network.onnx",
+        "outputs": {
+            onnx_graph.NETWORK_OUTPUTS[0]: "(1, anchors, classes + 1): softmax over the classes, background first",
+            onnx_graph.NETWORK_OUTPUTS[1]: "(1, anchors, 4): offsets decoded with the anchors and the variances",
+        },
+        "nms_in_model": False,
+        "variances": list(VARIANCES),
+        "anchors": anchors.tolist(),
+    }
 
 
 def prove(detector, model_path, val_rec, min_score, iou_threshold):
@@ -129,7 +134,9 @@ def main(argv=None):
     parser.add_argument("--val-rec", required=True)
     parser.add_argument("--min-score", type=float, required=True, help="compare detections scoring at least this")
     parser.add_argument("--iou-threshold", type=float, required=True, help="of a correct detection in the mAP")
-    parser.add_argument("--out-dir", required=True, help="folder for model.onnx, model.onnx.contract.json, verify.json")
+    parser.add_argument(
+        "--out-dir", required=True, help="folder for model.onnx, network.onnx, their contracts, verify.json"
+    )
     parser.add_argument("--differences", required=True, help="text file listing the detections that differ (a log)")
     args = parser.parse_args(argv)
     detector = Detector(args.deploy)
@@ -142,6 +149,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out / "model.onnx"))
     (out / "model.onnx.contract.json").write_text(json.dumps(contract(info), indent=1))
+    network, anchors = onnx_graph.build_network(symbol, arg_params, aux_params, info)
+    onnx.save(network, str(out / "network.onnx"))
+    (out / "network.onnx.contract.json").write_text(json.dumps(network_contract(info, anchors)))
     seconds = time.monotonic() - started
     log(f"export_onnx: {out / 'model.onnx'} (opset {onnx_graph.OPSET}, NMS inside) in {seconds:.1f} s")
     result = prove(detector, out / "model.onnx", args.val_rec, args.min_score, args.iou_threshold)

@@ -208,7 +208,7 @@ def worst_section(inputs):
     )
 
 
-def ir_section(check):
+def ir_section(check, manifest):
     latency = check["latency"]
     ran = check["inference_precision"]["ran"]
     return (
@@ -219,7 +219,7 @@ def ir_section(check):
         f"boxes under one input pixel wide or high left out of the pairing). mAP (VOC07) MXNet "
         f"{check['mxnet_map_voc07']:.4f}, IR {check['ir_map_voc07']:.4f}; the conversion: the FP32 IR "
         f"{check['conversion']['ir_map_voc07']:.4f} (tolerance {check['map_tolerance']}).</p>"
-        + speed_table(check)
+        + speed_table(check, manifest)
         + f"<p>IR speed-up over MXNet on this CPU: {latency['ir_speedup']:.1f}x</p>"
         + fast_precision_note(check)
         + int8_note(check)
@@ -243,17 +243,20 @@ def onnx_section(onnx):
     )
 
 
-def speed_table(check):
-    """MXNet, the IR at each weight precision and model.onnx under onnxruntime, measured in one run on this machine
-    (verify_ir's side by side)."""
+def speed_table(check, manifest):
+    """MXNet, the IR at each weight precision, model.onnx under onnxruntime and the LiteRT models, measured in one run
+    on this machine (verify_ir's side by side), with the share of each model's detections that paired with MXNet's
+    in its proof."""
     cpu = check["cpu"]
     present = [flag for flag, has in cpu["isa"].items() if has] or ["none"]
     absent = [flag for flag, has in cpu["isa"].items() if not has] or ["none"]
+    paired = paired_shares(check, manifest)
     rows = [
         {
             "model": f"{row['model']} {row['weights']}",
             "computes in": row["computes_in"],
             "val mAP (VOC07)": round(row["map_voc07"], 4),
+            "detections paired with MXNet's": paired.get((row["model"], row["weights"]), ""),
             "ms per image (resize + inference + NMS, batch 1, median)": round(row["ms"], 2),
         }
         for row in check["side_by_side"]
@@ -261,6 +264,36 @@ def speed_table(check):
     return (
         table_html(pd.DataFrame(rows))
         + f"<p>Measured on {html.escape(cpu['model_name'])}: has {', '.join(present)}; lacks {', '.join(absent)}.</p>"
+    )
+
+
+def paired_shares(check, manifest):
+    """{(model, weights): the share of its detections that paired with MXNet's, as its proof found it}."""
+    shares = {("MXNet", "FP32"): "(reference)", ("IR", check["precision"]): check["agreement"]}
+    if check.get("int8"):
+        shares[("IR", "INT8")] = check["int8"]["agreement"]
+    shares[("ONNX", "FP32")] = manifest["onnx"]["check"]["agreement"]
+    if manifest.get("litert"):
+        litert = manifest["litert"]["check"]
+        shares[("LiteRT", "FP32")] = litert["float32_paired"]["agreement"]
+        shares[("LiteRT", "INT8")] = litert["int8_paired"]["agreement"]
+    return {key: f"{value:.1%}" if isinstance(value, float) else value for key, value in shares.items()}
+
+
+def litert_section(litert):
+    if not litert:
+        return "<p>No LiteRT models in this run (<code>litert: false</code>).</p>"
+    check = litert["check"]
+    float32, int8 = check["float32_paired"], check["int8_paired"]
+    return (
+        f"<p>{litert['models']['float32']} and {litert['models']['int8']} (onnx2tf and TFLite's full-integer "
+        f"quantization; litert_infer.py decodes the boxes and suppresses) on {check['images']} val images with "
+        f"LiteRT's interpreter. float32: {float32['matched']} detections (score &ge; {check['min_score']}) paired "
+        f"with MXNet's ({float32['agreement']:.1%}; {float32['only_mxnet']} only in MXNet, "
+        f"{float32['only_litert_float32']} only in LiteRT); mAP (VOC07) {check['float32_map_voc07']:.4f} against "
+        f"MXNet's {check['mxnet_map_voc07']:.4f} (tolerance {check['map_tolerance']}). INT8: mAP "
+        f"{check['int8_map_voc07']:.4f}, at most {check['max_map_drop']} below MXNet's allowed; for information, "
+        f"{int8['agreement']:.1%} of its detections paired with MXNet's.</p>"
     )
 
 
@@ -375,9 +408,11 @@ def build(inputs, config):
             image_tag((Path(inputs["demo"]).parent / d["output"]).read_bytes(), "image/jpeg") for d in demo["images"]
         ),
         "<h2>OpenVINO IR against MXNet</h2>",
-        ir_section(json.loads(Path(inputs["ir_check"]).read_text())),
+        ir_section(json.loads(Path(inputs["ir_check"]).read_text()), manifest),
         "<h2>ONNX (NMS inside) against MXNet</h2>",
         onnx_section(manifest["onnx"]),
+        "<h2>LiteRT (TensorFlow Lite) against MXNet</h2>",
+        litert_section(manifest.get("litert")),
         "<h2>DeepLens artifacts</h2>",
         deeplens_note(manifest["deeplens"]),
         table_html(pd.DataFrame([{"file": k, **v} for k, v in manifest["files"].items()])),

@@ -36,7 +36,7 @@ import cv2
 import onnxruntime as ort
 import openvino as ov
 
-from workflow.device import infer, onnx_infer
+from workflow.device import infer, litert_infer, onnx_infer
 from workflow.lib import model_optimizer
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
@@ -75,12 +75,13 @@ def twin_ir(deploy_json, contract, precision, work):
     return infer.load(model_optimizer.optimize(args))
 
 
-def side_by_side(reference, detector, irs, min_score, onnx_model=None):
-    """MXNet, every IR (weights precision -> (compiled, contract, detections)) and model.onnx under onnxruntime in
-    one run on this machine: val mAP and median ms per image from the image to the final detections (resize,
-    inference, NMS), the IRs at their contract's inference precision. The runs take turns (one image each, round
-    after round), so a change of the machine's load falls on every model alike. The IR's NMS runs on the detections
-    scoring at least min_score, as an application using it would; model.onnx has its NMS inside."""
+def side_by_side(reference, detector, irs, min_score, onnx_model=None, litert_models=()):
+    """MXNet, every IR (weights precision -> (compiled, contract, detections)), model.onnx under onnxruntime and the
+    LiteRT models (litert_infer.py's post-processing) in one run on this machine: val mAP and median ms per image
+    from the image to the final detections (resize, inference, NMS), the IRs at their contract's inference
+    precision. The runs take turns (one image each, round after round), so a change of the machine's load falls on
+    every model alike. The IR's and LiteRT's NMS run on the detections scoring at least min_score, as an application
+    using them would; model.onnx has its NMS inside."""
     image_bgr = reference.images_bgr[0]
     image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     rows = [{"model": "MXNet", "weights": "FP32", "computes_in": "f32", "map_voc07": reference.mxnet_map}]
@@ -104,6 +105,17 @@ def side_by_side(reference, detector, irs, min_score, onnx_model=None):
         runtime = f"f32 (onnxruntime {ort.__version__})"
         rows.append({"model": "ONNX", "weights": "FP32", "computes_in": runtime, "map_voc07": voc07(reference, found)})
         runs.append(functools.partial(onnx_infer.detect, session, image_bgr, contract, min_score))
+    for path in litert_models:
+        runner, contract = litert_infer.load(path)
+        found = [
+            as_rows(litert_infer.detect(runner, image, contract, reference.threshold)) for image in reference.images_bgr
+        ]
+        weights = "INT8" if "int8" in Path(path).name else "FP32"
+        computes_in = "int8 (XNNPACK)" if weights == "INT8" else "f32 (XNNPACK)"
+        rows.append(
+            {"model": "LiteRT", "weights": weights, "computes_in": computes_in, "map_voc07": voc07(reference, found)}
+        )
+        runs.append(functools.partial(litert_infer.detect, runner, image_bgr, contract, min_score))
     for row, ms in zip(rows, median_ms_in_turns(runs)):
         row["ms"] = ms
     return rows
@@ -294,7 +306,7 @@ def verify(args):
         )
         irs[twin] = (twin_compiled, twin_contract, twin_all)
         result["conversion"] = conversion_check(reference, irs["FP32"][2])
-        result["side_by_side"] = side_by_side(reference, detector, irs, args.min_score, args.onnx)
+        result["side_by_side"] = side_by_side(reference, detector, irs, args.min_score, args.onnx, args.litert)
     result["latency"] = latency_summary(result["side_by_side"], contract["precision"])
     result["cpu"] = cpu_description()
     write_differences(args.differences, result)
@@ -375,6 +387,9 @@ def main(argv=None):
     )
     parser.add_argument("--int8-ir", help="an INT8 IR (workflow.quantize) to prove and time beside the IR")
     parser.add_argument("--onnx", help="model.onnx (workflow.export_onnx, which proves it) to time beside the IR")
+    parser.add_argument(
+        "--litert", nargs="*", default=[], help=".tflite models (workflow.export_litert, which proves them) to time too"
+    )
     parser.add_argument("--int8-max-map-drop", type=float, help="the INT8 IR's largest val mAP drop against MXNet's")
     args = parser.parse_args(argv)
     if args.int8_ir and args.int8_max_map_drop is None:

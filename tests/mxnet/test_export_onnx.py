@@ -15,6 +15,7 @@ from conftest import REPO, SAMPLE
 from test_evaluate import make_tiny_deploy, make_val_rec
 
 from workflow import export_onnx
+from workflow.device import litert_infer
 from workflow.lib import onnx_graph
 from workflow.lib.cli import UserError
 from workflow.lib.detector import Detector, preprocess
@@ -67,6 +68,24 @@ def test_the_onnx_detection_equals_multibox_detection_on_the_same_predictions(tm
         np.testing.assert_allclose(found, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("force_nms, nms_topk", [(True, 400), (False, 400), (False, 60)])
+def test_the_litert_runner_post_processing_equals_multibox_detection(force_nms, nms_topk):
+    """litert_infer.multibox_detection (numpy, beside the .tflite models) on what the network gives out."""
+    anchors = mx.nd.contrib.MultiBoxPrior(mx.nd.zeros((1, 1, 10, 10)), sizes=(0.2, 0.35), ratios=(1, 2, 0.5))
+    anchors = anchors.asnumpy()[0]
+    info = {"classes": CLASSES, "force_nms": force_nms, "nms_threshold": 0.45, "nms_topk": nms_topk, "threshold": 0.3}
+    contract = {**info, "model_score_threshold": 0.3, "anchors": anchors.tolist(), "variances": list(VARIANCES)}
+    rng = np.random.RandomState(2)
+    for _ in range(5):
+        cls_preds = rng.normal(0, 2, (1, len(CLASSES) + 1, len(anchors))).astype(np.float32)
+        loc_preds = rng.normal(0, 1, (1, len(anchors) * 4)).astype(np.float32)
+        expected = multibox_detection(cls_preds, loc_preds, anchors, info)
+        class_prob = mx.nd.softmax(mx.nd.array(cls_preds), axis=1).asnumpy()[0].T
+        found = litert_infer.multibox_detection(class_prob, loc_preds.reshape(-1, 4), contract)
+        assert 20 < len(expected) <= nms_topk
+        np.testing.assert_allclose(found, expected, atol=1e-5)
+
+
 def test_the_whole_model_takes_the_resized_image_and_detects_what_the_deploy_model_detects(tmp_path):
     info = {"data_shape": SIDE, "classes": CLASSES, "force_nms": True, "nms_threshold": 0.45, "nms_topk": 400}
     symbol = build_deploy_symbol("tiny", len(CLASSES), SIDE, threshold=0.01, **{k: info[k] for k in list(info)[2:]})
@@ -95,6 +114,14 @@ def test_the_whole_model_takes_the_resized_image_and_detects_what_the_deploy_mod
     found = runtime.run(None, {"image": image_input(rgb, SIDE)})[0]
     assert len(expected) > 20
     np.testing.assert_allclose(found[:, 1:], expected[:, 1:], atol=1e-4)  # the network's float sums differ a little
+    # network.onnx: the same network without MultiBoxDetection, for LiteRT; its runner's post-processing gives the same
+    network_model, network_anchors = onnx_graph.build_network(symbol, args, aux, info)
+    assert not [node for node in network_model.graph.node if node.op_type == "Flatten"]  # Reshapes, for onnx2tf
+    onnx.save(network_model, str(tmp_path / "network.onnx"))
+    class_prob, offsets = session(tmp_path / "network.onnx").run(None, {"image": image_input(rgb, SIDE)})
+    assert class_prob.shape == (1, len(anchors), len(CLASSES) + 1) and offsets.shape == (1, len(anchors), 4)
+    contract = {**info, "model_score_threshold": 0.01, "anchors": network_anchors.tolist(), "variances": VARIANCES}
+    np.testing.assert_allclose(litert_infer.multibox_detection(class_prob[0], offsets[0], contract), found, atol=1e-4)
 
 
 @pytest.fixture

@@ -112,6 +112,7 @@ AFTER_TRAINING = {
     "optimize_ir",
     "verify_ir",
     "export_onnx",
+    "export_litert",
     "export_web",
     "deeplens_model",
     "deeplens_package",

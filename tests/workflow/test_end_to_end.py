@@ -65,6 +65,14 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert {"model.onnx", "model.onnx.contract.json"} <= set(manifest["files"])
     assert onnx_check["images"] == ir_check["images"] and onnx_check["agreement"] >= 0.97
     assert onnx_check["map_difference"] <= 0.005 and manifest["onnx"]["contract"]["force_nms"] is True
+    litert = manifest["litert"]  # float32 proven against MXNet as model.onnx is; INT8 within int8_max_map_drop
+    assert {"model_float32.tflite", "model_int8.tflite", "litert.contract.json", "litert_infer.py"} <= set(
+        manifest["files"]
+    )
+    assert litert["check"]["images"] == ir_check["images"] and litert["check"]["float32_paired"]["agreement"] >= 0.97
+    assert abs(litert["check"]["float32_map_voc07"] - litert["check"]["mxnet_map_voc07"]) <= 0.005
+    assert litert["check"]["mxnet_map_voc07"] - litert["check"]["int8_map_voc07"] <= litert["check"]["max_map_drop"]
+    assert litert["contract"]["input_shape"] == [1, 64, 64, 3] and "anchors" not in litert["contract"]
     web = manifest["web"]  # the browser page with model.onnx and onnxruntime-web's wasm files (make test-browser)
     assert web["folder"] == "web/" and web["execution_provider"] == "wasm"
     web_files = {"index.html", "app.js", "model.onnx", "model.onnx.contract.json", *web["runtime"]["files"]}
@@ -169,3 +177,33 @@ def test_dataset_folder_is_only_read(finished_run):
     originals = {p.name: sha256(p) for p in SAMPLE.rglob("*") if p.is_file()}
     files = [p for p in (workdir / "voc").rglob("*") if p.is_file()]
     assert len(files) == 24 and all(sha256(p) == originals[p.name] for p in files)
+
+
+def runner_lines(artifacts, env, runner, images, *options):
+    """The JSON lines a runner of the artifact folder prints, run there as a user would, in a stage environment."""
+    envs = str(REPO / "workflow" / "orchestrator" / "envs.py")
+    command = [sys.executable, envs, "exec", env, "--", "python", runner, *map(str, images), *options]
+    result = subprocess.run(command, cwd=artifacts, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_the_litert_runner_detects_in_the_artifact_folder_as_the_onnx_runner_does(finished_run, tmp_path):
+    """litert_infer.py: with the float32 model, model.onnx's detections; with the INT8 one, boxes of the classes."""
+    _, workdir, config = finished_run
+    artifacts = workdir / "results" / "tiny" / "deeplens_artifacts"
+    images = sorted((workdir / "voc" / "JPEGImages").iterdir())[:3]
+    onnx_lines = runner_lines(artifacts, "mxnet", "onnx_infer.py", images, "--threshold", "0.05")
+    float_lines = runner_lines(
+        artifacts, "litert", "litert_infer.py", images, "--model", "model_float32.tflite", "--threshold", "0.05"
+    )
+    assert [line["image"] for line in float_lines] == [str(image) for image in images]
+    for onnx_line, float_line in zip(onnx_lines, float_lines):
+        assert [d["label"] for d in float_line["detections"]] == [d["label"] for d in onnx_line["detections"]]
+        for found, expected in zip(float_line["detections"], onnx_line["detections"]):
+            assert abs(found["score"] - expected["score"]) <= 2e-3
+            assert max(abs(a - b) for a, b in zip(found["box"], expected["box"])) <= 2e-3
+    assert sum(len(line["detections"]) for line in onnx_lines) >= 3
+    int8_lines = runner_lines(artifacts, "litert", "litert_infer.py", images, "--out-dir", tmp_path / "drawn")
+    assert len(int8_lines) == 3 and len(list((tmp_path / "drawn").glob("*.jpg"))) == 3  # model_int8.tflite by default
+    assert {d["label"] for line in int8_lines for d in line["detections"]} <= set(config["classes"])

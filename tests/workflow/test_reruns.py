@@ -5,7 +5,9 @@ import shutil
 
 import pytest
 
-from conftest import AFTER_TRAINING, NEW_IMAGE_RERUNS, copy_sample, planned, snakemake, write_config
+from conftest import AFTER_TRAINING, NEW_IMAGE_RERUNS, REPO, copy_sample, planned, snakemake, write_config
+
+from workflow.orchestrator.plan import module_files
 
 
 def test_nothing_reruns_when_nothing_changed(run_copy):
@@ -65,8 +67,8 @@ def planned_after_editing(snakefile, workdir, module):
             },
         ),
         ("report", {"write_report"}),  # imported by no other stage
-        # imported by demo, evaluate, legacy, verify_ir, export_onnx and the DeepLens model and rehearsal (some imports
-        # inside a function), not by train
+        # imported by demo, evaluate, legacy, verify_ir, export_onnx, export_litert and the DeepLens model and
+        # rehearsal (some imports inside a function), not by train
         (
             "lib/detector",
             {
@@ -76,6 +78,7 @@ def planned_after_editing(snakefile, workdir, module):
                 "verify_mxnet012",
                 "verify_ir",
                 "export_onnx",
+                "export_litert",
                 "export_web",
                 "deeplens_model",
                 "deeplens_package",
@@ -97,3 +100,9 @@ def test_a_finished_run_that_moves_with_its_repository_has_nothing_to_do(finishe
     moved = tmp_path / "elsewhere"
     shutil.copytree(snakefile.parent.parent, moved, symlinks=True)
     assert planned(moved / snakefile.parent.name / "Snakefile", moved / workdir.name) == {}
+
+
+def test_a_relative_import_makes_the_imported_module_part_of_the_stage_code():
+    """litert_infer.py imports infer.py beside it (`from .infer import ...`): export_litert's code includes it."""
+    files = module_files("workflow.export_litert", REPO)
+    assert REPO / "workflow" / "device" / "infer.py" in files and REPO / "workflow" / "lib" / "parity.py" in files

@@ -25,6 +25,7 @@ from workflow.lib.networks import MEAN_RGB, VARIANCES
 OPSET = 13
 IR_VERSION = 8  # what opset 13 needs; onnxruntime 1.22 reads up to 10, onnx 1.18 writes 11 by default
 INPUT, OUTPUT = "image", "detections"
+NETWORK_OUTPUTS = ("class_prob", "box_offsets")
 
 
 def deploy_parts(symbol):
@@ -70,7 +71,24 @@ def network_graph(body, args, aux, data_shape):
     initializers = {tensor.name for tensor in model.graph.initializer}
     for weight in [value for value in model.graph.input if value.name in initializers]:
         model.graph.input.remove(weight)  # weights, not inputs: onnxruntime folds them as constants
+    flatten_as_reshape(model.graph)
     return model
+
+
+def flatten_as_reshape(graph):
+    """Each Flatten (axis 1, batch 1) as the same Reshape to (1, -1). onnx2tf flattens a head's NHWC transpose in the
+    wrong order when its channels, height and width are equal (a 16-channel head on a 16x16 map); a Reshape it
+    converts right."""
+    for index, node in enumerate(graph.node):
+        if node.op_type != "Flatten":
+            continue
+        if any(a.name == "axis" and a.i != 1 for a in node.attribute):
+            raise ValueError(f"{node.name}: Flatten with an axis other than 1")
+        shape = f"{node.name}_shape"
+        graph.initializer.append(numpy_helper.from_array(np.array([1, -1], np.int64), shape))
+        graph.node[index].CopyFrom(
+            helper.make_node("Reshape", [node.input[0], shape], list(node.output), name=node.name)
+        )
 
 
 class _Nodes:
@@ -92,6 +110,28 @@ class _Nodes:
 def build(symbol, args, aux, info):
     """The whole detector as an onnx.ModelProto: input "image" float32 [1, 3, S, S] RGB 0-255, output "detections"
     float32 [n, 6] rows (class, score, xmin, ymin, xmax, ymax), normalised, best score first."""
+    model, g, cls_name, loc_name, anchors = _network(symbol, args, aux, info)
+    detection(g, cls_name, loc_name, anchors, info)
+    return _finish(model, g, [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["detections", 6])])
+
+
+def build_network(symbol, args, aux, info):
+    """The network without MultiBoxDetection, for converters that take the post-processing outside (LiteRT): input
+    as build's; outputs "class_prob" (1, anchors, classes + 1), the softmax with background first, and
+    "box_offsets" (1, anchors, 4), the offsets MultiBoxDetection decodes with the anchors and the variances."""
+    model, g, cls_name, loc_name, anchors = _network(symbol, args, aux, info)
+    classes, count = len(info["classes"]) + 1, len(anchors)
+    prob = g.add("Softmax", [cls_name], "class_prob_by_class", axis=1)
+    g.add("Transpose", [prob], NETWORK_OUTPUTS[0], perm=[0, 2, 1])
+    g.add("Reshape", [loc_name, g.const("offsets_shape", [1, count, 4])], NETWORK_OUTPUTS[1])
+    shapes = ([1, count, classes], [1, count, 4])
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in zip(NETWORK_OUTPUTS, shapes)]
+    return _finish(model, g, outputs), anchors
+
+
+def _network(symbol, args, aux, info):
+    """mx.onnx's graph of the network with the image input and the mean subtracted, the nodes to append, the names
+    of the class predictions and box offsets, and the anchors' corners (anchors, 4)."""
     data_shape = info["data_shape"]
     cls_preds, loc_preds, anchors = deploy_parts(symbol)
     model = network_graph(mx.sym.Group([cls_preds, loc_preds]), args, aux, data_shape)
@@ -104,10 +144,13 @@ def build(symbol, args, aux, info):
     g = _Nodes()
     mean = g.const("mean_rgb", np.array(MEAN_RGB, np.float32).reshape(1, 3, 1, 1))
     graph.node.insert(0, helper.make_node("Sub", [INPUT, mean], [data_name], name="subtract_mean"))
-    detection(g, cls_name, loc_name, anchor_boxes(anchors, data_shape), info)
-    graph.node.extend(g.nodes)
-    graph.initializer.extend(g.constants)
-    graph.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["detections", 6]))
+    return model, g, cls_name, loc_name, anchor_boxes(anchors, data_shape)
+
+
+def _finish(model, g, outputs):
+    model.graph.node.extend(g.nodes)
+    model.graph.initializer.extend(g.constants)
+    model.graph.output.extend(outputs)
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -4,6 +4,9 @@ Used by every proof of an export (verify_ir for the OpenVINO IR, export_onnx for
 DeepLens Lambda). Rows are [class, score, xmin, ymin, xmax, ymax], boxes normalised to [0, 1].
 """
 
+import statistics
+import time
+
 import numpy as np
 
 from workflow.lib.metrics import iou_matrix
@@ -13,6 +16,7 @@ MIN_AGREEMENT = 0.97  # of the detections at or above the parity threshold, the 
 MATCH_IOU = 0.9
 BOX_TOLERANCE = 0.005
 SCORE_MARGIN = 0.01
+TIMED_IMAGES, WARMUP = 10, 3  # latency: the median over the first TIMED_IMAGES val images, after WARMUP runs
 
 
 def _above(rows, score):
@@ -67,7 +71,8 @@ def as_rows(detections):
 
 def pair_images(mxnet_all, other_all, min_score, data_shape, classes, other):
     """The pairing of another model's detections with MXNet's over every image: counts (the other's keyed by its
-    name in lower case: only_ir, degenerate_onnx ...), agreement, and a line for each detection that differs."""
+    name in lower case, spaces as underscores: only_ir, degenerate_litert_float32 ...), agreement, and a line for
+    each detection that differs."""
     totals = np.zeros(5, dtype=int)
     differences = []
     for index, (mxnet_rows, other_rows) in enumerate(zip(mxnet_all, other_all)):
@@ -75,7 +80,7 @@ def pair_images(mxnet_all, other_all, min_score, data_shape, classes, other):
         totals += (paired, len(only_mxnet), len(only_other), *degenerate)
         differences += [describe(index, "MXNet", row, classes) for row in only_mxnet]
         differences += [describe(index, other, row, classes) for row in only_other]
-    key = other.lower()
+    key = other.lower().replace(" ", "_")
     return {
         "matched": int(totals[0]),
         "only_mxnet": int(totals[1]),
@@ -90,3 +95,15 @@ def pair_images(mxnet_all, other_all, min_score, data_shape, classes, other):
 def describe(image, model, row, classes):
     box = ", ".join(f"{value:.3f}" for value in row[2:])
     return f"val image {image}: only {model}: {classes[int(row[0])]} {row[1]:.3f} at [{box}]"
+
+
+def median_ms(function, inputs):
+    """The median milliseconds of function(item) over inputs, after WARMUP untimed calls."""
+    for item in inputs[:WARMUP]:
+        function(item)
+    times = []
+    for item in inputs:
+        start = time.perf_counter()
+        function(item)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "envs"
-ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet", "labelimg")
+ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet", "litert", "labelimg")
 COMPLETE_MARK = ".complete"
 NUMPY_COMPAT = LOCKS / "mxnet_numpy_compat.py"
 PYTHONS_LINE = re.compile(r"^# Pythons: ([0-9. ]+)(.*)$", re.M)
@@ -46,7 +46,7 @@ UV_INSTALL_TIMEOUT_S = 300
 # Libraries of the system that the MXNet wheels (1.9.1 and 0.12, also inside the optimizer environment) link without
 # shipping them, with the package that has each on Debian and Ubuntu, and on Fedora. Minimal images lack them.
 SYSTEM_LIBRARIES = {"libgomp.so.1": ("libgomp1", "libgomp"), "libquadmath.so.0": ("libquadmath0", "libquadmath")}
-NEEDS_SYSTEM_LIBRARIES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet")
+NEEDS_SYSTEM_LIBRARIES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet", "litert")
 
 
 class MissingPrerequisite(Exception):

@@ -124,7 +124,7 @@ def _module_path(name, root):
 @functools.cache  # every rule's code param walks the shared modules again: each file is parsed once
 def _workflow_imports(path, root):
     """Names of the workflow modules a file imports: `import workflow.x`, `from workflow import x`, `from workflow.x
-    import y` (x itself, and workflow.x.y where that is a module)."""
+    import y` (x itself, and workflow.x.y where that is a module), and relative imports (`from .x import y`)."""
     names = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -132,4 +132,8 @@ def _workflow_imports(path, root):
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.append(node.module)
             names += [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):  # relative: from .x import y, from . import x
+            package = path.relative_to(root).with_suffix("").parts[: -node.level]
+            base = ".".join(package + ((node.module,) if node.module else ()))
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
     return tuple(name for name in names if name.split(".")[0] == "workflow" and _module_path(name, root))

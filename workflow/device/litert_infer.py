@@ -1,0 +1,142 @@
+"""Detect objects with model_float32.tflite or model_int8.tflite (made by workflow.export_litert) on images, a video
+file or a camera.
+
+Standalone (ai-edge-litert or tflite-runtime, numpy, OpenCV and infer.py beside it, for its NMS and image helpers):
+it is copied next to the models in the artifact folder. The models hold the network: in, the image resized to the
+input size (stretched) as RGB, NHWC (float32 0-255 for the float model, uint8 for the INT8 one; the mean is inside);
+out, each anchor's class probabilities ("class_prob", background first) and box offsets ("box_offsets").
+`multibox_detection` does with them what MXNet's MultiBoxDetection does (best class, top-k, decoding with the
+anchors and variances of litert.contract.json, clipping, greedy NMS as the deploy model's).
+
+    interpreter, contract = load("model_int8.tflite")
+    for cls, score, xmin, ymin, xmax, ymax in detect(interpreter, frame_bgr, contract): ...
+
+As a command (in the artifact folder):
+    python litert_infer.py photo.jpg more_photos/ --model model_int8.tflite --out-dir annotated/
+    python litert_infer.py --video clip.mp4 --out-dir frames/
+    python litert_infer.py --camera 0 --max-frames 100
+prints one JSON line of detections per image or frame and writes them with the boxes drawn.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+if __package__:  # workflow.device.litert_infer, in the repository
+    from .infer import default_threshold, nms
+else:  # a file beside infer.py, in the artifact folder
+    from infer import default_threshold, nms
+
+CONTRACT = "litert.contract.json"
+
+
+def load(model_path, threads=None):
+    """(interpreter's signature runner, contract) of a .tflite model and the litert.contract.json beside it; threads:
+    the interpreter's (default: every core this process may use)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # the older runtime, as on a Coral or a Pi image that has it
+        from tflite_runtime.interpreter import Interpreter
+    contract = json.loads((Path(model_path).parent / CONTRACT).read_text())
+    threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    return Interpreter(str(model_path), num_threads=threads).get_signature_runner(), contract
+
+
+def network_outputs(runner, rgb):
+    """(class probabilities (anchors, classes + 1), box offsets (anchors, 4)) for a resized RGB uint8 image."""
+    detail = runner.get_input_details()["image"]
+    image = rgb[np.newaxis]
+    if detail["dtype"] == np.float32:
+        image = image.astype(np.float32)
+    elif detail["quantization"] != (1.0, 0):
+        raise ValueError(f"the model's input is quantized as {detail['quantization']}; this runner feeds pixels")
+    outputs = runner(image=image.astype(detail["dtype"]))
+    details = runner.get_output_details()
+    return tuple(real(outputs[name], details[name])[0] for name in ("class_prob", "box_offsets"))
+
+
+def real(values, detail):
+    """A quantized output as float32 (scale * (q - zero point)); a float one as it is."""
+    if detail["dtype"] == np.float32:
+        return values
+    scale, zero = detail["quantization"]
+    return (values.astype(np.float32) - zero) * scale
+
+
+def decode(offsets, anchors, variances):
+    """Boxes [xmin, ymin, xmax, ymax] from the offsets, as MultiBoxDetection's TransformLocations with clip."""
+    size = anchors[:, 2:] - anchors[:, :2]
+    center = (anchors[:, :2] + anchors[:, 2:]) / 2 + offsets[:, :2] * variances[:2] * size
+    half = np.exp(offsets[:, 2:] * variances[2:]) * size / 2
+    return np.clip(np.concatenate([center - half, center + half], axis=1), 0, 1)
+
+
+def multibox_detection(class_prob, offsets, contract):
+    """Rows [cls, score, xmin, ymin, xmax, ymax], best first: each anchor's best class other than background scoring
+    at least the model's threshold, the nms_topk best of them, decoded, then NMS (across classes when force_nms)."""
+    foreground = class_prob[:, 1:]
+    label, score = foreground.argmax(axis=1), foreground.max(axis=1)
+    candidates = np.flatnonzero(score >= contract["model_score_threshold"])
+    candidates = candidates[np.argsort(-score[candidates], kind="stable")]
+    if contract["nms_topk"] > 0:
+        candidates = candidates[: contract["nms_topk"]]
+    anchors = np.asarray(contract["anchors"], np.float32)[candidates]
+    boxes = decode(offsets[candidates], anchors, np.asarray(contract["variances"], np.float32))
+    rows = np.column_stack([label[candidates], score[candidates], boxes]).astype(np.float32)
+    return nms(rows, contract["nms_threshold"], contract["force_nms"])
+
+
+def detect(runner, image_bgr, contract, threshold=None):
+    """[[class, score, xmin, ymin, xmax, ymax], ...] scoring at least threshold (default: the contract's)."""
+    _, height, width, _ = contract["input_shape"]
+    rgb = cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+    rows = multibox_detection(*network_outputs(runner, rgb), contract)
+    threshold = default_threshold(contract) if threshold is None else threshold
+    return [[int(row[0]), *row[1:]] for row in rows[rows[:, 1] >= threshold].tolist()]
+
+
+def main(argv=None):
+    from infer import draw
+    from onnx_infer import frames  # the images, video or camera frames, as onnx_infer.py reads them
+
+    here = Path(__file__).resolve().parent
+    parser = argparse.ArgumentParser(description="Detect objects with a LiteRT model; JSON lines out.")
+    parser.add_argument("images", nargs="*", help="images or folders")
+    parser.add_argument("--video", help="a video file instead of images")
+    parser.add_argument("--camera", type=int, help="a camera index (OpenCV) instead of images")
+    parser.add_argument("--max-frames", type=int, help="stop after this many video or camera frames")
+    parser.add_argument("--model", default=str(here / "model_int8.tflite"), help="default: model_int8.tflite")
+    parser.add_argument("--threads", type=int, help="interpreter threads (default: every core)")
+    parser.add_argument("--labels", default=str(here / "labels.txt"))
+    parser.add_argument("--threshold", type=float, help="lowest score kept (default: the contract's, else 0.5)")
+    parser.add_argument("--out-dir", help="write the images or frames with their detections drawn here")
+    args = parser.parse_args(argv)
+    if not args.images and not args.video and args.camera is None:
+        parser.error("give images or folders, --video or --camera")
+    if not Path(args.model).is_file():
+        sys.exit(f"ERROR: no model at {args.model}")
+    runner, contract = load(args.model, args.threads)
+    labels = Path(args.labels).read_text().split()
+    if args.out_dir:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    for name, image in frames(args):
+        if image is None:
+            print(json.dumps({"image": name, "error": "not a readable image"}), flush=True)
+            continue
+        detections = detect(runner, image, contract, args.threshold)
+        found = [
+            {"label": labels[cls], "score": round(score, 4), "box": [round(v, 4) for v in box]}
+            for cls, score, *box in detections
+        ]
+        print(json.dumps({"image": name, "detections": found}), flush=True)
+        if args.out_dir:
+            cv2.imwrite(str(Path(args.out_dir) / Path(name).name), draw(image, detections, labels))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""export_litert: the network as LiteRT (TensorFlow Lite) models, float32 and full-integer INT8, proven with LiteRT's
+interpreter against MXNet.
+
+network.onnx (export_onnx: the deploy network without MultiBoxDetection) is converted by onnx2tf to a TensorFlow
+SavedModel and model_float32.tflite. TensorFlow's TFLite converter quantizes the SavedModel to model_int8.tflite:
+every op in int8, uint8 pixels in, int8 outputs, calibrated on the train records (all of them up to
+CALIBRATION_IMAGES). workflow/device/litert_infer.py, shipped beside them, runs either and does MultiBoxDetection's
+post-processing in numpy. On every val image: the float model's detections must pair with MXNet's as model.onnx's do
+(at least parity.MIN_AGREEMENT of them, mAP within parity.MAP_TOLERANCE); the INT8 model's val mAP must be at most
+--max-map-drop below MXNet's. Otherwise the stage fails saying what each reached, the differing detections in the
+differences file. Both models and MXNet are timed per image (resize, inference and post-processing), median after
+warm-up.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter (CUDA probing) before its import
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from workflow.device import litert_infer  # noqa: E402
+from workflow.lib.cli import Progress, UserError, log, run_main  # noqa: E402
+from workflow.lib.detector import Detector, read_records  # noqa: E402
+from workflow.lib.metrics import evaluate_detections  # noqa: E402
+from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, TIMED_IMAGES, as_rows, median_ms, pair_images  # noqa: E402
+
+CALIBRATION_IMAGES = 300
+# onnx2tf checks its conversion op by op on 20 sample images it downloads, unless this file is in the working folder
+ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+MODELS = {"float32": "model_float32.tflite", "int8": "model_int8.tflite"}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m workflow.export_litert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--network", required=True, type=Path, help="network.onnx of export_onnx")
+    parser.add_argument("--deploy", required=True, help="deploy.json of the MXNet deploy model")
+    parser.add_argument("--train-rec", required=True, help="calibration images")
+    parser.add_argument("--val-rec", required=True)
+    parser.add_argument("--min-score", type=float, required=True, help="compare detections scoring at least this")
+    parser.add_argument("--iou-threshold", type=float, required=True, help="of a correct detection in the mAP")
+    parser.add_argument("--max-map-drop", type=float, required=True, help="largest INT8 val mAP drop from MXNet's")
+    parser.add_argument("--out-dir", required=True, type=Path, help="folder for the models, contract, verify.json")
+    parser.add_argument("--differences", required=True, help="text file listing the detections that differ (a log)")
+    return parser.parse_args(argv)
+
+
+def resized(records, size):
+    return [cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR) for rgb, _ in records]
+
+
+def convert_float(network, work, samples):
+    """onnx2tf: the SavedModel and the float32 .tflite of network.onnx, in work; its op checks run on samples."""
+    import onnx2tf
+
+    np.save(work / ONNX2TF_SAMPLE, np.stack([cv2.resize(rgb, (128, 128)) for rgb in samples[:20]]) / np.float32(255))
+    here = Path.cwd()
+    os.chdir(work)
+    try:
+        onnx2tf.convert(
+            input_onnx_file_path=str(network),
+            output_folder_path=str(work / "saved_model"),
+            not_use_onnxsim=True,
+            copy_onnx_input_output_names_to_tflite=True,
+            check_onnx_tf_outputs_sample_data_normalization="denorm",
+            non_verbose=True,
+        )
+    finally:
+        os.chdir(here)
+    return work / "saved_model", work / "saved_model" / f"{network.stem}_float32.tflite"
+
+
+def convert_int8(saved_model, calibration):
+    """TFLite's full-integer quantization of the SavedModel: int8 ops, uint8 pixels in, int8 out."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ({"image": image[None].astype(np.float32)} for image in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def litert_contract(network_contract):
+    """network.onnx's contract for the .tflite models: NHWC in, the input's type depends on the model."""
+    size = network_contract["input_shape"][-1]
+    return {
+        **network_contract,
+        "model": MODELS,
+        "input": "image",
+        "input_shape": [1, size, size, 3],
+        "layout": "NHWC",
+        "input_range": "the image resized to the input size (stretched): float32 0-255 (float32 model), uint8 (int8)",
+        "runner": "litert_infer.py",
+    }
+
+
+def detections(runner, images_bgr, contract, name):
+    progress = Progress(f"export_litert ({name})", len(images_bgr))
+    found = []
+    for index, image in enumerate(images_bgr):
+        found.append(as_rows(litert_infer.detect(runner, image, contract, 0.0)))
+        progress.update(index + 1)
+    return found
+
+
+def prove(detector, out, contract, val_rec, args):
+    """verify.json's content: each model's val mAP against MXNet's, the float model's pairing, and latency."""
+    records = list(read_records(val_rec))
+    images_bgr = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb, _ in records]
+    truths, classes = [truth for _, truth in records], detector.info["classes"]
+    mxnet_all = [detector.detect([rgb])[0] for rgb, _ in records]
+    mxnet_map = evaluate_detections(truths, mxnet_all, len(classes), args.iou_threshold).map_voc07
+    timed = list(range(min(TIMED_IMAGES, len(records))))
+    result = {"images": len(records), "mxnet_map_voc07": mxnet_map, "latency": {}}
+    for precision, name in MODELS.items():
+        runner, _ = litert_infer.load(out / name)
+        found = detections(runner, images_bgr, contract, name)
+        result[f"{precision}_map_voc07"] = evaluate_detections(
+            truths, found, len(classes), args.iou_threshold
+        ).map_voc07
+        result[f"{precision}_paired"] = pair_images(
+            mxnet_all, found, args.min_score, contract["input_shape"][1], classes, f"LiteRT {precision}"
+        )
+        result["latency"][f"{precision}_ms"] = median_ms(
+            lambda i: litert_infer.detect(runner, images_bgr[i], contract, 0.0), timed
+        )
+    result["latency"]["mxnet_ms"] = median_ms(lambda i: detector.detect([records[i][0]]), timed)
+    result["latency"]["images_timed"] = len(timed)
+    result.update(min_score=args.min_score, match_iou=MATCH_IOU, min_agreement=MIN_AGREEMENT)
+    result.update(map_tolerance=MAP_TOLERANCE, max_map_drop=args.max_map_drop)
+    return result
+
+
+def problems(result):
+    found = []
+    float_paired = result["float32_paired"]
+    if float_paired["agreement"] < MIN_AGREEMENT:
+        found.append(
+            f"the float32 model paired {float_paired['agreement']:.1%} of MXNet's detections (< {MIN_AGREEMENT:.0%})"
+        )
+    if abs(result["float32_map_voc07"] - result["mxnet_map_voc07"]) > MAP_TOLERANCE:
+        found.append(
+            f"the float32 model's mAP {result['float32_map_voc07']:.4f} is not MXNet's "
+            f"{result['mxnet_map_voc07']:.4f} (tolerance {MAP_TOLERANCE})"
+        )
+    drop = result["mxnet_map_voc07"] - result["int8_map_voc07"]
+    if drop > result["max_map_drop"]:
+        found.append(
+            f"the INT8 model's mAP {result['int8_map_voc07']:.4f} is {drop:.4f} below MXNet's "
+            f"{result['mxnet_map_voc07']:.4f} (int8_max_map_drop {result['max_map_drop']})"
+        )
+    return found
+
+
+def summary(result):
+    paired = result["float32_paired"]
+    return (
+        f"val mAP: MXNet {result['mxnet_map_voc07']:.4f}, LiteRT float32 {result['float32_map_voc07']:.4f} "
+        f"({paired['matched']} detections paired, {paired['agreement']:.1%}), INT8 {result['int8_map_voc07']:.4f}"
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    detector = Detector(args.deploy)
+    size = detector.data_shape
+    network_contract = json.loads(args.network.with_suffix(".onnx.contract.json").read_text())
+    calibration = resized(list(read_records(args.train_rec))[:CALIBRATION_IMAGES], size)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    contract = litert_contract(network_contract)
+    (args.out_dir / litert_infer.CONTRACT).write_text(json.dumps(contract))
+    with tempfile.TemporaryDirectory() as work:
+        started = time.monotonic()
+        saved_model, float_model = convert_float(args.network.resolve(), Path(work), calibration)
+        shutil.copyfile(float_model, args.out_dir / MODELS["float32"])
+        log(f"export_litert: {MODELS['float32']} by onnx2tf in {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        (args.out_dir / MODELS["int8"]).write_bytes(convert_int8(saved_model, calibration))
+        log(
+            f"export_litert: {MODELS['int8']} calibrated on {len(calibration)} train images "
+            f"in {time.monotonic() - started:.0f} s"
+        )
+    result = prove(detector, args.out_dir, contract, args.val_rec, args)
+    differences = [f"# {summary(result)}"]
+    for precision in MODELS:
+        differences += [f"{precision}: {line}" for line in result[f"{precision}_paired"].pop("differences")]
+    Path(args.differences).write_text("\n".join(differences) + "\n")
+    log(f"export_litert: {summary(result)}")
+    latency = result["latency"]
+    log(
+        f"export_litert: per image: float32 {latency['float32_ms']:.1f} ms, INT8 {latency['int8_ms']:.1f} ms, "
+        f"MXNet {latency['mxnet_ms']:.1f} ms"
+    )
+    found = problems(result)
+    if found:
+        raise UserError(f"the LiteRT models do not hold: {'; '.join(found)} (differences in {args.differences})")
+    (args.out_dir / "verify.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    run_main(main)
