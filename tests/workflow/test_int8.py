@@ -50,9 +50,13 @@ def test_the_int8_ir_is_proven_timed_beside_the_others_and_shipped(int8_run):
         ("IR", "FP16"),
         ("IR", "INT8"),
         ("ONNX", "FP32"),  # model.onnx under onnxruntime, timed in the same turns
+        ("LiteRT", "FP32"),  # the LiteRT models with litert_infer.py's post-processing, too
+        ("LiteRT", "INT8"),
     ]
     assert all(row["ms"] > 0 and 0 <= row["map_voc07"] <= 1 for row in rows)
     assert rows[2]["map_voc07"] == check["ir_map_voc07"] and rows[3]["map_voc07"] == int8["ir_map_voc07"]
+    litert = json.loads((results / "export_litert" / "verify.json").read_text())
+    assert rows[5]["map_voc07"] == litert["float32_map_voc07"] and rows[6]["map_voc07"] == litert["int8_map_voc07"]
     assert check["cpu"]["model_name"] and {"avx512_vnni", "amx_int8", "avx512_bf16"} <= set(check["cpu"]["isa"])
     summary = json.loads((results / "ir_int8" / "quantize.json").read_text())
     assert summary["calibration_images"] == len((results / "split" / "train.txt").read_text().split())
@@ -70,9 +74,10 @@ def test_the_int8_ir_is_proven_timed_beside_the_others_and_shipped(int8_run):
     assert "<td>IR INT8</td>" in report and "<td>quantize</td>" in report and "INT8 IR for CPU targets" in report
 
 
-def test_changing_only_the_int8_budget_reruns_only_quantization_and_what_follows(int8_run, tmp_path):
+def test_changing_only_the_int8_budget_reruns_only_the_int8_models_and_what_follows(int8_run, tmp_path):
     snakefile, workdir, _, _ = int8_run
     copy = tmp_path / "work"
     shutil.copytree(workdir, copy, symlinks=True)
     write_config(copy, int8_ir=True, int8_max_map_drop=0.02)
-    assert planned(snakefile, copy) == QUANTIZATION_AND_AFTER
+    # the INT8 IR's quantization, and export_litert, whose INT8 model is held to the same budget
+    assert planned(snakefile, copy) == {**QUANTIZATION_AND_AFTER, "export_litert": 1}
