@@ -62,7 +62,8 @@ ONNX_MODEL, ONNX_CHECK = f"{R}/export_onnx/model.onnx", f"{R}/export_onnx/verify
 ONNX_NETWORK = f"{R}/export_onnx/network.onnx"
 LITERT_DIR = f"{R}/export_litert"
 LITERT_CHECK = f"{LITERT_DIR}/verify.json"
-LITERT_MODELS = [f"{LITERT_DIR}/model_{kind}.tflite" for kind in ("float32", "int8")] if config["litert"] else []
+LITERT_KINDS = ["float32", "int8"] if config["litert_int8"] else ["float32"]
+LITERT_MODELS = [f"{LITERT_DIR}/model_{kind}.tflite" for kind in LITERT_KINDS] if config["litert"] else []
 WEB_DIR = f"{R}/export_web"
 WEB_PAGE = f"{WEB_DIR}/index.html"
 # onnxruntime-web pinned for the page (URL, integrity and the files the wasm backend loads): one place, read here

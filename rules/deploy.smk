@@ -219,8 +219,7 @@ rule export_litert:
         train=TRAIN_REC,
         val=VAL_REC,
     output:
-        float32=f"{LITERT_DIR}/model_float32.tflite",
-        int8=f"{LITERT_DIR}/model_int8.tflite",
+        models=[f"{LITERT_DIR}/model_{kind}.tflite" for kind in LITERT_KINDS],
         contract=f"{LITERT_DIR}/litert.contract.json",
         result=LITERT_CHECK,
     log:
@@ -238,15 +237,16 @@ rule export_litert:
         code=stage_code("export_litert", "litert"),
         min_score=config["parity_threshold"],
         iou=config["iou_threshold"],
+        int8=switch("int8", config["litert_int8"]),
         max_drop=config["int8_max_map_drop"],
         out_dir=folder_of_output("result"),
     message:
-        "Converting network.onnx to LiteRT float32 and full-integer INT8, proven with the LiteRT interpreter"
+        "Converting network.onnx to LiteRT, proven with the LiteRT interpreter on every val image"
     shell:
         stage(
             "export_litert",
             "--network {input.network} --deploy {input.deploy} --train-rec {input.train} --val-rec {input.val}"
-            " --min-score {params.min_score} --iou-threshold {params.iou} --max-map-drop {params.max_drop}"
+            " --min-score {params.min_score} --iou-threshold {params.iou} {params.int8} --max-map-drop {params.max_drop}"
             " --out-dir {params.out_dir} --differences {log.differences}",
             env="litert",
         )

@@ -120,12 +120,16 @@ def litert_row(manifest):
     if not manifest["litert"]:
         return ""
     litert, check = manifest["litert"], manifest["litert"]["check"]
+    int8 = (
+        f", full-integer INT8 (uint8 pixels in) val mAP {check['int8_map_voc07']:.4f}"
+        if "int8" in litert["models"]
+        else ""
+    )
     return (
-        f"| {litert['models']['float32']}, {litert['models']['int8']}, {LITERT_CONTRACT} | the network for LiteRT "
-        f"(TensorFlow Lite: a Pi's CPU, Android, a Coral after its compiler), float32 and full-integer INT8 (uint8 "
-        f"pixels in); `python litert_infer.py --model ...` does the box decoding and NMS; float32 paired "
-        f"{check['float32_paired']['agreement']:.1%} of its detections with MXNet's, val mAP float32 "
-        f"{check['float32_map_voc07']:.4f}, INT8 {check['int8_map_voc07']:.4f} |\n"
+        f"| {', '.join(litert['models'].values())}, {LITERT_CONTRACT} | the network for LiteRT (TensorFlow Lite: a "
+        f"Pi's CPU, Android); `python litert_infer.py --model ...` does the box decoding and NMS; float32 paired "
+        f"{check['float32_paired']['agreement']:.1%} of its detections with MXNet's, val mAP "
+        f"{check['float32_map_voc07']:.4f}{int8} |\n"
     )
 
 

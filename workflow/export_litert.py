@@ -2,8 +2,8 @@
 interpreter against MXNet.
 
 network.onnx (export_onnx: the deploy network without MultiBoxDetection) is converted by onnx2tf to a TensorFlow
-SavedModel and model_float32.tflite. TensorFlow's TFLite converter quantizes the SavedModel to model_int8.tflite:
-every op in int8, uint8 pixels in, int8 outputs, calibrated on the train records (all of them up to
+SavedModel and model_float32.tflite. With --int8 (litert_int8), TFLite's converter quantizes the SavedModel to
+model_int8.tflite: every op in int8, uint8 pixels in, int8 outputs, calibrated on the train records (all of them up to
 CALIBRATION_IMAGES). workflow/device/litert_infer.py, shipped beside them, runs either and does MultiBoxDetection's
 post-processing in numpy. On every val image: the float model's detections must pair with MXNet's as model.onnx's do
 (at least parity.MIN_AGREEMENT of them, mAP within parity.MAP_TOLERANCE); the INT8 model's val mAP must be at most
@@ -45,6 +45,7 @@ def parse_args(argv):
     parser.add_argument("--val-rec", required=True)
     parser.add_argument("--min-score", type=float, required=True, help="compare detections scoring at least this")
     parser.add_argument("--iou-threshold", type=float, required=True, help="of a correct detection in the mAP")
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, required=True, help="also model_int8.tflite")
     parser.add_argument("--max-map-drop", type=float, required=True, help="largest INT8 val mAP drop from MXNet's")
     parser.add_argument("--out-dir", required=True, type=Path, help="folder for the models, contract, verify.json")
     parser.add_argument("--differences", required=True, help="text file listing the detections that differ (a log)")
@@ -89,12 +90,12 @@ def convert_int8(saved_model, calibration):
     return converter.convert()
 
 
-def litert_contract(network_contract):
+def litert_contract(network_contract, models):
     """network.onnx's contract for the .tflite models: NHWC in, the input's type depends on the model."""
     size = network_contract["input_shape"][-1]
     return {
         **network_contract,
-        "model": MODELS,
+        "model": models,
         "input": "image",
         "input_shape": [1, size, size, 3],
         "layout": "NHWC",
@@ -121,7 +122,7 @@ def prove(detector, out, contract, val_rec, args):
     mxnet_map = evaluate_detections(truths, mxnet_all, len(classes), args.iou_threshold).map_voc07
     timed = list(range(min(TIMED_IMAGES, len(records))))
     result = {"images": len(records), "mxnet_map_voc07": mxnet_map, "latency": {}}
-    for precision, name in MODELS.items():
+    for precision, name in contract["model"].items():
         runner, _ = litert_infer.load(out / name)
         found = detections(runner, images_bgr, contract, name)
         result[f"{precision}_map_voc07"] = evaluate_detections(
@@ -152,7 +153,7 @@ def problems(result):
             f"the float32 model's mAP {result['float32_map_voc07']:.4f} is not MXNet's "
             f"{result['mxnet_map_voc07']:.4f} (tolerance {MAP_TOLERANCE})"
         )
-    drop = result["mxnet_map_voc07"] - result["int8_map_voc07"]
+    drop = result["mxnet_map_voc07"] - result.get("int8_map_voc07", result["mxnet_map_voc07"])
     if drop > result["max_map_drop"]:
         found.append(
             f"the INT8 model's mAP {result['int8_map_voc07']:.4f} is {drop:.4f} below MXNet's "
@@ -165,7 +166,8 @@ def summary(result):
     paired = result["float32_paired"]
     return (
         f"val mAP: MXNet {result['mxnet_map_voc07']:.4f}, LiteRT float32 {result['float32_map_voc07']:.4f} "
-        f"({paired['matched']} detections paired, {paired['agreement']:.1%}), INT8 {result['int8_map_voc07']:.4f}"
+        f"({paired['matched']} detections paired, {paired['agreement']:.1%})"
+        + (f", INT8 {result['int8_map_voc07']:.4f}" if "int8_map_voc07" in result else "")
     )
 
 
@@ -176,30 +178,30 @@ def main(argv=None):
     network_contract = json.loads(args.network.with_suffix(".onnx.contract.json").read_text())
     calibration = resized(list(read_records(args.train_rec))[:CALIBRATION_IMAGES], size)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    contract = litert_contract(network_contract)
+    models = {precision: name for precision, name in MODELS.items() if precision == "float32" or args.int8}
+    contract = litert_contract(network_contract, models)
     (args.out_dir / litert_infer.CONTRACT).write_text(json.dumps(contract))
     with tempfile.TemporaryDirectory() as work:
         started = time.monotonic()
         saved_model, float_model = convert_float(args.network.resolve(), Path(work), calibration)
         shutil.copyfile(float_model, args.out_dir / MODELS["float32"])
         log(f"export_litert: {MODELS['float32']} by onnx2tf in {time.monotonic() - started:.0f} s")
-        started = time.monotonic()
-        (args.out_dir / MODELS["int8"]).write_bytes(convert_int8(saved_model, calibration))
-        log(
-            f"export_litert: {MODELS['int8']} calibrated on {len(calibration)} train images "
-            f"in {time.monotonic() - started:.0f} s"
-        )
+        if args.int8:
+            started = time.monotonic()
+            (args.out_dir / MODELS["int8"]).write_bytes(convert_int8(saved_model, calibration))
+            log(
+                f"export_litert: {MODELS['int8']} calibrated on {len(calibration)} train images "
+                f"in {time.monotonic() - started:.0f} s"
+            )
     result = prove(detector, args.out_dir, contract, args.val_rec, args)
     differences = [f"# {summary(result)}"]
-    for precision in MODELS:
+    for precision in models:
         differences += [f"{precision}: {line}" for line in result[f"{precision}_paired"].pop("differences")]
     Path(args.differences).write_text("\n".join(differences) + "\n")
     log(f"export_litert: {summary(result)}")
     latency = result["latency"]
-    log(
-        f"export_litert: per image: float32 {latency['float32_ms']:.1f} ms, INT8 {latency['int8_ms']:.1f} ms, "
-        f"MXNet {latency['mxnet_ms']:.1f} ms"
-    )
+    timed = ", ".join(f"{precision} {latency[f'{precision}_ms']:.1f} ms" for precision in models)
+    log(f"export_litert: per image: {timed}, MXNet {latency['mxnet_ms']:.1f} ms")
     found = problems(result)
     if found:
         raise UserError(f"the LiteRT models do not hold: {'; '.join(found)} (differences in {args.differences})")

@@ -55,16 +55,16 @@ def contract(info):
     }
 
 
-def network_contract(info, anchors):
+def network_contract(info, anchors, heads):
     """The contract of network.onnx: model.onnx's input, the post-processing's settings and the anchors."""
     outputs = ("output", "output_rows", "nms_in_model")
     return {
         **{key: value for key, value in contract(info).items() if key not in outputs},
         "model": "network.onnx",
-        "outputs": {
-            onnx_graph.NETWORK_OUTPUTS[0]: "(1, anchors, classes + 1): softmax over the classes, background first",
-            onnx_graph.NETWORK_OUTPUTS[1]: "(1, anchors, 4): offsets decoded with the anchors and the variances",
-        },
+        "heads": heads,
+        "outputs": "for each feature map i, largest first: class_prob_i (1, anchors_i, classes + 1), the softmax over "
+        "the classes, background first; box_offsets_i (1, anchors_i, 4), decoded with the anchors and the variances. "
+        "Concatenated over i they pair with the anchors, in order",
         "nms_in_model": False,
         "variances": list(VARIANCES),
         "anchors": anchors.tolist(),
@@ -151,7 +151,8 @@ def main(argv=None):
     (out / "model.onnx.contract.json").write_text(json.dumps(contract(info), indent=1))
     network, anchors = onnx_graph.build_network(symbol, arg_params, aux_params, info)
     onnx.save(network, str(out / "network.onnx"))
-    (out / "network.onnx.contract.json").write_text(json.dumps(network_contract(info, anchors)))
+    heads = len(network.graph.output) // 2
+    (out / "network.onnx.contract.json").write_text(json.dumps(network_contract(info, anchors, heads)))
     seconds = time.monotonic() - started
     log(f"export_onnx: {out / 'model.onnx'} (opset {onnx_graph.OPSET}, NMS inside) in {seconds:.1f} s")
     result = prove(detector, out / "model.onnx", args.val_rec, args.min_score, args.iou_threshold)

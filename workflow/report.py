@@ -276,7 +276,8 @@ def paired_shares(check, manifest):
     if manifest.get("litert"):
         litert = manifest["litert"]["check"]
         shares[("LiteRT", "FP32")] = litert["float32_paired"]["agreement"]
-        shares[("LiteRT", "INT8")] = litert["int8_paired"]["agreement"]
+        if "int8_paired" in litert:
+            shares[("LiteRT", "INT8")] = litert["int8_paired"]["agreement"]
     return {key: f"{value:.1%}" if isinstance(value, float) else value for key, value in shares.items()}
 
 
@@ -284,16 +285,20 @@ def litert_section(litert):
     if not litert:
         return "<p>No LiteRT models in this run (<code>litert: false</code>).</p>"
     check = litert["check"]
-    float32, int8 = check["float32_paired"], check["int8_paired"]
+    float32 = check["float32_paired"]
+    int8 = (
+        f" INT8 ({litert['models']['int8']}, TFLite's full-integer quantization): mAP {check['int8_map_voc07']:.4f}, "
+        f"at most {check['max_map_drop']} below MXNet's allowed; for information, "
+        f"{check['int8_paired']['agreement']:.1%} of its detections paired with MXNet's."
+        if "int8" in litert["models"]
+        else " No INT8 model in this run (<code>litert_int8: false</code>)."
+    )
     return (
-        f"<p>{litert['models']['float32']} and {litert['models']['int8']} (onnx2tf and TFLite's full-integer "
-        f"quantization; litert_infer.py decodes the boxes and suppresses) on {check['images']} val images with "
-        f"LiteRT's interpreter. float32: {float32['matched']} detections (score &ge; {check['min_score']}) paired "
-        f"with MXNet's ({float32['agreement']:.1%}; {float32['only_mxnet']} only in MXNet, "
-        f"{float32['only_litert_float32']} only in LiteRT); mAP (VOC07) {check['float32_map_voc07']:.4f} against "
-        f"MXNet's {check['mxnet_map_voc07']:.4f} (tolerance {check['map_tolerance']}). INT8: mAP "
-        f"{check['int8_map_voc07']:.4f}, at most {check['max_map_drop']} below MXNet's allowed; for information, "
-        f"{int8['agreement']:.1%} of its detections paired with MXNet's.</p>"
+        f"<p>{litert['models']['float32']} (onnx2tf; litert_infer.py decodes the boxes and suppresses) on "
+        f"{check['images']} val images with LiteRT's interpreter: {float32['matched']} detections (score &ge; "
+        f"{check['min_score']}) paired with MXNet's ({float32['agreement']:.1%}; {float32['only_mxnet']} only in "
+        f"MXNet, {float32['only_litert_float32']} only in LiteRT); mAP (VOC07) {check['float32_map_voc07']:.4f} "
+        f"against MXNet's {check['mxnet_map_voc07']:.4f} (tolerance {check['map_tolerance']}).{int8}</p>"
     )
 
 

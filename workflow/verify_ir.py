@@ -388,7 +388,7 @@ def main(argv=None):
     parser.add_argument("--int8-ir", help="an INT8 IR (workflow.quantize) to prove and time beside the IR")
     parser.add_argument("--onnx", help="model.onnx (workflow.export_onnx, which proves it) to time beside the IR")
     parser.add_argument(
-        "--litert", nargs="*", default=[], help=".tflite models (workflow.export_litert, which proves them) to time too"
+        "--litert", nargs="*", required=True, help="the .tflite models (export_litert proves them) to time too, or none"
     )
     parser.add_argument("--int8-max-map-drop", type=float, help="the INT8 IR's largest val mAP drop against MXNet's")
     args = parser.parse_args(argv)

@@ -118,7 +118,11 @@ def test_the_whole_model_takes_the_resized_image_and_detects_what_the_deploy_mod
     network_model, network_anchors = onnx_graph.build_network(symbol, args, aux, info)
     assert not [node for node in network_model.graph.node if node.op_type == "Flatten"]  # Reshapes, for onnx2tf
     onnx.save(network_model, str(tmp_path / "network.onnx"))
-    class_prob, offsets = session(tmp_path / "network.onnx").run(None, {"image": image_input(rgb, SIDE)})
+    heads = len(network_model.graph.output) // 2
+    names = [name for names in onnx_graph.network_outputs(heads) for name in names]
+    assert [output.name for output in network_model.graph.output] == names and heads > 1  # a head's own outputs
+    outputs = session(tmp_path / "network.onnx").run(names, {"image": image_input(rgb, SIDE)})
+    class_prob, offsets = (np.concatenate(part, axis=1) for part in (outputs[:heads], outputs[heads:]))
     assert class_prob.shape == (1, len(anchors), len(CLASSES) + 1) and offsets.shape == (1, len(anchors), 4)
     contract = {**info, "model_score_threshold": 0.01, "anchors": network_anchors.tolist(), "variances": VARIANCES}
     np.testing.assert_allclose(litert_infer.multibox_detection(class_prob[0], offsets[0], contract), found, atol=1e-4)

@@ -20,7 +20,7 @@ def test_models_that_detect_otherwise_fail_the_stage_and_keep_the_differences(fi
     stage = [sys.executable, str(REPO / "workflow" / "orchestrator" / "envs.py"), "exec", "litert", "--", "python"]
     arguments = ["--network", network, "--deploy", results / "deploy" / "deploy.json"]
     arguments += ["--train-rec", results / "pack" / "train.rec", "--val-rec", results / "pack" / "val.rec"]
-    arguments += ["--min-score", "0.05", "--iou-threshold", "0.5", "--max-map-drop", "0.01"]
+    arguments += ["--min-score", "0.05", "--iou-threshold", "0.5", "--int8", "--max-map-drop", "0.01"]
     arguments += ["--out-dir", tmp_path / "litert", "--differences", differences]
     command = [*stage, "-m", "workflow.export_litert", *map(str, arguments)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)

@@ -4,7 +4,8 @@ file or a camera.
 Standalone (ai-edge-litert or tflite-runtime, numpy, OpenCV and infer.py beside it, for its NMS and image helpers):
 it is copied next to the models in the artifact folder. The models hold the network: in, the image resized to the
 input size (stretched) as RGB, NHWC (float32 0-255 for the float model, uint8 for the INT8 one; the mean is inside);
-out, each anchor's class probabilities ("class_prob", background first) and box offsets ("box_offsets").
+out, for each feature map i, its anchors' class probabilities ("class_prob_i", background first) and box offsets
+("box_offsets_i").
 `multibox_detection` does with them what MXNet's MultiBoxDetection does (best class, top-k, decoding with the
 anchors and variances of litert.contract.json, clipping, greedy NMS as the deploy model's).
 
@@ -12,7 +13,7 @@ anchors and variances of litert.contract.json, clipping, greedy NMS as the deplo
     for cls, score, xmin, ymin, xmax, ymax in detect(interpreter, frame_bgr, contract): ...
 
 As a command (in the artifact folder):
-    python litert_infer.py photo.jpg more_photos/ --model model_int8.tflite --out-dir annotated/
+    python litert_infer.py photo.jpg more_photos/ --model model_float32.tflite --out-dir annotated/
     python litert_infer.py --video clip.mp4 --out-dir frames/
     python litert_infer.py --camera 0 --max-frames 100
 prints one JSON line of detections per image or frame and writes them with the boxes drawn.
@@ -47,8 +48,9 @@ def load(model_path, threads=None):
     return Interpreter(str(model_path), num_threads=threads).get_signature_runner(), contract
 
 
-def network_outputs(runner, rgb):
-    """(class probabilities (anchors, classes + 1), box offsets (anchors, 4)) for a resized RGB uint8 image."""
+def network_outputs(runner, rgb, heads):
+    """(class probabilities (anchors, classes + 1), box offsets (anchors, 4)) for a resized RGB uint8 image: the
+    outputs of the `heads` feature maps (class_prob_i, box_offsets_i), concatenated in order."""
     detail = runner.get_input_details()["image"]
     image = rgb[np.newaxis]
     if detail["dtype"] == np.float32:
@@ -57,7 +59,10 @@ def network_outputs(runner, rgb):
         raise ValueError(f"the model's input is quantized as {detail['quantization']}; this runner feeds pixels")
     outputs = runner(image=image.astype(detail["dtype"]))
     details = runner.get_output_details()
-    return tuple(real(outputs[name], details[name])[0] for name in ("class_prob", "box_offsets"))
+    return tuple(
+        np.concatenate([real(outputs[f"{kind}_{i}"], details[f"{kind}_{i}"])[0] for i in range(heads)])
+        for kind in ("class_prob", "box_offsets")
+    )
 
 
 def real(values, detail):
@@ -95,7 +100,7 @@ def detect(runner, image_bgr, contract, threshold=None):
     """[[class, score, xmin, ymin, xmax, ymax], ...] scoring at least threshold (default: the contract's)."""
     _, height, width, _ = contract["input_shape"]
     rgb = cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-    rows = multibox_detection(*network_outputs(runner, rgb), contract)
+    rows = multibox_detection(*network_outputs(runner, rgb, contract["heads"]), contract)
     threshold = default_threshold(contract) if threshold is None else threshold
     return [[int(row[0]), *row[1:]] for row in rows[rows[:, 1] >= threshold].tolist()]
 
@@ -110,7 +115,8 @@ def main(argv=None):
     parser.add_argument("--video", help="a video file instead of images")
     parser.add_argument("--camera", type=int, help="a camera index (OpenCV) instead of images")
     parser.add_argument("--max-frames", type=int, help="stop after this many video or camera frames")
-    parser.add_argument("--model", default=str(here / "model_int8.tflite"), help="default: model_int8.tflite")
+    default = here / "model_int8.tflite" if (here / "model_int8.tflite").is_file() else here / "model_float32.tflite"
+    parser.add_argument("--model", default=str(default), help="default: model_int8.tflite if here, else float32")
     parser.add_argument("--threads", type=int, help="interpreter threads (default: every core)")
     parser.add_argument("--labels", default=str(here / "labels.txt"))
     parser.add_argument("--threshold", type=float, help="lowest score kept (default: the contract's, else 0.5)")

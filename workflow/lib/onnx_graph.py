@@ -25,7 +25,6 @@ from workflow.lib.networks import MEAN_RGB, VARIANCES
 OPSET = 13
 IR_VERSION = 8  # what opset 13 needs; onnxruntime 1.22 reads up to 10, onnx 1.18 writes 11 by default
 INPUT, OUTPUT = "image", "detections"
-NETWORK_OUTPUTS = ("class_prob", "box_offsets")
 
 
 def deploy_parts(symbol):
@@ -110,33 +109,49 @@ class _Nodes:
 def build(symbol, args, aux, info):
     """The whole detector as an onnx.ModelProto: input "image" float32 [1, 3, S, S] RGB 0-255, output "detections"
     float32 [n, 6] rows (class, score, xmin, ymin, xmax, ymax), normalised, best score first."""
-    model, g, cls_name, loc_name, anchors = _network(symbol, args, aux, info)
-    detection(g, cls_name, loc_name, anchors, info)
+    cls_preds, loc_preds, anchors = deploy_parts(symbol)
+    model, g, (cls_name, loc_name) = _with_image_input(mx.sym.Group([cls_preds, loc_preds]), args, aux, info)
+    detection(g, cls_name, loc_name, anchor_boxes(anchors, info["data_shape"]), info)
     return _finish(model, g, [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["detections", 6])])
+
+
+def network_outputs(heads):
+    """The output names of build_network's model with `heads` feature maps: class_prob_0 ..., box_offsets_0 ..."""
+    return [f"class_prob_{i}" for i in range(heads)], [f"box_offsets_{i}" for i in range(heads)]
 
 
 def build_network(symbol, args, aux, info):
     """The network without MultiBoxDetection, for converters that take the post-processing outside (LiteRT): input
-    as build's; outputs "class_prob" (1, anchors, classes + 1), the softmax with background first, and
-    "box_offsets" (1, anchors, 4), the offsets MultiBoxDetection decodes with the anchors and the variances."""
-    model, g, cls_name, loc_name, anchors = _network(symbol, args, aux, info)
-    classes, count = len(info["classes"]) + 1, len(anchors)
-    prob = g.add("Softmax", [cls_name], "class_prob_by_class", axis=1)
-    g.add("Transpose", [prob], NETWORK_OUTPUTS[0], perm=[0, 2, 1])
-    g.add("Reshape", [loc_name, g.const("offsets_shape", [1, count, 4])], NETWORK_OUTPUTS[1])
-    shapes = ([1, count, classes], [1, count, 4])
-    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in zip(NETWORK_OUTPUTS, shapes)]
-    return _finish(model, g, outputs), anchors
-
-
-def _network(symbol, args, aux, info):
-    """mx.onnx's graph of the network with the image input and the mean subtracted, the nodes to append, the names
-    of the class predictions and box offsets, and the anchors' corners (anchors, 4)."""
-    data_shape = info["data_shape"]
+    as build's; for each feature map i, largest first, "class_prob_i" (1, anchors_i, classes + 1), the softmax with
+    background first, and "box_offsets_i" (1, anchors_i, 4), the offsets MultiBoxDetection decodes with the anchors
+    and the variances. Concatenated in that order they are MultiBoxDetection's inputs, as the anchors are. Each
+    head keeps outputs of its own: INT8 quantization then gives each its own scale, where a concatenation would
+    force one scale on every head. Returns (model, the anchors' corners (anchors, 4))."""
+    data_shape, classes = info["data_shape"], len(info["classes"]) + 1
     cls_preds, loc_preds, anchors = deploy_parts(symbol)
-    model = network_graph(mx.sym.Group([cls_preds, loc_preds]), args, aux, data_shape)
+    cls_heads = cls_preds.get_children()[0].get_children()[0].get_children()  # transpose, reshape, concat, flattens
+    loc_heads = loc_preds.get_children()  # concat, flattens
+    counts = [head.infer_shape(data=(1, 3, data_shape, data_shape))[1][0][1] // 4 for head in loc_heads]
+    model, g, names = _with_image_input(mx.sym.Group([*cls_heads, *loc_heads]), args, aux, info)
+    cls_outputs, loc_outputs = network_outputs(len(counts))
+    outputs = []
+    for i, count in enumerate(counts):
+        shaped = g.add("Reshape", [names[i], g.const(f"class_shape_{i}", [1, count, classes])], f"class_logits_{i}")
+        g.add("Softmax", [shaped], cls_outputs[i], axis=2)
+        g.add("Reshape", [names[len(counts) + i], g.const(f"offsets_shape_{i}", [1, count, 4])], loc_outputs[i])
+        outputs += [(cls_outputs[i], [1, count, classes]), (loc_outputs[i], [1, count, 4])]
+    outputs.sort(key=lambda item: item[0].startswith("box"))  # the class outputs first, then the offsets
+    values = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in outputs]
+    return _finish(model, g, values), anchor_boxes(anchors, data_shape)
+
+
+def _with_image_input(body, args, aux, info):
+    """mx.onnx's graph of the network body with the image input and the mean subtracted, the nodes to append, and
+    the names of the body's outputs."""
+    data_shape = info["data_shape"]
+    model = network_graph(body, args, aux, data_shape)
     graph = model.graph
-    cls_name, loc_name = (output.name for output in graph.output)
+    names = [output.name for output in graph.output]
     data_name = graph.input[0].name
     del graph.output[:]
     graph.input.remove(graph.input[0])
@@ -144,7 +159,7 @@ def _network(symbol, args, aux, info):
     g = _Nodes()
     mean = g.const("mean_rgb", np.array(MEAN_RGB, np.float32).reshape(1, 3, 1, 1))
     graph.node.insert(0, helper.make_node("Sub", [INPUT, mean], [data_name], name="subtract_mean"))
-    return model, g, cls_name, loc_name, anchor_boxes(anchors, data_shape)
+    return model, g, names
 
 
 def _finish(model, g, outputs):
