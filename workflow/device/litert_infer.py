@@ -19,7 +19,6 @@ As a command (in the artifact folder):
 prints one JSON line of detections per image or frame and writes them with the boxes drawn.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -106,42 +105,18 @@ def detect(runner, image_bgr, contract, threshold=None):
 
 
 def main(argv=None):
-    from infer import draw
-    from onnx_infer import frames  # the images, video or camera frames, as onnx_infer.py reads them
+    from onnx_infer import frame_parser, parse_frame_args, report  # beside this file: frames, JSON lines, drawing
 
     here = Path(__file__).resolve().parent
-    parser = argparse.ArgumentParser(description="Detect objects with a LiteRT model; JSON lines out.")
-    parser.add_argument("images", nargs="*", help="images or folders")
-    parser.add_argument("--video", help="a video file instead of images")
-    parser.add_argument("--camera", type=int, help="a camera index (OpenCV) instead of images")
-    parser.add_argument("--max-frames", type=int, help="stop after this many video or camera frames")
+    parser = frame_parser("Detect objects with a LiteRT model; JSON lines out.")
     default = here / "model_int8.tflite" if (here / "model_int8.tflite").is_file() else here / "model_float32.tflite"
     parser.add_argument("--model", default=str(default), help="default: model_int8.tflite if here, else float32")
     parser.add_argument("--threads", type=int, help="interpreter threads (default: every core)")
-    parser.add_argument("--labels", default=str(here / "labels.txt"))
-    parser.add_argument("--threshold", type=float, help="lowest score kept (default: the contract's, else 0.5)")
-    parser.add_argument("--out-dir", help="write the images or frames with their detections drawn here")
-    args = parser.parse_args(argv)
-    if not args.images and not args.video and args.camera is None:
-        parser.error("give images or folders, --video or --camera")
+    args = parse_frame_args(parser, argv)
     if not Path(args.model).is_file():
         sys.exit(f"ERROR: no model at {args.model}")
     runner, contract = load(args.model, args.threads)
-    labels = Path(args.labels).read_text().split()
-    if args.out_dir:
-        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-    for name, image in frames(args):
-        if image is None:
-            print(json.dumps({"image": name, "error": "not a readable image"}), flush=True)
-            continue
-        detections = detect(runner, image, contract, args.threshold)
-        found = [
-            {"label": labels[cls], "score": round(score, 4), "box": [round(v, 4) for v in box]}
-            for cls, score, *box in detections
-        ]
-        print(json.dumps({"image": name, "detections": found}), flush=True)
-        if args.out_dir:
-            cv2.imwrite(str(Path(args.out_dir) / Path(name).name), draw(image, detections, labels))
+    report(args, lambda image: detect(runner, image, contract, args.threshold))
 
 
 if __name__ == "__main__":

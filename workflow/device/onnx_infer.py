@@ -69,23 +69,31 @@ def frames(args):
         yield str(path), cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
 
 
-def main(argv=None):
-    from infer import draw
-
-    here = Path(__file__).resolve().parent
-    parser = argparse.ArgumentParser(description="Detect objects with model.onnx; JSON lines out.")
+def frame_parser(description):
+    """A command's arguments for where the frames come from, the labels, the threshold and the drawn output; the
+    caller adds its --model (and its own options)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("images", nargs="*", help="images or folders")
     parser.add_argument("--video", help="a video file instead of images")
     parser.add_argument("--camera", type=int, help="a camera index (OpenCV) instead of images")
     parser.add_argument("--max-frames", type=int, help="stop after this many video or camera frames")
-    parser.add_argument("--model", default=str(here / "model.onnx"))
-    parser.add_argument("--labels", default=str(here / "labels.txt"))
+    parser.add_argument("--labels", default=str(Path(__file__).resolve().parent / "labels.txt"))
     parser.add_argument("--threshold", type=float, help="lowest score kept (default: the contract's, else 0.5)")
     parser.add_argument("--out-dir", help="write the images or frames with their detections drawn here")
+    return parser
+
+
+def parse_frame_args(parser, argv):
     args = parser.parse_args(argv)
     if not args.images and not args.video and args.camera is None:
         parser.error("give images or folders, --video or --camera")
-    session, contract = load(args.model)
+    return args
+
+
+def report(args, detect_frame):
+    """One JSON line of detect_frame(image)'s detections per frame, and the frames drawn in --out-dir."""
+    from infer import draw  # beside this file in the artifact folder
+
     labels = Path(args.labels).read_text().split()
     if args.out_dir:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
@@ -93,7 +101,7 @@ def main(argv=None):
         if image is None:
             print(json.dumps({"image": name, "error": "not a readable image"}), flush=True)
             continue
-        detections = detect(session, image, contract, args.threshold)
+        detections = detect_frame(image)
         found = [
             {"label": labels[cls], "score": round(score, 4), "box": [round(v, 4) for v in box]}
             for cls, score, *box in detections
@@ -101,6 +109,14 @@ def main(argv=None):
         print(json.dumps({"image": name, "detections": found}), flush=True)
         if args.out_dir:
             cv2.imwrite(str(Path(args.out_dir) / Path(name).name), draw(image, detections, labels))
+
+
+def main(argv=None):
+    parser = frame_parser("Detect objects with model.onnx; JSON lines out.")
+    parser.add_argument("--model", default=str(Path(__file__).resolve().parent / "model.onnx"))
+    args = parse_frame_args(parser, argv)
+    session, contract = load(args.model)
+    report(args, lambda image: detect(session, image, contract, args.threshold))
 
 
 if __name__ == "__main__":
