@@ -14,7 +14,7 @@ PYTHON ?= $(firstword $(foreach python,python3 python3.13 python3.12 python3.11,
 CORES ?= $(shell nproc)
 VENV := .venv
 ORCHESTRATOR := $(VENV)/.lock-$(shell sha256sum envs/orchestrator.txt | cut -c1-12)
-RUN_ENVS := mxnet optimizer deeplens-mxnet litert
+RUN_ENVS := mxnet optimizer mxnet012 litert
 
 .PHONY: run test test-cluster test-pythons test-fresh-machine test-browser envs lint
 

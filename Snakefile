@@ -1,6 +1,7 @@
-# deeplens-ssd: from a LabelImg (PASCAL VOC) folder to an SSD detector and an OpenVINO FP16 IR for AWS DeepLens.
+# deeplens-ssd: from a LabelImg (PASCAL VOC) folder to an SSD detector and the models an edge device runs.
 # Run: snakemake --cores 4 deeplens_artifacts        (config.yaml, or --configfile yours.yaml)
-# Stage logic lives in workflow/ (Python); each area's rules in rules/*.smk.
+# Every stage is a rule named after its module workflow/<stage>.py (the table: workflow/orchestrator/stages.py),
+# and any of them is a target: snakemake --cores 4 evaluate. Each area's rules are in rules/*.smk.
 
 
 configfile: f"{workflow.basedir}/config.yaml"
@@ -19,66 +20,12 @@ include: "rules/prelabel.smk"
 
 
 localrules:
-    check,
-    split,
+    deeplens_artifacts,
     pack,
     train,
-    evaluate,
-    demo,
-    deploy,
-    optimize,
-    quantize,
-    deeplens_artifacts,
-    report,
-    prelabel,
 
 
-rule check:
-    input:
-        ANNOTATIONS,
-
-
-rule split:
-    input:
-        SPLIT_LISTS,
-        DATASET_STATS,
-
-
-rule pack:
-    input:
-        PACKED,
-
-
-rule train:
-    input:
-        stop_log(EPOCHS[-1]),
-
-
-rule evaluate:
-    input:
-        METRICS,
-
-
-rule demo:
-    input:
-        DEMO_INDEX,
-
-
-rule deploy:
-    input:
-        DEPLOY_INFO,
-
-
-rule optimize:
-    input:
-        IR_XML,
-
-
-rule quantize:
-    input:
-        INT8_XML,
-
-
+# The whole run: the artifacts and the report.
 rule deeplens_artifacts:
     default_target: True
     input:
@@ -86,11 +33,12 @@ rule deeplens_artifacts:
         REPORT,
 
 
-rule report:
+# The stages with a job per split or per training segment, as targets: both splits packed; every segment trained.
+rule pack:
     input:
-        REPORT,
+        PACKED,
 
 
-rule prelabel:
+rule train:
     input:
-        PRELABEL_MANIFEST,
+        segment_log(EPOCHS[-1]),

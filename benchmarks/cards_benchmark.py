@@ -12,7 +12,7 @@ mAP@0.5:0.95 0.25, 19 ms per image.
     .venv/bin/python benchmarks/cards_benchmark.py --network lite --epochs 400 --lr-steps 40 50 \
         --run cards_lite                                               # lite from scratch, beside it
 
-The original model, a few epochs with a resume stop (from scratch here: the public VOC weights cannot be fetched):
+The original model, a few epochs with a resumed segment (from scratch here: the public VOC weights cannot be fetched):
 
     .venv/bin/python benchmarks/cards_benchmark.py --network resnet50 --data-shape 512 --batch-size 4 \
         --learning-rate 0.01 --warmup-epochs 1 --epochs 2 3 --budget-minutes 0 --run cards_resnet50_512
@@ -63,7 +63,7 @@ def main():
         type=int,
         nargs="+",
         default=[22],
-        help="the training stops: the first trains from scratch, each next one resumes to it",
+        help="the training segments' end epochs: the first trains from scratch, each next one resumes to it",
     )
     parser.add_argument("--warmup-epochs", type=int, default=2)
     parser.add_argument("--freeze", help="regex of the parameters kept fixed (default: config.yaml's freeze)")
@@ -81,9 +81,9 @@ def main():
 
 def print_summary(results, args, wall):
     metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
-    ir = json.loads((results / "ir" / "verify.json").read_text())
-    stop = results / "train" / f"epoch_{args.epochs[-1]}" / "log.csv"
-    with open(stop, newline="") as handle:
+    ir = json.loads((results / "verify_ir" / "verify.json").read_text())
+    last_log = results / "train" / f"epoch_{args.epochs[-1]}" / "log.csv"
+    with open(last_log, newline="") as handle:
         rows = list(csv.DictReader(handle))
     seconds = [float(row["seconds"]) for row in rows]
     print(

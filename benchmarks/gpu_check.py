@@ -11,8 +11,8 @@ For a Linux machine with an NVIDIA driver, Python 3.11 and PyPI reachable, with 
 3. In mxnet-cuda: mx.context.num_gpus(), the time of the first CUDA call and of a small convolution forward and
    backward on GPU 0, and how far its results are from the CPU's; three times, in fresh processes: the second shows
    what the driver's cache (CUDA_CACHE_MAXSIZE, set to its 4 GiB maximum) saves, the third CUDA_MODULE_LOADING=LAZY.
-4. Trains the bundled sample's stops (--epochs) through the real workflow up to `evaluate`, with gpus: [0], then
-   the same config on the CPU; training uses all cores (--set-threads train_stop=N) in both.
+4. Trains the bundled sample's segments (--epochs) through the real workflow up to `evaluate`, with gpus: [0], then
+   the same config on the CPU; training uses all cores (--set-threads train_segment=N) in both.
 5. Prints samples/s on both, the speed-up, both val mAPs (evaluate/metrics.json) and the phase times, and writes
    them to summary.json and summary.txt in the work folder.
 
@@ -83,7 +83,7 @@ print("PROBE " + json.dumps(out))
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=REPO / "results" / "gpu_check", help="work folder")
-    parser.add_argument("--epochs", type=int, nargs="+", default=[40, 60], help="the training stops")
+    parser.add_argument("--epochs", type=int, nargs="+", default=[40, 60], help="the training segments' end epochs")
     parser.add_argument("--lr-steps", type=int, nargs="*", default=[50])
     parser.add_argument("--network", default="lite")
     parser.add_argument("--data-shape", type=int, default=192)
@@ -198,7 +198,7 @@ def train_run(options, name, config_path):
         "--cores",
         str(options.cores),
         "--set-threads",
-        f"train_stop={options.cores}",
+        f"train_segment={options.cores}",
         "--configfile",
         str(config_path),
     ]
@@ -216,7 +216,7 @@ def train_run(options, name, config_path):
 
 
 def training_figures(run, last_stop):
-    """samples/s (median over epochs: the first of each stop also pays for start-up), val mAPs, training time."""
+    """samples/s (median over epochs: the first of each segment also pays for start-up), val mAPs, training time."""
     with open(run / "train" / f"epoch_{last_stop}" / "log.csv") as file:
         rows = list(csv.DictReader(file))
     speeds = [float(row["samples_per_s"]) for row in rows]

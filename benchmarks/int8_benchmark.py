@@ -169,8 +169,8 @@ def cards(args):
     config_path.parent.mkdir(exist_ok=True)
     config_path.write_text(yaml.safe_dump(config))
     results = REPO / "results" / args.run
-    run_workflow(str((results / "ir" / "verify.json").relative_to(REPO)), config_path, args.cores)
-    check = json.loads((results / "ir" / "verify.json").read_text())
+    run_workflow(str((results / "verify_ir" / "verify.json").relative_to(REPO)), config_path, args.cores)
+    check = json.loads((results / "verify_ir" / "verify.json").read_text())
     print(f"\ncards, {args.network} SSD at {args.data_shape} px, test split as val: verify_ir side by side")
     for row in check["side_by_side"]:
         print(
@@ -187,7 +187,7 @@ def cards(args):
     work.mkdir(exist_ok=True)
     split = measure_split(
         results / "deploy" / "deploy.json",
-        results / "ir_int8" / "model_int8.xml",
+        results / "quantize" / "model_int8.xml",
         results / "pack" / "val.rec",
         check["min_score"],
         work,
@@ -226,15 +226,15 @@ def resnet50(args):
         "BGR",
         "--mean-in-ir",
         "--out-dir",
-        str(work / "ir_int8"),
+        str(work / "quantize"),
         "--model-name",
         "model_int8",
         "--summary",
-        str(work / "ir_int8" / "quantize.json"),
+        str(work / "quantize" / "quantize.json"),
         "--log",
         str(work / "quantize_mo.log"),
     )
-    split = measure_split(deploy, work / "ir_int8" / "model_int8.xml", records / "val.rec", 0.5, work)
+    split = measure_split(deploy, work / "quantize" / "model_int8.xml", records / "val.rec", 0.5, work)
     print("\nresnet50 SSD at 512 px, random weights (speed only; the mAPs say nothing)")
     print_split(split)
     print(f"  CPU: {cpu_line(split['cpu'])}")

@@ -146,7 +146,7 @@ def next_runs(cores):
     }
     figures = {}
     for name, settings in (("sample", {}), ("sample-continued", continued)):
-        run_workflow("evaluate_model", write_config(name, **settings), cores)
+        run_workflow("evaluate", write_config(name, **settings), cores)
         results = REPO / "results" / name
         seconds = sum(stage_seconds(tsv) for tsv in (results / "benchmarks").glob("train_*.tsv"))
         metrics = json.loads((results / "evaluate" / "metrics.json").read_text())

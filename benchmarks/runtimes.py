@@ -40,9 +40,9 @@ def in_env(env, *args):
 
 def int8_ir(results, config, work):
     """The run's INT8 IR, or one quantize makes now in work."""
-    if (results / "ir_int8" / "model_int8.xml").is_file():
-        return results / "ir_int8" / "model_int8.xml"
-    contract = json.loads((results / "ir" / "model.contract.json").read_text())
+    if (results / "quantize" / "model_int8.xml").is_file():
+        return results / "quantize" / "model_int8.xml"
+    contract = json.loads((results / "optimize" / "model.contract.json").read_text())
     mean = "--mean-in-ir" if contract["mean_in_ir"] else "--no-mean-in-ir"
     in_env(
         "optimizer", "-m", "workflow.quantize", "--deploy", results / "deploy" / "deploy.json",
@@ -59,7 +59,7 @@ def side_by_side(results, config, int8_xml, work):
     litert = results / "export_litert"
     in_env(
         "optimizer", "-m", "workflow.verify_ir", "--deploy", results / "deploy" / "deploy.json",
-        "--ir", results / "ir" / "model.xml", "--val-rec", results / "pack" / "val.rec",
+        "--ir", results / "optimize" / "model.xml", "--val-rec", results / "pack" / "val.rec",
         "--min-score", config["parity_threshold"], "--iou-threshold", config["iou_threshold"],
         "--out", work / "verify.json", "--differences", work / "differences.txt",
         "--int8-ir", int8_xml, "--int8-max-map-drop", config["int8_max_map_drop"],

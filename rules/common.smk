@@ -10,18 +10,19 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 sys.path.insert(0, workflow.basedir)
 from workflow.lib import voc
+from workflow.lib.hashing import files_sha256
 from workflow.orchestrator.envs import lock_files
 from workflow.orchestrator.plan import (
     ConfigError,
     check_config,
-    content_hash,
     dataset_files,
     env_command,
     image_files,
     model_config,
     module_files,
-    previous_stop,
+    previous_segment_end,
 )
+from workflow.orchestrator.stages import ENVIRONMENTS, environment, job_names, run_stages
 
 validate(config, "../workflow/schemas/config.schema.yaml")
 try:
@@ -43,8 +44,8 @@ envvars:
 
 
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-TRAIN_ENV = "mxnet-cuda" if config["gpus"] else "mxnet"
-ENV = {name: env_command(name, USE_CONDA) for name in ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet", "litert")}
+TRAIN_ENV = environment("train", config["gpus"])
+ENV = {name: env_command(name, USE_CONDA) for name in {*ENVIRONMENTS.values(), "mxnet-cuda"}}
 ENV[TRAIN_ENV] = env_command(TRAIN_ENV, USE_CONDA, config["gpus"])
 R = f"results/{config['run']}"
 LOGS = f"{R}/logs"
@@ -53,7 +54,7 @@ CLASSES_JSON = json.dumps(config["classes"])
 
 ANNOTATIONS = f"{R}/check/annotations.json"
 CHECK_TABLE = f"{R}/check/check.csv"
-DATASET_STATS = f"{R}/dataset/stats.csv"
+DATASET_STATS = f"{R}/dataset_stats/stats.csv"
 SPLIT_LISTS = [f"{R}/split/train.txt", f"{R}/split/val.txt"]
 PACKED = expand(f"{R}/pack/{{split}}.{{ext}}", split=["train", "val"], ext=["rec", "idx", "lst"])
 TRAIN_REC, VAL_REC, VAL_LST = f"{R}/pack/train.rec", f"{R}/pack/val.rec", f"{R}/pack/val.lst"
@@ -68,28 +69,26 @@ WEB_DIR = f"{R}/export_web"
 WEB_PAGE = f"{WEB_DIR}/index.html"
 # onnxruntime-web pinned for the page (URL, integrity and the files the wasm backend loads): one place, read here
 WEB_RUNTIME = json.loads(Path(workflow.basedir, "envs", "onnxruntime-web.json").read_text())
-LEGACY = f"{R}/deploy/mxnet012"
-LEGACY_CHECK = f"{LEGACY}/verify.json"
+MXNET012 = f"{R}/export_mxnet012"
+MXNET012_CHECK = f"{R}/verify_mxnet012/verify.json"
 METRICS = f"{R}/evaluate/metrics.json"
 DEMO_INDEX = f"{R}/demo/demo.json"
-IR_XML = f"{R}/ir/model.xml"
-IR_CHECK = f"{R}/ir/verify.json"
-MANIFEST = f"{R}/deeplens_artifacts/manifest.json"
-REPORT = f"{R}/report.html"
+IR_DIR = f"{R}/optimize"
+IR_XML = f"{IR_DIR}/model.xml"
+IR_CHECK = f"{R}/verify_ir/verify.json"
+MANIFEST = f"{R}/artifacts/manifest.json"
+REPORT = f"{R}/report/report.html"
 PRELABEL_MANIFEST = f"{R}/prelabel/manifest.json"
 PRETRAINED = f"{R}/pretrained/pretrained.params"
 
 
-# The benchmark files of the run's stages (each rule's benchmark: is named as its log), shown by the report
+# The benchmark files of the stages the run runs before its report (each named as its log), shown by the report
+WILDCARD_VALUES = {"pack": ["train", "val"], "train": EPOCHS}
 STAGE_BENCHMARKS = [
-    f"{R}/benchmarks/{stage}.tsv"
-    for stage in ["check", "split", "dataset_stats", "pack_train", "pack_val"]
-    + (["pretrained"] if config["pretrained"] else [])
-    + [f"train_epoch_{end}" for end in EPOCHS]
-    + ["deploy", "export_mxnet012", "verify_mxnet012", "evaluate", "demo", "optimize", "verify_ir", "export_onnx"]
-    + (["export_litert"] if config["litert"] else [])
-    + ["export_web", "artifacts"]
-    + (["quantize"] if config["int8_ir"] else [])
+    f"{R}/benchmarks/{name}.tsv"
+    for stage in run_stages(config)
+    if stage != "report"
+    for name in job_names(stage, WILDCARD_VALUES.get(stage))
 ]
 
 
@@ -99,28 +98,34 @@ def named_inputs(wildcards, input):
     return json.dumps({name: value if isinstance(value, str) else list(value) for name, value in input.items()})
 
 
-def stop_dir(end):
+def segment_dir(end):
     return f"{R}/train/epoch_{end}"
 
 
-def stop_log(end):
-    return f"{stop_dir(end)}/log.csv"
+def segment_log(end):
+    return f"{segment_dir(end)}/log.csv"
 
 
-def stage_code(module, env="mxnet", files=()):
-    """A params value that changes when the code of a stage changes: the sha256 of workflow.<module>, of every
+def conda_file(name):
+    """A stage's `conda:` file (relative to rules/), from the stages table (workflow/orchestrator/stages.py)."""
+    return f"../envs/{environment(name, config['gpus'])}.yaml"
+
+
+def stage_code(name, files=()):
+    """A params value that changes when the code of a stage changes: the sha256 of workflow.<name>, of every
     workflow module it imports, of its environment's locks and of any other repository `files` it uses."""
     repo = Path(workflow.basedir)
-    paths = module_files(f"workflow.{module}", repo) + lock_files(env) + [repo / f for f in files]
-    return content_hash(paths, repo)
+    paths = module_files(f"workflow.{name}", repo) + lock_files(environment(name, config["gpus"]))
+    return files_sha256(paths + [repo / f for f in files], repo)
 
 
-def stage(module, arguments, env="mxnet", variables=""):
-    """A rule's shell command: `python -m workflow.<module> ARGUMENTS` in the stage environment, with the rule's
+def stage(name, arguments, variables=""):
+    """A rule's shell command: `python -m workflow.<name> ARGUMENTS` in the stage's environment, with the rule's
     threads and any other environment `variables`, everything it prints going to the rule's first log and to the
     terminal."""
     prefix = f"OMP_NUM_THREADS={{threads}} {variables} " if variables else "OMP_NUM_THREADS={threads} "
-    return f"{prefix}{ENV[env]} python -m workflow.{module} {arguments} 2>&1 | tee {{log[0]}} >&2"
+    python = ENV[environment(name, config["gpus"])]
+    return f"{prefix}{python} python -m workflow.{name} {arguments} 2>&1 | tee {{log[0]}} >&2"
 
 
 def folder_of_output(name):
@@ -172,35 +177,35 @@ def option(flag, value):
     return f"{flag} {shlex.quote(value)}" if value else ""
 
 
-# --- training stops (rules/train.smk) ---
-def stop_out(wildcards):
-    return stop_dir(wildcards.end)
+# --- training segments (rules/train.smk) ---
+def segment_out(wildcards):
+    return segment_dir(wildcards.end)
 
 
-def stop_begin(wildcards):
-    return previous_stop(EPOCHS, wildcards.end)
+def segment_begin(wildcards):
+    return previous_segment_end(EPOCHS, wildcards.end)
 
 
-def previous_stop_inputs(wildcards):
-    begin = previous_stop(EPOCHS, wildcards.end)
-    return [stop_log(begin)] if begin else []
+def previous_segment_log(wildcards):
+    begin = previous_segment_end(EPOCHS, wildcards.end)
+    return [segment_log(begin)] if begin else []
 
 
 def resume_option(wildcards):
-    begin = previous_stop(EPOCHS, wildcards.end)
-    return f"--resume {stop_dir(begin)}" if begin else ""
+    begin = previous_segment_end(EPOCHS, wildcards.end)
+    return f"--resume {segment_dir(begin)}" if begin else ""
 
 
-def first_stop_pretrained(wildcards):
-    return [PRETRAINED] if config["pretrained"] and not previous_stop(EPOCHS, wildcards.end) else []
+def first_segment_pretrained(wildcards):
+    return [PRETRAINED] if config["pretrained"] and not previous_segment_end(EPOCHS, wildcards.end) else []
 
 
 def pretrained_option(wildcards):
-    return " ".join(f"--pretrained {path}" for path in first_stop_pretrained(wildcards))
+    return " ".join(f"--pretrained {path}" for path in first_segment_pretrained(wildcards))
 
 
 # --- INT8 IR for CPU targets (rules/quantize.smk), when int8_ir is true ---
-INT8_DIR = f"{R}/ir_int8"
+INT8_DIR = f"{R}/quantize"
 INT8_XML = f"{INT8_DIR}/model_int8.xml"
 INT8_IR = [INT8_XML, f"{INT8_DIR}/model_int8.bin", f"{INT8_DIR}/model_int8.contract.json"]
 INT8_INPUTS = INT8_IR if config["int8_ir"] else []

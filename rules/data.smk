@@ -1,7 +1,7 @@
-# annotate-check -> split -> pack: from the user's VOC folder (or .lst list) to RecordIO files.
+# check -> split (and dataset_stats) -> pack: from the user's VOC folder (or .lst list) to RecordIO files.
 
 
-rule annotate_check:
+rule check:
     input:
         check_inputs(config["dataset"]),
         check_inputs(config["val_dataset"]),
@@ -14,7 +14,7 @@ rule annotate_check:
     benchmark:
         f"{R}/benchmarks/check.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("check")
     threads: 1
     resources:
         mem_mb=2000,
@@ -42,7 +42,7 @@ rule annotate_check:
         )
 
 
-rule split_data:
+rule split:
     input:
         annotations=ANNOTATIONS,
     output:
@@ -55,7 +55,7 @@ rule split_data:
     benchmark:
         f"{R}/benchmarks/split.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("split")
     threads: 1
     resources:
         mem_mb=1000,
@@ -89,7 +89,7 @@ rule pack_split:
     wildcard_constraints:
         split="train|val",
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("pack")
     threads: 2
     resources:
         mem_mb=2000,
@@ -117,14 +117,14 @@ rule dataset_stats:
         val=SPLIT_LISTS[1],
     output:
         stats=DATASET_STATS,
-        boxes=f"{R}/dataset/boxes.csv",
-        plot=f"{R}/dataset/stats.png",
+        boxes=f"{R}/dataset_stats/boxes.csv",
+        plot=f"{R}/dataset_stats/stats.png",
     log:
         f"{LOGS}/dataset_stats.log",
     benchmark:
         f"{R}/benchmarks/dataset_stats.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("dataset_stats")
     threads: 1
     resources:
         mem_mb=2000,

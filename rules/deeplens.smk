@@ -1,18 +1,14 @@
 # The AWS DeepLens path: the model as the device takes it, the inference Lambda's zip, and a rehearsal of both
-# against stand-ins of the device's libraries. collect_artifacts (rules/deploy.smk) copies the result into
-# deeplens_artifacts/deeplens/.
-DEEPLENS = f"{R}/deeplens"
-DEEPLENS_MODEL = f"{DEEPLENS}/deeplens_model.json"
-DEEPLENS_UPLOAD = f"{DEEPLENS}/upload"  # lambda_function.py, local_display.py, model.json, labels.txt, the zip
+# against stand-ins of the device's libraries. artifacts (rules/deploy.smk) copies the result into
+# artifacts/deeplens/.
+DEEPLENS_MODEL = f"{R}/deeplens_model/deeplens_model.json"
+# lambda_function.py, local_display.py, model.json, labels.txt, the zip
+DEEPLENS_UPLOAD = f"{R}/deeplens_package/upload"
 DEEPLENS_ZIP_NAME = f"deeplens-{config['run']}-lambda.zip"
-DEEPLENS_PACKAGE = f"{DEEPLENS}/package.json"
-DEEPLENS_REHEARSAL = f"{DEEPLENS}/rehearsal.json"
+DEEPLENS_PACKAGE = f"{R}/deeplens_package/package.json"
+DEEPLENS_REHEARSAL = f"{R}/deeplens_rehearsal/rehearsal.json"
 DEEPLENS_DEVICE_CODE = ["workflow/device/deeplens/lambda_function.py", "workflow/device/deeplens/local_display.py"]
 DEEPLENS_STANDINS = [f"workflow/deeplens_standins/{name}.py" for name in ("awscam", "mo", "greengrasssdk")]
-# after artifacts in the report's time table
-STAGE_BENCHMARKS += [
-    f"{R}/benchmarks/{stage}.tsv" for stage in ("deeplens_model", "deeplens_package", "deeplens_rehearsal")
-]
 
 
 rule deeplens_model:
@@ -21,13 +17,13 @@ rule deeplens_model:
         val=VAL_REC,
     output:
         info=DEEPLENS_MODEL,
-        model=directory(f"{DEEPLENS}/model"),
+        model=directory(f"{R}/deeplens_model/model"),
     log:
         f"{LOGS}/deeplens_model.log",
     benchmark:
         f"{R}/benchmarks/deeplens_model.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("deeplens_model")
     threads: 1
     resources:
         mem_mb=2000,
@@ -58,13 +54,13 @@ rule deeplens_package:
     benchmark:
         f"{R}/benchmarks/deeplens_package.tsv"
     conda:
-        "../envs/deeplens-mxnet.yaml"
+        conda_file("deeplens_package")
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
     params:
-        code=stage_code("deeplens_package", "deeplens-mxnet", files=DEEPLENS_DEVICE_CODE),
+        code=stage_code("deeplens_package", files=DEEPLENS_DEVICE_CODE),
         zip_name=DEEPLENS_ZIP_NAME,
     message:
         "Packaging the DeepLens inference Lambda as the Lambda console takes it"
@@ -73,7 +69,6 @@ rule deeplens_package:
             "deeplens_package",
             "--model-info {input.info} --metrics {input.metrics} --out-dir {output.upload} --zip-name {params.zip_name:q}"
             " --out {output.summary}",
-            env="deeplens-mxnet",
         )
 
 
@@ -92,13 +87,13 @@ rule deeplens_rehearsal:
     benchmark:
         f"{R}/benchmarks/deeplens_rehearsal.tsv"
     conda:
-        "../envs/optimizer.yaml"
+        conda_file("deeplens_rehearsal")
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
     params:
-        code=stage_code("deeplens_rehearsal", "optimizer", files=DEEPLENS_STANDINS),
+        code=stage_code("deeplens_rehearsal", files=DEEPLENS_STANDINS),
         min_score=config["parity_threshold"],
         zip_name=DEEPLENS_ZIP_NAME,
     message:
@@ -108,5 +103,4 @@ rule deeplens_rehearsal:
             "deeplens_rehearsal",
             "--deploy {input.deploy} --model-info {input.info} --zip {input.upload}/{params.zip_name:q} --val-rec {input.val}"
             " --min-score {params.min_score} --out {output.result} --differences {log.differences}",
-            env="optimizer",
         )

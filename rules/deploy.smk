@@ -1,9 +1,10 @@
-# deploy (inference graph with NMS built in) -> optimize (OpenVINO IR) -> the DeepLens artifact folder.
+# deploy (inference graph with NMS built in) -> the exports (MXNet 0.12, OpenVINO IR, ONNX, LiteRT), each proven
+# against MXNet -> the artifacts folder for the devices.
 
 
-rule deploy_model:
+rule deploy:
     input:
-        logs=[stop_log(end) for end in EPOCHS],
+        logs=[segment_log(end) for end in EPOCHS],
     output:
         info=DEPLOY_INFO,
     log:
@@ -11,14 +12,14 @@ rule deploy_model:
     benchmark:
         f"{R}/benchmarks/deploy.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("deploy")
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     params:
         code=stage_code("deploy"),
-        train_dirs=",".join(stop_dir(end) for end in EPOCHS),
+        train_dirs=",".join(segment_dir(end) for end in EPOCHS),
         epoch=config["deploy_epoch"],
         network=config["network"],
         classes=",".join(config["classes"]),
@@ -45,27 +46,27 @@ rule export_mxnet012:
         deploy=DEPLOY_INFO,
         val=VAL_REC,
     output:
-        info=f"{LEGACY}/legacy.json",
-        reference=f"{LEGACY}/reference.npz",
+        info=f"{MXNET012}/mxnet012.json",
+        reference=f"{MXNET012}/reference.npz",
     log:
         f"{LOGS}/export_mxnet012.log",
     benchmark:
         f"{R}/benchmarks/export_mxnet012.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("export_mxnet012")
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     params:
-        code=stage_code("mxnet012"),
+        code=stage_code("export_mxnet012"),
         out_dir=folder_of_output("info"),
     message:
         "Writing the deploy model in the form MXNet 0.12 (the DeepLens' version) loads"
     shell:
         stage(
-            "mxnet012",
-            "export --deploy {input.deploy} --val-rec {input.val} --out-dir {params.out_dir}",
+            "export_mxnet012",
+            "--deploy {input.deploy} --val-rec {input.val} --out-dir {params.out_dir}",
         )
 
 
@@ -74,51 +75,50 @@ rule verify_mxnet012:
         info=rules.export_mxnet012.output.info,
         reference=rules.export_mxnet012.output.reference,
     output:
-        result=LEGACY_CHECK,
+        result=MXNET012_CHECK,
     log:
         f"{LOGS}/verify_mxnet012.log",
     benchmark:
         f"{R}/benchmarks/verify_mxnet012.tsv"
     conda:
-        "../envs/deeplens-mxnet.yaml"
+        conda_file("verify_mxnet012")
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     params:
-        code=stage_code("mxnet012", "deeplens-mxnet"),
+        code=stage_code("verify_mxnet012"),
         folder=folder_of_input("info"),
         min_score=config["parity_threshold"],
     message:
         "Checking that MXNet 0.12 loads the model and detects what MXNet 1.9.1 detects"
     shell:
         stage(
-            "mxnet012",
-            "verify --dir {params.folder} --min-score {params.min_score} --out {output.result}",
-            env="deeplens-mxnet",
+            "verify_mxnet012",
+            "--dir {params.folder} --min-score {params.min_score} --out {output.result}",
         )
 
 
-rule optimize_ir:
+rule optimize:
     input:
         deploy=DEPLOY_INFO,
     output:
         xml=IR_XML,
-        bin=f"{R}/ir/model.bin",
-        contract=f"{R}/ir/model.contract.json",
+        bin=f"{IR_DIR}/model.bin",
+        contract=f"{IR_DIR}/model.contract.json",
     log:
         main=f"{LOGS}/optimize.log",
         model_optimizer=f"{LOGS}/optimize_model_optimizer.log",
     benchmark:
         f"{R}/benchmarks/optimize.tsv"
     conda:
-        "../envs/optimizer.yaml"
+        conda_file("optimize")
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
     params:
-        code=stage_code("optimize", "optimizer"),
+        code=stage_code("optimize"),
         precision=config["ir_precision"],
         color=config["ir_color"],
         mean_inside=switch("mean-in-ir", config["ir_mean_inside"]),
@@ -131,16 +131,15 @@ rule optimize_ir:
             "--deploy {input.deploy} --precision {params.precision} --color {params.color}"
             " {params.mean_inside} --out-dir {params.out_dir} --model-name model"
             " --log {log.model_optimizer}",
-            env="optimizer",
         )
 
 
 rule verify_ir:
     input:
         deploy=DEPLOY_INFO,
-        xml=rules.optimize_ir.output.xml,
-        bin=rules.optimize_ir.output.bin,
-        contract=rules.optimize_ir.output.contract,
+        xml=rules.optimize.output.xml,
+        bin=rules.optimize.output.bin,
+        contract=rules.optimize.output.contract,
         val=VAL_REC,
         int8=INT8_INPUTS,
         onnx=ONNX_MODEL,
@@ -153,13 +152,13 @@ rule verify_ir:
     benchmark:
         f"{R}/benchmarks/verify_ir.tsv"
     conda:
-        "../envs/optimizer.yaml"
+        conda_file("verify_ir")
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
     params:
-        code=stage_code("verify_ir", "optimizer"),
+        code=stage_code("verify_ir"),
         min_score=config["parity_threshold"],
         iou=config["iou_threshold"],
         int8=int8_verify_option,
@@ -171,7 +170,6 @@ rule verify_ir:
             "--deploy {input.deploy} --ir {input.xml} --val-rec {input.val} --min-score {params.min_score}"
             " --iou-threshold {params.iou} --out {output.result} --differences {log.differences} {params.int8}"
             " --onnx {input.onnx} --litert {input.litert}",
-            env="optimizer",
         )
 
 
@@ -191,7 +189,7 @@ rule export_onnx:
     benchmark:
         f"{R}/benchmarks/export_onnx.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("export_onnx")
     threads: 2
     resources:
         mem_mb=3000,
@@ -228,13 +226,13 @@ rule export_litert:
     benchmark:
         f"{R}/benchmarks/export_litert.tsv"
     conda:
-        "../envs/litert.yaml"
+        conda_file("export_litert")
     threads: 2
     resources:
         mem_mb=6000,
         runtime=30,
     params:
-        code=stage_code("export_litert", "litert"),
+        code=stage_code("export_litert"),
         min_score=config["parity_threshold"],
         iou=config["iou_threshold"],
         int8=switch("int8", config["litert_int8"]),
@@ -248,19 +246,18 @@ rule export_litert:
             "--network {input.network} --deploy {input.deploy} --train-rec {input.train} --val-rec {input.val}"
             " --min-score {params.min_score} --iou-threshold {params.iou} {params.int8} --max-map-drop {params.max_drop}"
             " --out-dir {params.out_dir} --differences {log.differences}",
-            env="litert",
         )
 
 
-rule collect_artifacts:
+rule artifacts:
     input:
         deploy=DEPLOY_INFO,
-        xml=rules.optimize_ir.output.xml,
-        bin=rules.optimize_ir.output.bin,
-        contract=rules.optimize_ir.output.contract,
+        xml=rules.optimize.output.xml,
+        bin=rules.optimize.output.bin,
+        contract=rules.optimize.output.contract,
         metrics=METRICS,
-        legacy=rules.export_mxnet012.output.info,
-        legacy_check=LEGACY_CHECK,
+        mxnet012=rules.export_mxnet012.output.info,
+        mxnet012_check=MXNET012_CHECK,
         ir_check=IR_CHECK,
         annotations=ANNOTATIONS,
         deeplens_model=DEEPLENS_MODEL,
@@ -280,14 +277,14 @@ rule collect_artifacts:
     benchmark:
         f"{R}/benchmarks/artifacts.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("artifacts")
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
     params:
         code=stage_code(
-            "deeplens_artifacts",
+            "artifacts",
             files=[
                 f"workflow/device/{name}"
                 for name in ("infer.py", "onnx_infer.py", "litert_infer.py", "openvino_lambda.py")
@@ -298,12 +295,12 @@ rule collect_artifacts:
         int8=int8_artifacts_option,
         litert=litert_artifacts_option,
     message:
-        "Collecting the DeepLens artifacts with their manifest"
+        "Collecting the artifacts for the devices, with their manifest"
     shell:
         stage(
-            "deeplens_artifacts",
+            "artifacts",
             "--deploy {input.deploy} --ir {input.xml} --contract {input.contract} --metrics {input.metrics}"
-            " --legacy {input.legacy} --legacy-check {input.legacy_check} --ir-check {input.ir_check}"
+            " --mxnet012 {input.mxnet012} --mxnet012-check {input.mxnet012_check} --ir-check {input.ir_check}"
             " --annotations {input.annotations} --deeplens-model {input.deeplens_model}"
             " --deeplens-upload {input.deeplens_upload} --deeplens-package {input.deeplens_package}"
             " --deeplens-rehearsal {input.deeplens_rehearsal} --onnx {input.onnx} --onnx-check {input.onnx_check}"

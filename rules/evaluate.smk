@@ -3,12 +3,12 @@
 WORST_INDEX = f"{R}/evaluate/worst_images.json"
 
 
-rule evaluate_model:
+rule evaluate:
     input:
         deploy=DEPLOY_INFO,
         val=VAL_REC,
         names=VAL_LST,
-        logs=[stop_log(end) for end in EPOCHS],
+        logs=[segment_log(end) for end in EPOCHS],
     output:
         metrics=METRICS,
         table=f"{R}/evaluate/per_class.csv",
@@ -24,7 +24,7 @@ rule evaluate_model:
     benchmark:
         f"{R}/benchmarks/evaluate.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("evaluate")
     threads: 2
     resources:
         mem_mb=4000,
@@ -37,7 +37,7 @@ rule evaluate_model:
         confusion=config["confusion_threshold"],
         worst=config["worst_images"],
         resamples=config["bootstrap_resamples"],
-        train_dirs=",".join(stop_dir(end) for end in EPOCHS),
+        train_dirs=",".join(segment_dir(end) for end in EPOCHS),
     message:
         "Evaluating the deploy model on every val image"
     shell:
@@ -50,7 +50,7 @@ rule evaluate_model:
         )
 
 
-rule demo_images:
+rule demo:
     input:
         deploy=DEPLOY_INFO,
         annotations=ANNOTATIONS,
@@ -62,7 +62,7 @@ rule demo_images:
     benchmark:
         f"{R}/benchmarks/demo.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("demo")
     threads: 1
     resources:
         mem_mb=2000,

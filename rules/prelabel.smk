@@ -2,12 +2,12 @@
 # much a person's check of each is expected to help.
 
 
-rule prelabel_images:
+rule prelabel:
     input:
         images=unlabelled_images,
-        xml=rules.optimize_ir.output.xml,
-        bin=rules.optimize_ir.output.bin,
-        contract=rules.optimize_ir.output.contract,
+        xml=rules.optimize.output.xml,
+        bin=rules.optimize.output.bin,
+        contract=rules.optimize.output.contract,
         metrics=METRICS,
     output:
         manifest=PRELABEL_MANIFEST,
@@ -21,13 +21,13 @@ rule prelabel_images:
     benchmark:
         f"{R}/benchmarks/prelabel.tsv"
     conda:
-        "../envs/optimizer.yaml"
+        conda_file("prelabel")
     threads: 2
     resources:
         mem_mb=2000,
         runtime=60,
     params:
-        code=stage_code("prelabel", "optimizer"),
+        code=stage_code("prelabel"),
         folder=lambda wildcards: config["unlabelled"],
         classes=",".join(config["classes"]),
         threshold=config["prelabel_threshold"],
@@ -41,6 +41,5 @@ rule prelabel_images:
             "prelabel",
             "--ir {input.xml} --images {params.folder:q} --classes {params.classes:q} --threshold {params.threshold}"
             " --metrics {input.metrics} --out-dir {params.out_dir} --cache {params.cache} --manifest {output.manifest}",
-            env="optimizer",
             variables="OPENCV_IO_MAX_IMAGE_PIXELS={params.max_pixels}",
         )

@@ -2,7 +2,7 @@
 # mAP (workflow/quantize.py), then proven against MXNet by verify_ir and shipped beside the IR.
 
 
-rule quantize_ir:
+rule quantize:
     input:
         deploy=DEPLOY_INFO,
         train=TRAIN_REC,
@@ -18,13 +18,13 @@ rule quantize_ir:
     benchmark:
         f"{R}/benchmarks/quantize.tsv"
     conda:
-        "../envs/optimizer.yaml"
+        conda_file("quantize")
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
     params:
-        code=stage_code("quantize", "optimizer"),
+        code=stage_code("quantize"),
         max_drop=config["int8_max_map_drop"],
         iou=config["iou_threshold"],
         color=config["ir_color"],
@@ -39,5 +39,4 @@ rule quantize_ir:
             " --max-map-drop {params.max_drop} --iou-threshold {params.iou} --color {params.color}"
             " {params.mean_inside} --out-dir {params.out_dir} --model-name model_int8"
             " --summary {output.summary} --log {log.model_optimizer}",
-            env="optimizer",
         )

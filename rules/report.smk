@@ -1,7 +1,7 @@
 # The run's self-contained HTML report: config, data, training, metrics, confusion, worst and demo images, artifacts.
 
 
-rule write_report:
+rule report:
     input:
         table=CHECK_TABLE,
         annotations=ANNOTATIONS,
@@ -9,16 +9,16 @@ rule write_report:
         stats=DATASET_STATS,
         stats_plot=rules.dataset_stats.output.plot,
         ir_check=IR_CHECK,
-        logs=[stop_log(end) for end in EPOCHS],
+        logs=[segment_log(end) for end in EPOCHS],
         deploy=DEPLOY_INFO,
         metrics=METRICS,
-        curves=rules.evaluate_model.output.curves,
-        f1_curves=rules.evaluate_model.output.f1_curves,
-        confusion=rules.evaluate_model.output.confusion,
-        confusion_plot=rules.evaluate_model.output.confusion_plot,
-        ranking=rules.evaluate_model.output.ranking,
+        curves=rules.evaluate.output.curves,
+        f1_curves=rules.evaluate.output.f1_curves,
+        confusion=rules.evaluate.output.confusion,
+        confusion_plot=rules.evaluate.output.confusion_plot,
+        ranking=rules.evaluate.output.ranking,
         worst=WORST_INDEX,
-        worst_dir=rules.evaluate_model.output.worst_dir,
+        worst_dir=rules.evaluate.output.worst_dir,
         demo=DEMO_INDEX,
         manifest=MANIFEST,
         benchmarks=STAGE_BENCHMARKS,
@@ -29,7 +29,7 @@ rule write_report:
     benchmark:
         f"{R}/benchmarks/report.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("report")
     threads: 1
     resources:
         mem_mb=2000,

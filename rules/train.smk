@@ -1,8 +1,8 @@
-# Training in stops: epochs [E1, E2, ...] trains 0 -> E1 (from scratch or finetuning the pretrained model),
-# then each next rule resumes from the previous stop's checkpoint, weights and optimizer state included.
+# Training in segments: epochs [E1, E2, ...] trains 0 -> E1 (from scratch or finetuning the pretrained model),
+# then each next segment resumes from the previous one's checkpoint, weights and optimizer state included.
 
 
-rule fetch_pretrained:
+rule pretrained:
     output:
         params=PRETRAINED,
     log:
@@ -10,7 +10,7 @@ rule fetch_pretrained:
     benchmark:
         f"{R}/benchmarks/pretrained.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("pretrained")
     threads: 1
     resources:
         mem_mb=1000,
@@ -27,10 +27,10 @@ rule fetch_pretrained:
         )
 
 
-rule train_stop:
+rule train_segment:
     input:
-        previous_stop_inputs,
-        first_stop_pretrained,
+        previous_segment_log,
+        first_segment_pretrained,
         train=TRAIN_REC,
         val=VAL_REC,
     output:
@@ -43,16 +43,16 @@ rule train_stop:
     wildcard_constraints:
         end=r"\d+",
     conda:
-        f"../envs/{TRAIN_ENV}.yaml"
+        conda_file("train")
     threads: 8
     resources:
         mem_mb=8000,
         runtime=24 * 60,
         gpu=len(config["gpus"]),
     params:
-        code=stage_code("train", TRAIN_ENV),
-        out=stop_out,
-        begin=stop_begin,
+        code=stage_code("train"),
+        out=segment_out,
+        begin=segment_begin,
         resume=resume_option,
         pretrained=pretrained_option,
         classes=",".join(config["classes"]),
@@ -84,5 +84,4 @@ rule train_stop:
             " --freeze={params.freeze:q} --budget-minutes {params.budget} --patience {params.patience}"
             " --patience-smoothing {params.smoothing} --seed {params.seed} --threads {threads}"
             " --gpus '{params.gpus}' --out {params.out}",
-            env=TRAIN_ENV,
         )

@@ -1,5 +1,5 @@
 # export_web: the browser page (onnxruntime-web's wasm backend) that runs model.onnx, in a folder of its own;
-# collect_artifacts (rules/deploy.smk) copies it into deeplens_artifacts/web/.
+# artifacts (rules/deploy.smk) copies it into artifacts/web/.
 
 
 rule export_web:
@@ -20,7 +20,7 @@ rule export_web:
     benchmark:
         f"{R}/benchmarks/export_web.tsv"
     conda:
-        "../envs/mxnet.yaml"
+        conda_file("export_web")
     threads: 1
     resources:
         mem_mb=1000,

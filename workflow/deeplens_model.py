@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow.lib.cli import UserError, log, run_main
-from workflow.lib.legacy import compare, legacy_symbol_json
+from workflow.lib.mxnet012 import compare, mxnet012_symbol_json
 from workflow.lib.model_optimizer import detection_attrs
 
 # The MXNet layers the DeepLens' Model Optimizer accepts (AWS DeepLens Developer Guide,
@@ -147,7 +147,7 @@ def write_model(out_dir, model_name, graph, arg_params, aux_params):
     out_dir.mkdir(parents=True, exist_ok=True)
     graph = json.loads(json.dumps(graph))
     detection_attrs(graph, model_name)["nms_threshold"] = "1"  # IoU > 1 never happens: the Lambda suppresses
-    (out_dir / f"{model_name}-symbol.json").write_text(legacy_symbol_json(json.dumps(graph)))
+    (out_dir / f"{model_name}-symbol.json").write_text(mxnet012_symbol_json(json.dumps(graph)))
     mx.nd.save(
         str(out_dir / f"{model_name}-{EPOCH:04d}.params"),
         {**{f"arg:{k}": v for k, v in arg_params.items()}, **{f"aux:{k}": v for k, v in aux_params.items()}},

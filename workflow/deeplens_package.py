@@ -1,6 +1,6 @@
 """deeplens_package: the DeepLens inference Lambda as the Lambda console's "Upload a .zip file" takes it.
 
-Runs in the deeplens-mxnet environment (MXNet 0.12, the DeepLens' version, and the pinned greengrasssdk). Writes
+Runs in the mxnet012 environment (MXNet 0.12, the DeepLens' version, and the pinned greengrasssdk). Writes
 into the DeepLens folder: lambda_function.py and local_display.py (workflow/device/deeplens/), model.json (the
 model's name and input size for mo.optimize, its NMS, the default score threshold chosen on val), labels.txt, and
 deeplens-<run>-lambda.zip holding those four files and the greengrasssdk package, as the Developer Guide's
@@ -54,7 +54,7 @@ def model_settings(description, metrics):
 def greengrasssdk_folder():
     spec = importlib.util.find_spec("greengrasssdk")
     if spec is None:
-        raise UserError("greengrasssdk is not installed in this environment (envs/deeplens-mxnet.txt pins it)")
+        raise UserError("greengrasssdk is not installed in this environment (envs/mxnet012.txt pins it)")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

@@ -17,8 +17,8 @@ from workflow.lib.networks import MEAN_RGB
 
 
 def export(args):
-    stop_dirs = args.train_dirs.split(",")
-    epoch, folder, reason = choose_epoch(stop_dirs, args.epoch)
+    segment_dirs = args.train_dirs.split(",")
+    epoch, folder, reason = choose_epoch(segment_dirs, args.epoch)
     symbol, arg_params, aux_params = deploy_graph(
         folder,
         epoch,
@@ -40,7 +40,7 @@ def export(args):
         "epoch": epoch,
         "epoch_choice": args.epoch,
         "epoch_reason": reason,
-        "val_map_at_epoch": val_map_at(stop_dirs[-1], epoch),
+        "val_map_at_epoch": val_map_at(segment_dirs[-1], epoch),
         "network": args.network,
         "data_shape": args.data_shape,
         "classes": args.classes.split(","),
@@ -62,7 +62,7 @@ def export(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.deploy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-dirs", required=True, help="comma-separated training stop folders, in order")
+    parser.add_argument("--train-dirs", required=True, help="comma-separated training segment folders, in order")
     parser.add_argument("--epoch", required=True, help="last, best or an epoch number")
     parser.add_argument("--network", required=True)
     parser.add_argument("--classes", required=True, help="comma-separated class names")

@@ -200,9 +200,9 @@ def plot_f1_curves(curves, best, classes, path):
     plt.close(figure)
 
 
-def last_epoch_detector(info, stop_dirs):
+def last_epoch_detector(info, segment_dirs):
     """A detector of the last trained epoch, deployed as `info` says; None when that is the deployed epoch."""
-    epoch, folder, _ = choose_epoch(stop_dirs, "last")
+    epoch, folder, _ = choose_epoch(segment_dirs, "last")
     if epoch == info["epoch"]:
         return None
     symbol, args, aux = deploy_graph(
@@ -262,7 +262,7 @@ def evaluate(detector, rec_path, lst_path, out, settings, last_detector=None):
         matched, settings.bootstrap_resamples, settings.bootstrap_seed, settings.confidence
     )
     best_f1, f1_curves = f1_thresholds(matched)
-    shown = above(detections, settings.confusion_threshold)
+    shown = [above(rows, settings.confusion_threshold) for rows in detections]
     pairs = [match_image(g, d, settings.iou_threshold, settings.use_difficult) for g, d in zip(ground_truth, shown)]
     matrix = confusion_matrix(pairs, len(classes))
     labels = classes + ["background"]
@@ -384,7 +384,7 @@ def main(argv=None):
     )
     parser.add_argument("--bootstrap-seed", type=int, default=0)
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the bootstrap intervals")
-    parser.add_argument("--train-dirs", help="comma-separated training stop folders: compare with the last epoch")
+    parser.add_argument("--train-dirs", help="comma-separated training segment folders: compare with the last epoch")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     out = Path(args.out_dir)

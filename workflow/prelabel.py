@@ -29,6 +29,7 @@ import numpy as np
 
 from workflow.device import infer
 from workflow.lib.cli import Progress, UserError, log, run_main
+from workflow.lib.hashing import files_sha256
 
 MIRROR_IOU = 0.5
 NEAR_THRESHOLD = 0.2  # a detection within this of the threshold could as well have gone the other way
@@ -41,10 +42,9 @@ def sha256_bytes(data):
 
 
 def model_sha256(xml_path):
-    digest = hashlib.sha256()
-    for path in (xml_path, xml_path.with_suffix(".bin"), xml_path.with_suffix(".contract.json")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """The IR's identity for the detection cache: its .xml, .bin and contract."""
+    files = (xml_path, xml_path.with_suffix(".bin"), xml_path.with_suffix(".contract.json"))
+    return files_sha256(files, xml_path.parent)
 
 
 def decode_image(data):

@@ -43,7 +43,7 @@ def number(value, digits=4):
 
 
 def training_section(inputs, config, deploy, metrics):
-    frame = pd.read_csv(inputs["logs"][-1])  # the last stop's log holds every epoch
+    frame = pd.read_csv(inputs["logs"][-1])  # the last segment's log holds every epoch
     figure, (loss_axis, map_axis) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
     frame.plot(x="epoch", y=["cls_loss", "loc_loss"], ax=loss_axis, title="training loss")
     if frame["val_map"].notna().any():

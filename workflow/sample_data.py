@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from workflow.lib.cli import UserError, log, run_main
+from workflow.lib.metrics import iou_matrix
 
 CLASSES = ("swoosh", "stripes")
 JPEG_QUALITY = 90
@@ -188,17 +189,10 @@ def box_of(mask):
     return cols[0], rows[0], cols[-1], rows[-1]
 
 
-def iou(a, b):
-    inter_w = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    inter_h = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    if inter_w <= 0 or inter_h <= 0:
-        return 0.0
-    inter = inter_w * inter_h
-    return inter / (box_area(a) + box_area(b) - inter)
-
-
-def box_area(box):
-    return (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+def pixel_iou(a, b):
+    """IoU of two boxes of whole pixels, corners inclusive (each pixel a unit square)."""
+    squares = np.array([a, b], np.float64) + [0, 0, 1, 1]
+    return iou_matrix(squares[:1], squares[1:])[0, 0]
 
 
 def visible_masks(masks, cover=None):
@@ -226,7 +220,7 @@ def place_objects(rng, height, width):
             candidate["mask"] = polygon_mask(candidate["polygons"], height, width)
             box = box_of(candidate["mask"])
             masks = [o["mask"] for o in objects] + [candidate["mask"]]
-            if all(iou(box, box_of(o["mask"])) < MAX_IOU for o in objects) and enough_visible(masks):
+            if all(pixel_iou(box, box_of(o["mask"])) < MAX_IOU for o in objects) and enough_visible(masks):
                 objects.append(candidate)
                 break
     return objects

@@ -1,6 +1,6 @@
 """Look at a run report as a person would: a headless Chromium screenshot, and a check that every section is filled.
 
-    python -m workflow.screenshot results/sample/report.html /tmp/report.png
+    python -m workflow.screenshot results/sample/report/report.html /tmp/report.png
 
 Needs Debian's chromium (`apt-get install chromium`); standard library otherwise. Exits 1 naming what is missing.
 """

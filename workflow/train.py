@@ -2,7 +2,7 @@
 
 Writes into --out: ssd-symbol.json (training graph), ssd-NNNN.params after every epoch,
 ssd-NNNN.states (optimizer state) for the last epoch, progress.csv with one row per finished epoch
-(including the rows of the stop it resumed from), and log.csv, the same table, once the stop is done.
+(including the rows of the segment it resumed from), and log.csv, the same table, once the segment is done.
 A run that was killed continues after its last finished epoch when started again with the same --out.
 
 Record labels are [2, 6, cls, xmin, ymin, xmax, ymax, difficult, ...] with normalised
@@ -75,9 +75,9 @@ def parse_args(argv=None):
     parser.add_argument("--network", required=True, choices=networks.NETWORKS)
     parser.add_argument("--data-shape", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--begin-epoch", type=int, required=True, help="0, or the end epoch of the previous stop")
+    parser.add_argument("--begin-epoch", type=int, required=True, help="0, or the end epoch of the previous segment")
     parser.add_argument("--end-epoch", type=int, required=True, help="absolute epoch to stop at")
-    parser.add_argument("--resume", help="output folder of the previous stop, holding its checkpoint at --begin-epoch")
+    parser.add_argument("--resume", help="the previous segment's folder, with its checkpoint at --begin-epoch")
     parser.add_argument(
         "--pretrained",
         help="a .params file to start from; arrays whose name or shape "
@@ -191,12 +191,12 @@ def _training_symbol(options, num_classes):
 
 
 def _stop_reason(options, rows):
-    """Why training ends after these rows (this stop's and the earlier stops'), or None."""
+    """Why training ends after these rows (this segment's and the earlier segments'), or None."""
     return stop_reason(rows, options.budget_minutes, options.patience, options.patience_smoothing)
 
 
 def _finish_without_training(options, rows, reason):
-    """An earlier stop ended training: this stop only carries its log over (deploy finds the checkpoint there)."""
+    """An earlier segment ended training: this segment only carries its log over (deploy finds the checkpoint there)."""
     log(f"training ended after epoch {rows[-1]['epoch']}, {reason}: nothing to train")
     os.makedirs(options.out, exist_ok=True)
     symbol, _ = _training_symbol(options, len(options.classes.split(",")))
@@ -228,7 +228,7 @@ def _check_options(options):
     if options.patience > 0 and not options.val_rec:
         raise UserError("--patience stops on the val mAP: it needs --val-rec")
     if options.begin_epoch > 0 and not options.resume:
-        raise UserError("--begin-epoch > 0 needs --resume with the previous stop's folder")
+        raise UserError("--begin-epoch > 0 needs --resume with the previous segment's folder")
     if options.resume:
         for kind in ("params", "states"):
             if not os.path.exists(_checkpoint_path(options.resume, options.begin_epoch, kind)):

@@ -115,7 +115,9 @@ MpiDefault=none
 ReturnToService=2
 KillWait=5
 $node NodeAddr=127.0.0.1 State=UNKNOWN
-PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# Two jobs may share a core: the tiny test runs' jobs mostly start up and wait on status checks, so two runs
+# (and a local run beside them) overlap instead of queueing behind each other.
+PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:2
 EOF
     cat >"$STATE/etc/slurmdbd.conf" <<EOF
 AuthType=auth/munge

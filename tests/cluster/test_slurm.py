@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-from conftest import REPO, copy_sample, planned, snakemake, write_config  # noqa: E402
+from conftest import REPO, copy_sample, planned, write_config  # noqa: E402
 from test_sweep import table, write_sweep  # noqa: E402
 
 SLURM_SH = REPO / "tests" / "cluster" / "slurm.sh"
@@ -159,18 +159,41 @@ def test_sweep_of_two_tiny_runs_runs_every_stage_as_an_accounted_slurm_job(clust
     copy_sample(work / "voc", 0, 12)
     # no LiteRT: its conversion (TensorFlow) would add minutes to each run, and this tests the scheduler
     sweep_file = write_sweep(work, set={"litert": False}, grid={"ir_precision": ["FP16", "FP32"]})
-    command = [sys.executable, "-m", "workflow.orchestrator.sweep", str(sweep_file), "--", *slurm_options(cluster)]
-    result = subprocess.run(command, cwd=work, env=run_env(), capture_output=True, text=True, timeout=2 * RUN_TIMEOUT)
+    # The first run's config, run here without Slurm while the sweep's jobs wait on the scheduler: its plan is what
+    # each sweep run must have run as jobs, its artifacts what the first sweep run's must be.
+    subprocess.run(
+        [sys.executable, "-m", "workflow.orchestrator.sweep", str(sweep_file), "--dry-run"],
+        cwd=work,
+        env=run_env(),
+        check=True,
+        capture_output=True,
+    )
+    copy_sample(local / "voc", 0, 12)
+    shutil.copy(work / "results" / "sweeps" / "tiny" / "tiny-FP16.yaml", local / "config.yaml")
+    jobs = planned(REPO / "Snakefile", local)
+    here = subprocess.Popen(
+        snakemake_command(local, "deeplens_artifacts", "--cores", str(cluster)),  # the jobs' threads: same weights
+        env=run_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sweep = [sys.executable, "-m", "workflow.orchestrator.sweep", str(sweep_file), "--runs-at-once", "2"]
+    result = subprocess.run(
+        [*sweep, "--", *slurm_options(cluster)],
+        cwd=work,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=2 * RUN_TIMEOUT,
+    )
+    local_output = here.communicate(timeout=RUN_TIMEOUT)[0]
+    assert here.returncode == 0, local_output[-5000:]
     assert result.returncode == 0, result.stdout + result.stderr
     rows = table(work, "tiny")
     assert [(row["run"], row["status"]) for row in rows] == [("tiny-FP16", "done"), ("tiny-FP32", "done")]
     assert "| tiny-FP16 | FP16 | done |" in result.stdout and "| tiny-FP32 | FP32 | done |" in result.stdout
 
-    # The same config run here, without Slurm: its plan is what each sweep run must have run as jobs.
-    copy_sample(local / "voc", 0, 12)
-    shutil.copy(work / "results" / "sweeps" / "tiny" / "tiny-FP16.yaml", local / "config.yaml")
-    jobs = planned(REPO / "Snakefile", local)
-    snakemake(local, "deeplens_artifacts", "--cores", str(cluster))
     declared = declared_resources(local, local / "config.yaml")
     for row in rows:
         accounted = accounted_jobs(run_id((work / "results" / "sweeps" / "tiny" / f"{row['run']}.log").read_text()))
@@ -180,16 +203,14 @@ def test_sweep_of_two_tiny_runs_runs_every_stage_as_an_accounted_slurm_job(clust
             assert job["State"] == "COMPLETED" and job["Account"] == "deeplens", job
             assert int(job["AllocCPUS"]) == min(rule["threads"], cluster), job
             assert job["ReqMem"] == f"{rule['mem_mb']}M" and minutes(job["Timelimit"]) == rule["runtime"], job
-        check = json.loads((work / "results" / row["run"] / "ir" / "verify.json").read_text())
+        check = json.loads((work / "results" / row["run"] / "verify_ir" / "verify.json").read_text())
         assert check["precision"] == row["ir_precision"] and check["agreement"] >= 0.97
-    assert_same_artifacts(
-        work / "results" / "tiny-FP16" / "deeplens_artifacts", local / "results" / "tiny-FP16" / "deeplens_artifacts"
-    )
+    assert_same_artifacts(work / "results" / "tiny-FP16" / "artifacts", local / "results" / "tiny-FP16" / "artifacts")
 
 
 @pytest.fixture(scope="module")
 def packed(cluster, tmp_path_factory):
-    """A tiny run with one long training stop (200 epochs of about 0.2 s), packed through Slurm: its folder."""
+    """A tiny run with one long training segment (200 epochs of about 0.2 s), packed through Slurm: its folder."""
     workdir = tmp_path_factory.mktemp("packed")
     copy_sample(workdir / "voc", 0, 12)
     write_config(workdir, epochs=[200])
@@ -218,10 +239,10 @@ def wait_until(condition, seconds, what):
 
 
 def running_training_job():
-    """The Slurm id of the running train_stop job, or None."""
+    """The Slurm id of the running train_segment job, or None."""
     for line in slurm("squeue", "-h", "-o", "%i|%k|%T").splitlines():
         job_id, comment, state = line.split("|")
-        if comment.startswith("rule_train_stop") and state == "RUNNING":
+        if comment.startswith("rule_train_segment") and state == "RUNNING":
             return job_id
     return None
 
@@ -241,7 +262,7 @@ def test_scancel_mid_training_then_the_same_command_continues_after_the_last_fin
         finally:
             first.kill()
     output = (packed_copy / "first.log").read_text()
-    assert "Error in rule train_stop" in output and f"SLURM-job '{job_id}' failed" in output
+    assert "Error in rule train_segment" in output and f"SLURM-job '{job_id}' failed" in output
     assert "CANCELLED" in output, output[-3000:]
     assert accounted_jobs(run_id(output))[-1]["State"].startswith("CANCELLED")
     before = read_rows(progress)
@@ -254,19 +275,21 @@ def test_scancel_mid_training_then_the_same_command_continues_after_the_last_fin
     rows = read_rows(train / "log.csv")
     assert [int(row["epoch"]) for row in rows] == list(range(1, 201))
     assert rows[: len(before)] == before, "the finished epochs are kept, not trained again"
-    assert collections.Counter(rule_of(job) for job in accounted_jobs(run_id(again.stdout))) == {"train_stop": 1}
+    assert collections.Counter(rule_of(job) for job in accounted_jobs(run_id(again.stdout))) == {"train_segment": 1}
 
 
 def test_a_job_over_its_memory_limit_is_reported_with_its_rule_and_logs(cluster, packed_copy):
     # 250 MB: enough for the job's own snakemake (about 140 MB), not for MXNet training (about 390 MB).
-    result = on_slurm(packed_copy, "train", *slurm_options(cluster), "--set-resources", "train_stop:mem_mb=250")
+    result = on_slurm(packed_copy, "train", *slurm_options(cluster), "--set-resources", "train_segment:mem_mb=250")
     assert result.returncode != 0
     output = result.stdout
     job = accounted_jobs(run_id(output))[-1]
-    assert rule_of(job) == "train_stop" and job["ReqMem"] == "250M" and job["State"] == "FAILED"
-    assert "Error in rule train_stop" in output and f"SLURM-job '{job['JobID']}' failed" in output, output[-5000:]
+    assert rule_of(job) == "train_segment" and job["ReqMem"] == "250M" and job["State"] == "FAILED"
+    assert "Error in rule train_segment" in output and f"SLURM-job '{job['JobID']}' failed" in output, output[-5000:]
     logs = re.search(r"^    log: (.*) \(check log file", output, re.M).group(1).split(", ")
     assert logs[0] == "results/tiny/logs/train_epoch_200.log"
-    assert logs[1] == str(packed_copy / ".snakemake" / "slurm_logs" / "rule_train_stop" / "200" / f"{job['JobID']}.log")
+    assert logs[1] == str(
+        packed_copy / ".snakemake" / "slurm_logs" / "rule_train_segment" / "200" / f"{job['JobID']}.log"
+    )
     # Without cgroups Slurm samples memory and kills the step (state FAILED; OUT_OF_MEMORY where cgroups enforce it).
     assert re.search(rf"StepId={job['JobID']}\.0 exceeded memory limit \(\d+ > 262144000\)", Path(logs[1]).read_text())

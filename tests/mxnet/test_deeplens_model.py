@@ -22,7 +22,7 @@ from workflow.deeplens_model import (
 from workflow.lib.cli import UserError
 from workflow.lib.detector import preprocess
 from workflow.lib.networks import MEAN_RGB, build_deploy_symbol
-from workflow.lib.legacy import compare
+from workflow.lib.mxnet012 import compare
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_DEPLOY = REPO.parent / "shared" / "reference" / "seed_project" / "deploy_ssd_resnet50_512-symbol.json"

@@ -144,7 +144,7 @@ NAMES = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
 
 
 def hand_made_pairs(use_difficult=False):
-    shown = metrics.above([np.array(d, dtype=float).reshape(-1, 6) for d in DETECTIONS], 0.5)
+    shown = [metrics.above(np.array(d, dtype=float).reshape(-1, 6), 0.5) for d in DETECTIONS]
     return [metrics.match_image(g, d, 0.5, use_difficult) for g, d in zip(GROUND_TRUTH, shown)]
 
 
@@ -222,8 +222,8 @@ def test_metrics_carry_bootstrap_intervals_and_f1_thresholds(model_and_records, 
     assert again["intervals"] == metrics["intervals"]
 
 
-def training_stop(folder, epochs_and_seeds, logged):
-    """A training stop folder: ssd-NNNN checkpoints with the tiny deploy graph's weights of each seed, and log.csv."""
+def training_segment(folder, epochs_and_seeds, logged):
+    """A training segment's folder: ssd-NNNN checkpoints with the tiny deploy graph's weights of each seed, log.csv."""
     folder.mkdir(parents=True)
     for epoch, seed in epochs_and_seeds:
         saved = make_tiny_deploy(folder / f"seed{seed}", seed)
@@ -236,16 +236,16 @@ def training_stop(folder, epochs_and_seeds, logged):
 def test_the_deployed_epoch_is_compared_with_the_last_on_the_same_images(model_and_records, tmp_path):
     deploy, rec, _ = model_and_records  # epoch 3, weights of seed 0
     other = run(make_tiny_deploy(tmp_path / "other", seed=1), rec, tmp_path / "other_eval")
-    stop = training_stop(tmp_path / "train", [(3, 0), (5, 1)], logged=5)
-    metrics = run(deploy, rec, tmp_path / "a", "--train-dirs", stop, "--bootstrap-resamples", "300")
+    segment = training_segment(tmp_path / "train", [(3, 0), (5, 1)], logged=5)
+    metrics = run(deploy, rec, tmp_path / "a", "--train-dirs", segment, "--bootstrap-resamples", "300")
     compared = metrics["last_epoch"]
     assert compared["last_epoch"] == 5 and compared["last_map_voc07"] == other["map_voc07"]
     assert compared["difference"] == pytest.approx(metrics["map_voc07"] - other["map_voc07"])
     assert compared["low"] <= compared["difference"] <= compared["high"]
     assert compared["distinguishable"] == (compared["low"] > 0 or compared["high"] < 0)
 
-    same = training_stop(tmp_path / "same", [(3, 0), (5, 0)], logged=5)  # the last epoch has the same weights
+    same = training_segment(tmp_path / "same", [(3, 0), (5, 0)], logged=5)  # the last epoch has the same weights
     compared = run(deploy, rec, tmp_path / "b", "--train-dirs", same, "--bootstrap-resamples", "50")["last_epoch"]
     assert (compared["difference"], compared["low"], compared["high"], compared["distinguishable"]) == (0, 0, 0, False)
-    last = training_stop(tmp_path / "last", [(3, 0)], logged=3)  # epoch 3 is the last: nothing to compare
+    last = training_segment(tmp_path / "last", [(3, 0)], logged=3)  # epoch 3 is the last: nothing to compare
     assert run(deploy, rec, tmp_path / "c", "--train-dirs", last)["last_epoch"] is None

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from workflow.lib.legacy import compare, legacy_symbol_json
+from workflow.lib.mxnet012 import compare, mxnet012_symbol_json
 
 
 def test_node_attrs_are_renamed_for_mxnet_012():
@@ -15,7 +15,7 @@ def test_node_attrs_are_renamed_for_mxnet_012():
         "heads": [[1, 0, 0]],
         "attrs": {"mxnet_version": ["int", 10901]},
     }
-    legacy = json.loads(legacy_symbol_json(json.dumps(graph)))
+    legacy = json.loads(mxnet012_symbol_json(json.dumps(graph)))
     assert legacy["nodes"][1]["attr"] == {"mode": "channel"} and "attrs" not in legacy["nodes"][1]
     assert legacy["attrs"] == graph["attrs"]
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from workflow.orchestrator.stages import PER_WILDCARD, rule_name, run_stages
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow", "envs")
@@ -103,33 +105,18 @@ def finished_run(tmp_path_factory):
     return snakefile, workdir, config
 
 
-TARGETS = {"check", "split", "pack", "train", "evaluate", "demo", "deploy", "optimize", "deeplens_artifacts", "report"}
-AFTER_TRAINING = {
-    "deploy_model",
-    "export_mxnet012",
-    "verify_mxnet012",
-    "evaluate_model",
-    "demo_images",
-    "optimize_ir",
-    "verify_ir",
-    "export_onnx",
-    "export_litert",
-    "export_web",
-    "deeplens_model",
-    "deeplens_package",
-    "deeplens_rehearsal",
-    "collect_artifacts",
-    "write_report",
-}
+# The target rules, which run nothing themselves: the whole run, and the stages with a job per wildcard value.
+TARGETS = {"deeplens_artifacts", *PER_WILDCARD}
+# The rules the tiny config's run runs after training (workflow/orchestrator/stages.py is the one list of stages).
+_TINY_RULES = [
+    rule_name(stage) for stage in run_stages(yaml.safe_load((REPO / "config.yaml").read_text()) | TINY_CONFIG)
+]
+AFTER_TRAINING = set(_TINY_RULES[_TINY_RULES.index(rule_name("train")) + 1 :])
 
-# what a new annotated image reruns: the check and everything after it
+# what a new annotated image reruns: the check and everything after it (each split packed, each segment trained)
 NEW_IMAGE_RERUNS = {
-    "annotate_check": 1,
-    "split_data": 1,
-    "dataset_stats": 1,
-    "pack_split": 2,
-    "train_stop": 2,
-    **{rule: 1 for rule in AFTER_TRAINING},
+    rule: {"pack": 2, "train": len(TINY_CONFIG["epochs"])}.get(stage, 1)
+    for stage, rule in zip(run_stages(yaml.safe_load((REPO / "config.yaml").read_text()) | TINY_CONFIG), _TINY_RULES)
 }
 
 

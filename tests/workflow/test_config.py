@@ -14,7 +14,7 @@ from conftest import REPO, snakemake
         ({"colour": "red"}, "Additional properties are not allowed ('colour' was unexpected)"),
         ({"data_shape": "big"}, "'big' is not of type 'integer'"),
         ({"network": "vgg"}, "'vgg' is not one of ['tiny', 'lite', 'efficientnet_lite0', 'resnet50']"),
-        ({"epochs": [20, 10]}, "epochs: the stops must increase strictly, got [20, 10]"),
+        ({"epochs": [20, 10]}, "epochs: the segment ends must increase strictly, got [20, 10]"),
         (
             {"network": "lite", "pretrained": "imagenet"},
             "pretrained: imagenet is the ImageNet backbone of efficientnet",
@@ -34,22 +34,22 @@ def test_dry_run_plans_every_stage(tiny_run):
     workdir, _ = tiny_run()
     output = snakemake(workdir, "-n", "--cores", "1").stdout
     for rule in (
-        "annotate_check",
-        "split_data",
+        "check",
+        "split",
         "pack_split",
-        "train_stop",
-        "deploy_model",
-        "evaluate_model",
-        "demo_images",
-        "optimize_ir",
-        "collect_artifacts",
-        "write_report",
+        "train_segment",
+        "deploy",
+        "evaluate",
+        "demo",
+        "optimize",
+        "artifacts",
+        "report",
     ):
         assert rule in output
     assert "results/tiny/train/epoch_30/log.csv" in output and "results/tiny/train/epoch_15/log.csv" in output
 
 
-def test_training_keys_reach_every_training_stop(tiny_run):
+def test_training_keys_reach_every_training_segment(tiny_run):
     workdir, config = tiny_run()
     (workdir / "config.yaml").write_text(
         yaml.safe_dump({**config, "early_stop_patience": 5, "early_stop_smoothing": 3, "train_budget_minutes": 2.5})
@@ -69,6 +69,20 @@ def test_config_yaml_and_the_schema_state_each_key_once():
         assert rules.get("description"), key
         assert "default" not in rules, key
     jsonschema.validate(config, schema)
+
+
+def test_config_yaml_explains_every_key_and_no_other_page_repeats_them():
+    """Each key of config.yaml has a comment right above it (momentum, weight_decay and nms_topk share the one
+    above the key they follow); docs/configuration.md links there instead of listing keys of its own."""
+    shares_the_comment_above = {"momentum", "weight_decay", "nms_topk"}
+    lines = (REPO / "config.yaml").read_text().splitlines()
+    keys = [(index, line.split(":")[0]) for index, line in enumerate(lines) if re.match(r"^\w+:", line)]
+    for index, key in keys:
+        above = lines[index - 1]
+        explained = above.startswith("# ") or (key in shares_the_comment_above and re.match(r"^\w+:", above))
+        assert explained, f"config.yaml: {key} has no comment above it"
+    page = (REPO / "docs" / "configuration.md").read_text()
+    assert "config.yaml" in page and "| key |" not in page
 
 
 def test_a_flag_the_rules_pass_has_no_second_default_in_its_stage():

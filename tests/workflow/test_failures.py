@@ -22,11 +22,11 @@ def test_a_failed_ir_proof_leaves_the_differing_detections_where_the_message_say
     snakefile, finished, _ = finished_run
     workdir = tmp_path / "work"
     shutil.copytree(finished, workdir, symlinks=True)
-    contract_path = workdir / "results/tiny/ir/model.contract.json"
+    contract_path = workdir / "results/tiny/optimize/model.contract.json"
     contract = json.loads(contract_path.read_text())
     contract["nms_threshold"] = 1.0  # the IR's caller now keeps every candidate box: not what MXNet detects
     contract_path.write_text(json.dumps(contract))
-    result = snakemake(workdir, "results/tiny/ir/verify.json", "--cores", "1", snakefile=snakefile, check=False)
+    result = snakemake(workdir, "results/tiny/verify_ir/verify.json", "--cores", "1", snakefile=snakefile, check=False)
     assert result.returncode != 0
     differences = "results/tiny/logs/verify_ir_differences.txt"
     assert "the IR does not reproduce the MXNet model" in result.stderr
@@ -34,4 +34,4 @@ def test_a_failed_ir_proof_leaves_the_differing_detections_where_the_message_say
     lines = (workdir / differences).read_text().splitlines()
     assert lines[0].startswith("# ") and "at f32 (the proof)" in lines[0]
     assert any(": only IR: " in line for line in lines)
-    assert not (workdir / "results/tiny/ir/verify.json").exists()
+    assert not (workdir / "results/tiny/verify_ir/verify.json").exists()

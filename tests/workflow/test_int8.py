@@ -8,7 +8,7 @@ import pytest
 
 from conftest import in_env, planned, snakemake, write_config
 
-QUANTIZATION_AND_AFTER = {"quantize_ir": 1, "verify_ir": 1, "collect_artifacts": 1, "write_report": 1}
+QUANTIZATION_AND_AFTER = {"quantize": 1, "verify_ir": 1, "artifacts": 1, "report": 1}
 
 INT8_PROBE = """
 import json, sys, cv2
@@ -38,7 +38,7 @@ def test_turning_int8_on_runs_only_quantization_and_what_follows(int8_run):
 def test_the_int8_ir_is_proven_timed_beside_the_others_and_shipped(int8_run):
     _, workdir, _, _ = int8_run
     results = workdir / "results" / "tiny"
-    check = json.loads((results / "ir" / "verify.json").read_text())
+    check = json.loads((results / "verify_ir" / "verify.json").read_text())
     int8 = check["int8"]
     assert int8["map_drop"] <= int8["max_map_drop"] == 0.01  # config.yaml's int8_max_map_drop
     assert int8["precision"] == "INT8" and int8["inference_precision"]["ran"] == "f32"
@@ -58,10 +58,10 @@ def test_the_int8_ir_is_proven_timed_beside_the_others_and_shipped(int8_run):
     litert = json.loads((results / "export_litert" / "verify.json").read_text())
     assert rows[5]["map_voc07"] == litert["float32_map_voc07"] and rows[6]["map_voc07"] == litert["int8_map_voc07"]
     assert check["cpu"]["model_name"] and {"avx512_vnni", "amx_int8", "avx512_bf16"} <= set(check["cpu"]["isa"])
-    summary = json.loads((results / "ir_int8" / "quantize.json").read_text())
+    summary = json.loads((results / "quantize" / "quantize.json").read_text())
     assert summary["calibration_images"] == len((results / "split" / "train.txt").read_text().split())
 
-    artifacts = results / "deeplens_artifacts"
+    artifacts = results / "artifacts"
     manifest = json.loads((artifacts / "manifest.json").read_text())
     assert {"model_int8.xml", "model_int8.bin", "model_int8.contract.json", "model.xml"} <= set(manifest["files"])
     shipped = manifest["ir_int8"]["input_contract"]
@@ -70,7 +70,7 @@ def test_the_int8_ir_is_proven_timed_beside_the_others_and_shipped(int8_run):
     probe = in_env("optimizer", INT8_PROBE, artifacts / "model_int8.xml", image)
     assert probe == {"ran": "f32", "detections": probe["detections"], "precision": "INT8"} and probe["detections"]
 
-    report = (results / "report.html").read_text()
+    report = (results / "report" / "report.html").read_text()
     assert "<td>IR INT8</td>" in report and "<td>quantize</td>" in report and "INT8 IR for CPU targets" in report
 
 

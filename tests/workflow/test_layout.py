@@ -1,10 +1,15 @@
 """The package layout says which code is which, and the README's map says the same as the tree."""
 
 import ast
+import json
 import re
+import subprocess
 import sys
+from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, TARGETS
+
+from workflow.orchestrator.stages import ENVIRONMENTS, rule_name
 
 WORKFLOW = REPO / "workflow"
 SNAKEMAKE_BRINGS = {"yaml"}  # a dependency of Snakemake itself, so its interpreter has it
@@ -111,3 +116,48 @@ def test_the_readme_map_names_every_module_and_nothing_else():
     named = set(re.findall(r"`(workflow/[\w/]+\.py)`", section))
     in_tree = {str(path.relative_to(REPO)) for path in WORKFLOW.rglob("*.py") if path.name != "__init__.py"}
     assert named == in_tree
+
+
+# Each rule of the Snakefile as Snakemake reads it, with the repository's config.
+RULES = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    workflow = api.workflow(snakefile=Path(sys.argv[1]), workdir=Path(sys.argv[2]), config_settings=ConfigSettings(),
+                            resource_settings=ResourceSettings(), storage_settings=StorageSettings())._workflow
+    print(json.dumps({rule.name: {"shell": rule.shellcmd, "log": [str(f) for f in rule.log],
+                                  "benchmark": str(rule.benchmark or ""), "output": [str(f) for f in rule.output],
+                                  "conda": str(rule.conda_env or "")} for rule in workflow.rules}))
+"""
+
+
+def snakefile_rules():
+    command = [sys.executable, "-c", RULES, str(REPO / "Snakefile"), str(REPO)]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+
+
+def test_one_name_per_stage_module_rule_log_benchmark_folder_and_environment():
+    rules = snakefile_rules()
+    stages = {}
+    for name, rule in rules.items():
+        modules = re.findall(r" -m workflow\.(\w+) ", rule["shell"] or "")
+        if not modules:
+            assert name in TARGETS and not rule["shell"], f"rule {name} runs no stage and is no target"
+            continue
+        (stage,) = modules
+        stages[stage] = name
+        assert name == rule_name(stage), f"rule {name} runs workflow/{stage}.py"
+        assert rule["conda"] == f"../envs/{ENVIRONMENTS[stage]}.yaml", name
+        results = "results/sample/"
+        assert Path(rule["log"][0]).parent.as_posix() == results + "logs", name
+        assert Path(rule["log"][0]).name.startswith(stage) and Path(rule["benchmark"]).name.startswith(stage), name
+        assert rule["benchmark"] == f"{results}benchmarks/{Path(rule['log'][0]).stem}.tsv", name
+        assert all(path.startswith(f"{results}{stage}/") for path in rule["output"]), (name, rule["output"])
+    assert set(stages) == set(ENVIRONMENTS), "every stage of the table has its rule, and no rule runs another module"
+
+
+def test_the_stages_page_lists_every_stage_in_run_order():
+    table = re.findall(r"^\| `(\w+)` \|", (REPO / "docs" / "stages.md").read_text(), re.M)
+    assert table == list(ENVIRONMENTS)

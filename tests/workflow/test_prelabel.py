@@ -84,7 +84,7 @@ def test_prelabels_are_the_deployed_detections_in_labelimg_files_marked_unreview
     snakefile, workdir, config, unlabelled, _ = prelabelled
     out = workdir / "results" / "tiny" / "prelabel"
     images = sorted(unlabelled.iterdir())
-    expected = in_env("optimizer", DETECT, workdir / "results/tiny/ir/model.xml", THRESHOLD, *images)
+    expected = in_env("optimizer", DETECT, workdir / "results/tiny/optimize/model.xml", THRESHOLD, *images)
     total = 0
     for image in images:
         verified, boxes = xml_boxes(out / "Annotations" / f"{image.stem}.xml", config["classes"])
@@ -178,7 +178,7 @@ def test_a_new_threshold_detects_nothing_again_and_val_f1_is_the_score_that_maxi
     manifest = json.loads((workdir / "results/tiny/prelabel/manifest.json").read_text())
     assert manifest["threshold_setting"] == "val-f1" and manifest["threshold"] == (0.5 if best is None else best)
     images = sorted(unlabelled.iterdir())
-    expected = in_env("optimizer", DETECT, workdir / "results/tiny/ir/model.xml", manifest["threshold"], *images)
+    expected = in_env("optimizer", DETECT, workdir / "results/tiny/optimize/model.xml", manifest["threshold"], *images)
     for image in images:
         path = workdir / "results/tiny/prelabel/Annotations" / f"{image.stem}.xml"
         assert xml_boxes(path, config["classes"])[1] == expected[str(image)]

@@ -48,7 +48,7 @@ def test_the_default_network_finetunes_from_the_packages_imagenet_weights(pretra
 def test_every_proof_of_the_chain_holds_on_the_default_network(pretrained_run):
     workdir, config = pretrained_run
     results = workdir / "results" / "tiny"
-    artifacts = results / "deeplens_artifacts"
+    artifacts = results / "artifacts"
     manifest = json.loads((artifacts / "manifest.json").read_text())
     ir_check = manifest["ir"]["check"]
     assert ir_check["precision"] == "FP16" and ir_check["force_nms"] is True
@@ -61,7 +61,7 @@ def test_every_proof_of_the_chain_holds_on_the_default_network(pretrained_run):
     ]
     assert len(depthwise) == 16
     check_the_deeplens_folder(artifacts, manifest, config, results, "deploy_ssd_efficientnet_lite0_128")
-    int8 = json.loads((results / "ir" / "verify.json").read_text())["int8"]
+    int8 = json.loads((results / "verify_ir" / "verify.json").read_text())["int8"]
     assert int8["map_drop"] <= int8["max_map_drop"] == DEFAULTS["int8_max_map_drop"]
     prelabels = json.loads((results / "prelabel" / "manifest.json").read_text())
     assert len(prelabels["images"]) == 4 and prelabels["errors"] == {}

@@ -29,13 +29,13 @@ def test_a_new_image_reruns_from_the_check_and_keeps_the_old_split(run_copy):
 def test_demo_threshold_reruns_only_demo_and_report(run_copy):
     snakefile, workdir = run_copy
     write_config(workdir, demo_threshold=0.3)
-    assert planned(snakefile, workdir) == {"demo_images": 1, "write_report": 1}
+    assert planned(snakefile, workdir) == {"demo": 1, "report": 1}
 
 
-def test_a_new_resume_stop_trains_only_that_stop(run_copy):
+def test_a_new_training_segment_trains_only_that_segment(run_copy):
     snakefile, workdir = run_copy
     write_config(workdir, epochs=[15, 30, 35])
-    assert planned(snakefile, workdir) == {"train_stop": 1, **{rule: 1 for rule in AFTER_TRAINING}}
+    assert planned(snakefile, workdir) == {"train_segment": 1, **{rule: 1 for rule in AFTER_TRAINING}}
     assert "epoch_35" in snakemake(workdir, "-n", "--cores", "2", snakefile=snakefile).stdout
 
 
@@ -58,22 +58,22 @@ def planned_after_editing(snakefile, workdir, module):
         (
             "evaluate",
             {
-                "evaluate_model",
+                "evaluate",
                 "deeplens_package",
                 "deeplens_rehearsal",
                 "export_web",
-                "collect_artifacts",
-                "write_report",
+                "artifacts",
+                "report",
             },
         ),
-        ("report", {"write_report"}),  # imported by no other stage
-        # imported by demo, evaluate, legacy, verify_ir, export_onnx, export_litert and the DeepLens model and
+        ("report", {"report"}),  # imported by no other stage
+        # imported by demo, evaluate, export_mxnet012, verify_ir, export_onnx, export_litert and the DeepLens model and
         # rehearsal (some imports inside a function), not by train
         (
             "lib/detector",
             {
-                "demo_images",
-                "evaluate_model",
+                "demo",
+                "evaluate",
                 "export_mxnet012",
                 "verify_mxnet012",
                 "verify_ir",
@@ -83,8 +83,8 @@ def planned_after_editing(snakefile, workdir, module):
                 "deeplens_model",
                 "deeplens_package",
                 "deeplens_rehearsal",
-                "collect_artifacts",
-                "write_report",
+                "artifacts",
+                "report",
             },
         ),
         ("lib/cli", set(NEW_IMAGE_RERUNS)),  # every stage

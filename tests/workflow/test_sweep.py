@@ -65,25 +65,35 @@ def test_a_wrong_config_key_stops_the_sweep_before_any_run(tmp_path):
     assert not (tmp_path / "results" / "tiny-0.1").exists() and not (tmp_path / "results" / "tiny-0.2").exists()
 
 
-def test_two_tiny_runs_and_their_comparison(tmp_path):
-    copy_sample(tmp_path / "voc", 0, 12)
-    sweep_file = write_sweep(tmp_path, grid={"learning_rate": [0.05], "ir_precision": ["FP16", "FP32"]})
+def test_runs_at_once_must_be_a_positive_count(tmp_path):
+    result = sweep(tmp_path, write_sweep(tmp_path, grid={"seed": [0, 1]}), "--runs-at-once", "0")
+    assert result.returncode != 0 and "ERROR: --runs-at-once must be at least 1, got 0" in result.stderr
 
-    result = sweep(tmp_path, sweep_file, "--cores", "2")
+
+def test_two_tiny_runs_at_once_and_their_comparison(tmp_path):
+    copy_sample(tmp_path / "voc", 0, 12)
+    grid = {"learning_rate": [0.05], "ir_precision": ["FP16", "FP32"]}
+    sweep_file = write_sweep(tmp_path, set={"litert": False}, grid=grid)  # LiteRT is tested on its own
+
+    result = sweep(tmp_path, sweep_file, "--cores", "1", "--runs-at-once", "2")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.index("[2/2] tiny-0.05-FP32: started") < result.stdout.index("[1/2] tiny-0.05-FP16: done")
     rows = table(tmp_path, "tiny")
     assert [row["run"] for row in rows] == ["tiny-0.05-FP16", "tiny-0.05-FP32"]
     assert "| tiny-0.05-FP16 | 0.05 | FP16 | done |" in result.stdout
     for row in rows:
         results = tmp_path / "results" / row["run"]
-        assert row["status"] == "done" and (results / "deeplens_artifacts" / "manifest.json").exists()
-        assert row["report"] == f"results/{row['run']}/report.html" and (results / "report.html").exists()
+        assert row["status"] == "done" and (results / "artifacts" / "manifest.json").exists()
+        assert (
+            row["report"] == f"results/{row['run']}/report/report.html"
+            and (results / "report" / "report.html").exists()
+        )
         assert (
             yaml.safe_load((tmp_path / "results" / "sweeps" / "tiny" / f"{row['run']}.yaml").read_text())["run"]
             == row["run"]
         )
         metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
-        check = json.loads((results / "ir" / "verify.json").read_text())
+        check = json.loads((results / "verify_ir" / "verify.json").read_text())
         assert check["precision"] == row["ir_precision"]
         assert float(row["val_map"]) == metrics["map_voc07"] and float(row["ir_map"]) == check["ir_map_voc07"]
         assert float(row["ir_latency_ms"]) == check["latency"][f"ir_{row['ir_precision'].lower()}_ms"]

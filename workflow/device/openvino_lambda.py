@@ -1,7 +1,7 @@
 """Greengrass inference Lambda for Intel devices with the current OpenVINO runtime (not for an AWS DeepLens,
 whose runtime is Python 2.7/3.7 with its own 2018-era inference engine: its Lambda is deeplens/lambda_function.py).
 
-Shipped as deeplens_artifacts/openvino_lambda.py next to infer.py, model.xml/.bin, model.contract.json and
+Shipped as artifacts/openvino_lambda.py next to infer.py, model.xml/.bin, model.contract.json and
 labels.txt. It reads camera frames (awscam.getLastFrame() where the device has awscam, else OpenCV's camera
 CAMERA_INDEX), detects with the IR through infer.py (which applies the NMS the IR leaves out) and publishes one
 JSON message per frame to the IoT topic $aws/things/<AWS_IOT_THING_NAME>/infer with greengrasssdk.

@@ -13,33 +13,33 @@ from workflow.lib.stopping import best_epoch, val_map
 CHECKPOINT_PREFIX = "ssd"
 
 
-def read_log(stop_dir):
-    with open(Path(stop_dir) / "log.csv") as handle:
+def read_log(segment_dir):
+    with open(Path(segment_dir) / "log.csv") as handle:
         return list(csv.DictReader(handle))
 
 
-def choose_epoch(stop_dirs, choice):
+def choose_epoch(segment_dirs, choice):
     """Return (epoch, folder holding its checkpoint, reason) for 'last', 'best' or an epoch number."""
-    rows = read_log(stop_dirs[-1])
+    rows = read_log(segment_dirs[-1])
     if choice == "last":
         epoch, reason = int(rows[-1]["epoch"]), "last epoch trained (deploy_epoch: last)"
     elif choice == "best":
         best = best_epoch(rows)
         if best is None:
-            raise UserError(f"deploy_epoch: best needs val mAP in {Path(stop_dirs[-1]) / 'log.csv'}, which has none")
+            raise UserError(f"deploy_epoch: best needs val mAP in {Path(segment_dirs[-1]) / 'log.csv'}, which has none")
         best_map, epoch = best
         evaluated = sum(val_map(row) is not None for row in rows)
         reason = f"highest val mAP {best_map:.4f} over {evaluated} evaluated epochs (deploy_epoch: best)"
     else:
         epoch, reason = int(choice), f"chosen in the config (deploy_epoch: {choice})"
-    for folder in stop_dirs:
+    for folder in segment_dirs:
         if (Path(folder) / f"{CHECKPOINT_PREFIX}-{epoch:04d}.params").exists():
             return epoch, Path(folder), reason
-    raise UserError(f"no checkpoint of epoch {epoch} in {', '.join(map(str, stop_dirs))}")
+    raise UserError(f"no checkpoint of epoch {epoch} in {', '.join(map(str, segment_dirs))}")
 
 
-def val_map_at(stop_dir, epoch):
-    return next((val_map(row) for row in read_log(stop_dir) if int(row["epoch"]) == epoch), None)
+def val_map_at(segment_dir, epoch):
+    return next((val_map(row) for row in read_log(segment_dir) if int(row["epoch"]) == epoch), None)
 
 
 def deploy_graph(folder, epoch, network, num_classes, data_shape, **detection):

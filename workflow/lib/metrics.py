@@ -340,9 +340,9 @@ def iou_matrix(boxes_a, boxes_b):
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
 
 
-def above(detections, threshold):
-    """Each image's detections scoring at least threshold."""
-    return [rows[rows[:, 1] >= threshold] for rows in detections]
+def above(rows, threshold):
+    """The detection rows [class, score, xmin, ymin, xmax, ymax] (an array) scoring at least threshold."""
+    return rows[rows[:, 1] >= threshold]
 
 
 def match_image(truth, found, iou_threshold, use_difficult=False):

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from workflow.lib.metrics import iou_matrix
+from workflow.lib.metrics import above, iou_matrix
 
 MAP_TOLERANCE = 0.005  # an export with MXNet's own FP32 weights: its val mAP within this of MXNet's
 MIN_AGREEMENT = 0.97  # of the detections at or above the parity threshold, the share that must pair
@@ -17,10 +17,6 @@ MATCH_IOU = 0.9
 BOX_TOLERANCE = 0.005
 SCORE_MARGIN = 0.01
 TIMED_IMAGES, WARMUP = 10, 3  # latency: the median over the first TIMED_IMAGES val images, after WARMUP runs
-
-
-def _above(rows, score):
-    return rows[rows[:, 1] >= score]
 
 
 def unpaired(rows, pool):
@@ -49,10 +45,10 @@ def match(mxnet_rows, ir_rows, min_score, data_shape):
     counts) among detections scoring at least min_score. Degenerate boxes are set aside; a partner may be any
     detection of the other model scoring up to SCORE_MARGIN below min_score, so rounding at the threshold is no
     difference."""
-    mxnet_kept, ir_kept = _above(mxnet_rows, min_score), _above(ir_rows, min_score)
+    mxnet_kept, ir_kept = above(mxnet_rows, min_score), above(ir_rows, min_score)
     mxnet_thin, ir_thin = is_degenerate(mxnet_kept, data_shape), is_degenerate(ir_kept, data_shape)
-    only_mxnet = unpaired(mxnet_kept[~mxnet_thin], _above(ir_rows, min_score - SCORE_MARGIN))
-    only_ir = unpaired(ir_kept[~ir_thin], _above(mxnet_rows, min_score - SCORE_MARGIN))
+    only_mxnet = unpaired(mxnet_kept[~mxnet_thin], above(ir_rows, min_score - SCORE_MARGIN))
+    only_ir = unpaired(ir_kept[~ir_thin], above(mxnet_rows, min_score - SCORE_MARGIN))
     paired = int((~mxnet_thin).sum()) - len(only_mxnet)
     return paired, only_mxnet, only_ir, (int(mxnet_thin.sum()), int(ir_thin.sum()))
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "envs"
-ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet", "litert", "labelimg")
+ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "mxnet012", "litert", "labelimg")
 COMPLETE_MARK = ".complete"
 NUMPY_COMPAT = LOCKS / "mxnet_numpy_compat.py"
 PYTHONS_LINE = re.compile(r"^# Pythons: ([0-9. ]+)(.*)$", re.M)
@@ -46,7 +46,7 @@ UV_INSTALL_TIMEOUT_S = 300
 # Libraries of the system that the MXNet wheels (1.9.1 and 0.12, also inside the optimizer environment) link without
 # shipping them, with the package that has each on Debian and Ubuntu, and on Fedora. Minimal images lack them.
 SYSTEM_LIBRARIES = {"libgomp.so.1": ("libgomp1", "libgomp"), "libquadmath.so.0": ("libquadmath0", "libquadmath")}
-NEEDS_SYSTEM_LIBRARIES = ("mxnet", "mxnet-cuda", "optimizer", "deeplens-mxnet", "litert")
+NEEDS_SYSTEM_LIBRARIES = ("mxnet", "mxnet-cuda", "optimizer", "mxnet012", "litert")
 
 
 class MissingPrerequisite(Exception):
@@ -237,7 +237,7 @@ def _build(name, target):
     _run(install, f"uv could not install {lock} into {target}")
     if needs_numpy_compat(lock):
         _add_numpy_compat(python)
-    if name == "deeplens-mxnet":
+    if name == "mxnet012":
         _add_libgfortran3(target)
         _clear_execstack(target)
     (target / COMPLETE_MARK).write_text(lock.read_text())
@@ -295,7 +295,7 @@ def run_environment(name, active=False):
 
 def library_dirs(name, target):
     """Folders of shared libraries the environment's packages link but do not find themselves."""
-    if name == "deeplens-mxnet":
+    if name == "mxnet012":
         return [str(target / "lib")]
     if name == "mxnet-cuda":  # the CUDA 11 libraries libmxnet.so links, from NVIDIA's nvidia-*-cu11 wheels
         return sorted(str(path) for path in target.glob("lib/python3*/site-packages/nvidia/*/lib"))

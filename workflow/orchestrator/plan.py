@@ -1,11 +1,10 @@
-"""What the Snakefile needs to plan a run: config checks beyond the schema, input file lists, training stops.
+"""What the Snakefile needs to plan a run: config checks beyond the schema, input file lists, training segments.
 
 Standard library only (and workflow.lib.voc's standard-library part): it runs inside Snakemake's own interpreter.
 """
 
 import ast
 import functools
-import hashlib
 from pathlib import Path
 
 from workflow.lib.voc import IMAGE_SUFFIXES
@@ -24,10 +23,10 @@ def check_config(config):
     """Rules the JSON schema cannot say; raises ConfigError naming the key."""
     epochs = config["epochs"]
     if any(b <= a for a, b in zip(epochs, epochs[1:])):
-        raise ConfigError(f"epochs: the stops must increase strictly, got {epochs}")
+        raise ConfigError(f"epochs: the segment ends must increase strictly, got {epochs}")
     deploy_epoch = config["deploy_epoch"]
     if isinstance(deploy_epoch, int) and deploy_epoch > epochs[-1]:
-        raise ConfigError(f"deploy_epoch: {deploy_epoch} is after the last training stop {epochs[-1]}")
+        raise ConfigError(f"deploy_epoch: {deploy_epoch} is after the end of the last training segment {epochs[-1]}")
     if config["pretrained"] == "imagenet" and config["network"] != "efficientnet_lite0":
         raise ConfigError(
             f"pretrained: imagenet is the ImageNet backbone of efficientnet_lite0; network {config['network']} "
@@ -67,8 +66,8 @@ def image_files(folder):
     return [str(p) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
 
 
-def previous_stop(epochs, end):
-    """The end epoch of the stop before `end`, or 0 for the first stop."""
+def previous_segment_end(epochs, end):
+    """The end epoch of the training segment before the one ending at `end`, or 0 for the first."""
     index = epochs.index(int(end))
     return epochs[index - 1] if index else 0
 
@@ -85,14 +84,6 @@ def env_command(name, use_conda, gpus=()):
             f"{pythonpath} python -m workflow.orchestrator.envs exec --active{check} {name} --" if gpus else pythonpath
         )
     return f'{pythonpath} "$DEEPLENS_SSD_PYTHON" -m workflow.orchestrator.envs exec{check} {name} --'
-
-
-def content_hash(paths, root):
-    """sha256 over the files' paths relative to root and their contents."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(f"{Path(path).relative_to(root)}\0".encode() + Path(path).read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def module_files(module, root=REPO):

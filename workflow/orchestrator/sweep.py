@@ -1,7 +1,7 @@
 """Sweeps: several runs of the same workflow from one file, and a table comparing them.
 
-    .venv/bin/python -m workflow.orchestrator.sweep sweeps/example.yaml [--cores N] [--dry-run | --table-only] \
-        [-- SNAKEMAKE OPTIONS]
+    .venv/bin/python -m workflow.orchestrator.sweep sweeps/example.yaml [--cores N] [--runs-at-once N] \
+        [--dry-run | --table-only] [-- SNAKEMAKE OPTIONS]
 
 A sweep file names a base config and a grid; every combination of the grid's values is one run, with its own
 `run` name (<name>-<value>-<value>...), results folder and report:
@@ -16,16 +16,19 @@ A sweep file names a base config and a grid; every combination of the grid's val
 
 Each run's full config is written to results/sweeps/<name>/<run>.yaml and checked by a dry run before anything
 trains; then the runs go one after the other (`snakemake --cores N <target> --configfile <run>.yaml`, output in
-results/sweeps/<name>/<run>.log; a run already complete does nothing). Options after `--` go to every snakemake
-call, e.g. `-- --profile profiles/slurm` to run each run's jobs on a cluster. Finally the comparison (val mAP with
-its bootstrap interval, IR mAP and latency, training time) is written to comparison.csv and comparison.md and
-printed. When the grid varies `seed`, the runs that differ only in seed form a group, and seed_groups.csv (also at
-the end of comparison.md) gives each group's mean, standard deviation (n - 1) and range: what the seed moves
-(training, and the split where the seed draws it), which the bootstrap interval of one run does not hold. Exit
-status 1 if any run failed. Runs in the orchestrator environment (Snakemake's); standard library and PyYAML only.
+results/sweeps/<name>/<run>.log; a run already complete does nothing), or --runs-at-once of them at a time.
+Options after `--` go to every snakemake call, e.g. `-- --profile profiles/slurm` to run each run's jobs on a
+cluster, where `--runs-at-once` as large as the grid lets the scheduler have every run's jobs at once. Finally the
+comparison (val mAP with its bootstrap interval, IR mAP and latency, training time) is written to comparison.csv
+and comparison.md and printed. When the grid varies `seed`, the runs that differ only in seed form a group, and
+seed_groups.csv (also at the end of comparison.md) gives each group's mean, standard deviation (n - 1) and range:
+what the seed moves (training, and the split where the seed draws it), which the bootstrap interval of one run does
+not hold. Exit status 1 if any run failed. Runs in the orchestrator environment (Snakemake's); standard library and
+PyYAML only.
 """
 
 import argparse
+import concurrent.futures
 import csv
 import io
 import itertools
@@ -134,7 +137,7 @@ def run_results(run, config):
         scores = json.loads(metrics.read_text())
         row["val_map"], row["val_images"] = scores["map_voc07"], scores["images"]
         row["val_map_low"], row["val_map_high"] = scores.get("intervals", {}).get("map_voc07", (None, None))
-    verify = results / "ir" / "verify.json"
+    verify = results / "verify_ir" / "verify.json"
     if verify.exists():
         check = json.loads(verify.read_text())
         row["ir_map"] = check["ir_map_voc07"]
@@ -146,7 +149,7 @@ def run_results(run, config):
             epochs = list(csv.DictReader(handle))
         row["train_seconds"] = sum(float(epoch["seconds"]) for epoch in epochs)
         row["epochs"] = int(epochs[-1]["epoch"]) if epochs else 0  # the last trained (a time budget may stop early)
-    report = results / "report.html"
+    report = results / "report" / "report.html"
     row["report"] = str(report) if report.exists() else ""
     return row
 
@@ -224,6 +227,17 @@ def seed_table(groups, keys):
     return out.getvalue(), "\n".join(lines) + "\n"
 
 
+def run_one(label, name, command, log):
+    """One run of the sweep, its output into log: (name, "done" or "failed")."""
+    print(f"{label} {name}: started, log {log}", flush=True)
+    started = time.monotonic()
+    with open(log, "w") as handle:
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+    status = "done" if result.returncode == 0 else "failed"
+    print(f"{label} {name}: {status} in {time.monotonic() - started:.0f} s", flush=True)
+    return name, status
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m workflow.orchestrator.sweep",
@@ -234,6 +248,7 @@ def main(argv=None):
     )
     parser.add_argument("sweep", help="the sweep file (YAML)")
     parser.add_argument("--cores", default="all", help="cores of each run (default: all)")
+    parser.add_argument("--runs-at-once", type=int, default=1, help="runs going at the same time (default: 1)")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--dry-run", action="store_true", help="only write and check each run's config")
     only.add_argument("--table-only", action="store_true", help="only collect the table from existing results")
@@ -241,6 +256,8 @@ def main(argv=None):
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # options for every snakemake call
     args = parser.parse_args(argv[: len(argv) - len(extra) - 1] if "--" in argv else argv)
 
+    if args.runs_at_once < 1:
+        sys.exit(f"ERROR: --runs-at-once must be at least 1, got {args.runs_at_once}")
     try:
         sweep = load_sweep(args.sweep)
         runs = variants(sweep)
@@ -256,7 +273,8 @@ def main(argv=None):
     status = {}
     if args.table_only:
         status = {
-            name: "done" if (Path("results") / name / "report.html").exists() else "not run" for name, _, _ in runs
+            name: "done" if (Path("results") / name / "report" / "report.html").exists() else "not run"
+            for name, _, _ in runs
         }
     else:
         for name, _, _ in runs:  # a wrong key or value stops the sweep here, before anything trains
@@ -271,18 +289,12 @@ def main(argv=None):
             print(f"{name}: {config_files[name]} plans", flush=True)
         if args.dry_run:
             return
-        for index, (name, _, _) in enumerate(runs, 1):
-            log = folder / f"{name}.log"
-            print(f"[{index}/{len(runs)}] {name}: snakemake {sweep['target']} (log: {log})", flush=True)
-            started = time.monotonic()
-            with open(log, "w") as handle:
-                result = subprocess.run(
-                    snakemake_command(config_files[name], sweep["target"], args.cores, extra),
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                )
-            status[name] = "done" if result.returncode == 0 else "failed"
-            print(f"[{index}/{len(runs)}] {name}: {status[name]} in {time.monotonic() - started:.0f} s", flush=True)
+        names = [name for name, _, _ in runs]
+        labels = [f"[{index}/{len(runs)}]" for index in range(1, len(runs) + 1)]
+        commands = [snakemake_command(config_files[name], sweep["target"], args.cores, extra) for name in names]
+        logs = [folder / f"{name}.log" for name in names]
+        with concurrent.futures.ThreadPoolExecutor(args.runs_at_once) as pool:
+            status = dict(pool.map(run_one, labels, names, commands, logs))
 
     rows = [
         {"run": name, **chosen, "status": status[name], **run_results(name, config)} for name, chosen, config in runs

@@ -1,4 +1,4 @@
-"""deeplens_artifacts: everything the device needs, in one folder that refers to nothing outside it.
+"""artifacts: everything a device needs, in one folder that refers to nothing outside it.
 
 IR .xml/.bin and its input contract, the MXNet deploy symbol/params, labels.txt, infer.py (OpenVINO
 runtime + numpy + OpenCV only), the deeplens/ folder for an AWS DeepLens (its model, inference Lambda and zip,
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from workflow.lib.cli import log, run_main
 from workflow.lib.contracts import shipped_contract
-from workflow.lib.hashing import sha256_file
+from workflow.lib.hashing import files_sha256, sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE_CODE = {
@@ -32,20 +32,13 @@ WEB_FOLDER = "web"  # the browser page (workflow.export_web): serve it, open ind
 CODE_GLOBS = ("Snakefile", "rules/*.smk", "workflow/**/*.py", "workflow/schemas/*")
 
 
-def tree_hash(paths):
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(f"{path.relative_to(REPO)}\0{sha256_file(path)}\n".encode())
-    return digest.hexdigest()
-
-
 def provenance(config_json, annotations):
     code = sorted(p for pattern in CODE_GLOBS for p in REPO.glob(pattern) if p.is_file())
     locks = {p.stem: sha256_file(p) for p in sorted((REPO / "envs").glob("*.txt"))}
     return {
         "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
         "annotations_sha256": sha256_file(annotations),
-        "code_sha256": tree_hash(code),
+        "code_sha256": files_sha256(code, REPO),
         "env_locks_sha256": locks,
     }
 
@@ -190,16 +183,16 @@ def collect(args):
     out = Path(args.out_dir)
     shutil.rmtree(out, ignore_errors=True)  # the files of an earlier run (another deployed epoch) are not this one's
     out.mkdir(parents=True)
-    legacy = json.loads(Path(args.legacy).read_text())
-    legacy_dir = Path(args.legacy).parent
+    mxnet012 = json.loads(Path(args.mxnet012).read_text())
+    mxnet012_dir = Path(args.mxnet012).parent
     copies = [
         ir_xml,
         ir_xml.with_suffix(".bin"),
         deploy_dir / deploy["symbol"],
         deploy_dir / deploy["params"],
         Path(args.deploy),
-        legacy_dir / legacy["symbol"],
-        legacy_dir / legacy["params"],
+        mxnet012_dir / mxnet012["symbol"],
+        mxnet012_dir / mxnet012["params"],
     ]
     onnx_model = Path(args.onnx)
     copies.append(onnx_model)
@@ -250,9 +243,9 @@ def collect(args):
             "input": deploy["input"],
         },
         "mxnet012": {
-            "symbol": legacy["symbol"],
-            "params": legacy["params"],
-            "check": json.loads(Path(args.legacy_check).read_text()),
+            "symbol": mxnet012["symbol"],
+            "params": mxnet012["params"],
+            "check": json.loads(Path(args.mxnet012_check).read_text()),
         },
         "thresholds": {
             **{k: deploy[k] for k in ("force_nms", "nms_threshold", "nms_topk", "threshold")},
@@ -276,14 +269,14 @@ def collect(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m workflow.deeplens_artifacts", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workflow.artifacts", description=__doc__.split("\n\n")[0])
     for name in (
         "--deploy",
         "--ir",
         "--contract",
         "--metrics",
-        "--legacy",
-        "--legacy-check",
+        "--mxnet012",
+        "--mxnet012-check",
         "--ir-check",
         "--deeplens-model",
         "--deeplens-upload",

@@ -6,9 +6,12 @@ import numpy as np
 
 
 TOLERANCE = 1e-4
+# what export_mxnet012 writes beside the model and verify_mxnet012 reads
+SUMMARY = "mxnet012.json"
+REFERENCE = "reference.npz"
 
 
-def legacy_symbol_json(symbol_json):
+def mxnet012_symbol_json(symbol_json):
     graph = json.loads(symbol_json)
     for node in graph["nodes"]:
         if "attrs" in node:
