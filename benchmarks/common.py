@@ -29,3 +29,12 @@ def cpu_model():
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
     return "unknown"
+
+
+def cpu_flags():
+    """The lscpu flags that change how fast (or in what precision) inference runs."""
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Flags:"):
+            wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+            return [flag for flag in line.split(":", 1)[1].split() if flag in wanted]
+    return []

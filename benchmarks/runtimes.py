@@ -20,17 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO, cpu_model
+from common import REPO, cpu_flags, cpu_model
 
 import yaml
-
-
-def cpu_flags():
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Flags:"):
-            wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
-            return [flag for flag in line.split(":", 1)[1].split() if flag in wanted]
-    return []
 
 
 def in_env(env, *args):

@@ -1,21 +1,20 @@
 """export_litert: the network as LiteRT (TensorFlow Lite) models, float32 and full-integer INT8, proven with LiteRT's
 interpreter against MXNet.
 
-network.onnx (export_onnx: the deploy network without MultiBoxDetection) is converted by onnx2tf to a TensorFlow
-SavedModel and model_float32.tflite. With --int8 (litert_int8), TFLite's converter quantizes the SavedModel to
-model_int8.tflite: every op in int8, uint8 pixels in, int8 outputs, calibrated on the train records (all of them up to
-CALIBRATION_IMAGES). workflow/device/litert_infer.py, shipped beside them, runs either and does MultiBoxDetection's
-post-processing in numpy. On every val image: the float model's detections must pair with MXNet's as model.onnx's do
-(at least parity.MIN_AGREEMENT of them, mAP within parity.MAP_TOLERANCE); the INT8 model's val mAP must be at most
---max-map-drop below MXNet's. Otherwise the stage fails saying what each reached, the differing detections in the
-differences file. Both models and MXNet are timed per image (resize, inference and post-processing), median after
-warm-up.
+network.onnx (export_onnx: the deploy network without MultiBoxDetection), its channel ranges equalized on the train
+records (all of them up to CALIBRATION_IMAGES), is converted by onnx2tf to a TensorFlow function and by TFLite's
+converter to model_float32.tflite and, with --int8 (litert_int8), the full-integer model_int8.tflite: every op in
+int8, uint8 pixels in, int8 outputs, calibrated on the same images. workflow/device/litert_infer.py, shipped beside
+them, runs either and does MultiBoxDetection's post-processing in numpy. On every val image: the float model's
+detections must pair with MXNet's as model.onnx's do (at least parity.MIN_AGREEMENT of them, mAP within
+parity.MAP_TOLERANCE); the INT8 model's val mAP must be at most --max-map-drop below MXNet's. Otherwise the stage
+fails saying what each reached, the differing detections in the differences file. Both models and MXNet are timed per
+image (resize, inference and post-processing), median after warm-up.
 """
 
 import argparse
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,10 +23,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import onnx  # noqa: E402
 
 from workflow.device import litert_infer  # noqa: E402
 from workflow.lib.cli import Progress, UserError, log, run_main  # noqa: E402
 from workflow.lib.detector import Detector, read_records  # noqa: E402
+from workflow.lib.equalization import equalize  # noqa: E402
 from workflow.lib.metrics import evaluate_detections  # noqa: E402
 from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, TIMED_IMAGES, as_rows, median_ms, pair_images  # noqa: E402
 
@@ -56,38 +57,79 @@ def resized(records, size):
     return [cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR) for rgb, _ in records]
 
 
-def convert_float(network, work, samples):
-    """onnx2tf: the SavedModel and the float32 .tflite of network.onnx, in work; its op checks run on samples."""
+def equalized(network, calibration):
+    """network.onnx with its channel ranges equalized on the calibration images (workflow/lib/equalization.py): the
+    same function in float, and far less lost in INT8."""
+    model = onnx.load(network)
+    chains = equalize(model, [rgb.transpose(2, 0, 1)[np.newaxis].astype(np.float32) for rgb in calibration])
+    log(f"export_litert: {chains} Conv-BatchNorm-ReLU-Conv chains equalized on {len(calibration)} train images")
+    return model
+
+
+def keras_network(model, work, calibration):
+    """onnx2tf's Keras model of the ONNX model, built in work (its op checks run on calibration images)."""
     import onnx2tf
 
-    np.save(work / ONNX2TF_SAMPLE, np.stack([cv2.resize(rgb, (128, 128)) for rgb in samples[:20]]) / np.float32(255))
+    onnx.save(model, work / "network.onnx")
+    np.save(
+        work / ONNX2TF_SAMPLE, np.stack([cv2.resize(rgb, (128, 128)) for rgb in calibration[:20]]) / np.float32(255)
+    )
     here = Path.cwd()
     os.chdir(work)
     try:
-        onnx2tf.convert(
-            input_onnx_file_path=str(network),
-            output_folder_path=str(work / "saved_model"),
+        return onnx2tf.convert(
+            input_onnx_file_path=str(work / "network.onnx"),
+            output_folder_path=str(work / "onnx2tf"),
             not_use_onnxsim=True,
-            copy_onnx_input_output_names_to_tflite=True,
-            check_onnx_tf_outputs_sample_data_normalization="denorm",
+            disable_model_save=True,
             non_verbose=True,
         )
     finally:
         os.chdir(here)
-    return work / "saved_model", work / "saved_model" / f"{network.stem}_float32.tflite"
 
 
-def convert_int8(saved_model, calibration):
-    """TFLite's full-integer quantization of the SavedModel: int8 ops, uint8 pixels in, int8 out."""
+def converter(keras_model, output_names):
+    """TFLite's converter for the Keras model as a function of `image` returning the ONNX outputs by name: the
+    .tflite models' signature (converting the function, not the Keras model, spares two Keras serializations)."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ({"image": image[None].astype(np.float32)} for image in calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    def network(image):
+        return dict(zip(output_names, keras_model(image)))
+
+    signature = [tf.TensorSpec(keras_model.inputs[0].shape, tf.float32, "image")]
+    function = tf.function(network, input_signature=signature).get_concrete_function()
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], keras_model)
+
+
+def int8_converter(keras_model, output_names, calibration):
+    """Full-integer quantization: int8 ops, uint8 pixels in, int8 out, calibrated on the images."""
+    import tensorflow as tf
+
+    quantizer = converter(keras_model, output_names)
+    quantizer.optimizations = [tf.lite.Optimize.DEFAULT]
+    quantizer.representative_dataset = lambda: ({"image": image[None].astype(np.float32)} for image in calibration)
+    quantizer.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    quantizer.inference_input_type = tf.uint8
+    quantizer.inference_output_type = tf.int8
+    return quantizer
+
+
+def convert(network, calibration, models, out_dir):
+    """Each of models ({precision: file name}) from network.onnx, written to out_dir."""
+    model = equalized(network, calibration)
+    output_names = [output.name for output in model.graph.output]
+    with tempfile.TemporaryDirectory() as work:
+        started = time.monotonic()
+        keras_model = keras_network(model, Path(work), calibration)
+        log(f"export_litert: network.onnx to TensorFlow by onnx2tf in {time.monotonic() - started:.0f} s")
+    for precision, name in models.items():
+        started = time.monotonic()
+        if precision == "int8":
+            tflite = int8_converter(keras_model, output_names, calibration).convert()
+        else:
+            tflite = converter(keras_model, output_names).convert()
+        (out_dir / name).write_bytes(tflite)
+        log(f"export_litert: {name} in {time.monotonic() - started:.0f} s")
 
 
 def litert_contract(network_contract, models):
@@ -181,18 +223,7 @@ def main(argv=None):
     models = {precision: name for precision, name in MODELS.items() if precision == "float32" or args.int8}
     contract = litert_contract(network_contract, models)
     (args.out_dir / litert_infer.CONTRACT).write_text(json.dumps(contract))
-    with tempfile.TemporaryDirectory() as work:
-        started = time.monotonic()
-        saved_model, float_model = convert_float(args.network.resolve(), Path(work), calibration)
-        shutil.copyfile(float_model, args.out_dir / MODELS["float32"])
-        log(f"export_litert: {MODELS['float32']} by onnx2tf in {time.monotonic() - started:.0f} s")
-        if args.int8:
-            started = time.monotonic()
-            (args.out_dir / MODELS["int8"]).write_bytes(convert_int8(saved_model, calibration))
-            log(
-                f"export_litert: {MODELS['int8']} calibrated on {len(calibration)} train images "
-                f"in {time.monotonic() - started:.0f} s"
-            )
+    convert(args.network, calibration, models, args.out_dir)
     result = prove(detector, args.out_dir, contract, args.val_rec, args)
     differences = [f"# {summary(result)}"]
     for precision in models:
