@@ -18,6 +18,7 @@ from common import REPO, cpu_flags, cpu_model
 import onnx
 
 from workflow import export_litert
+from workflow.device import litert_infer
 from workflow.lib import equalization
 from workflow.lib.detector import Detector, read_records
 
@@ -56,6 +57,7 @@ def main():
             out_dir = Path(folder)
             int8_model(network, calibration, setting, out_dir)
             contract = export_litert.litert_contract(network_contract, {"int8": "model_int8.tflite"})
+            (out_dir / litert_infer.CONTRACT).write_text(json.dumps(contract))
             result = export_litert.prove(detector, out_dir, contract, str(run / "pack" / "val.rec"), proof)
         name = "none" if setting is None else f"exponent {setting[0]}, gain at most {setting[1]:g}"
         paired = result["int8_paired"]["agreement"]
