@@ -57,12 +57,12 @@ def main():
     parser.add_argument("--data-shape", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=0.05)
-    parser.add_argument("--lr-steps", type=int, nargs="*", default=[18])
+    parser.add_argument("--lr-steps", type=int, nargs="*", default=[28])
     parser.add_argument(
         "--epochs",
         type=int,
         nargs="+",
-        default=[22],
+        default=[34],
         help="the training segments' end epochs: the first trains from scratch, each next one resumes to it",
     )
     parser.add_argument("--warmup-epochs", type=int, default=2)
