@@ -59,7 +59,7 @@ def resized(records, size):
 
 def equalized(network, calibration):
     """network.onnx with its channel ranges equalized on the calibration images (workflow/lib/equalization.py): the
-    same function in float, and far less lost in INT8."""
+    same function in float, and an INT8 model that follows it more closely (docs/devices.md)."""
     model = onnx.load(network)
     chains = equalize(model, [rgb.transpose(2, 0, 1)[np.newaxis].astype(np.float32) for rgb in calibration])
     log(f"export_litert: {chains} Conv-BatchNorm-ReLU-Conv chains equalized on {len(calibration)} train images")
