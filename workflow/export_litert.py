@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter (CUDA probing) before its import
@@ -218,7 +219,7 @@ def main(argv=None):
     detector = Detector(args.deploy)
     size = detector.data_shape
     network_contract = json.loads(args.network.with_suffix(".onnx.contract.json").read_text())
-    calibration = resized(list(read_records(args.train_rec))[:CALIBRATION_IMAGES], size)
+    calibration = resized(list(islice(read_records(args.train_rec), CALIBRATION_IMAGES)), size)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     models = {precision: name for precision, name in MODELS.items() if precision == "float32" or args.int8}
     contract = litert_contract(network_contract, models)

@@ -294,7 +294,8 @@ def litert_section(litert):
         else " No INT8 model in this run (<code>litert_int8: false</code>)."
     )
     return (
-        f"<p>{litert['models']['float32']} (onnx2tf; litert_infer.py decodes the boxes and suppresses) on "
+        f"<p>{litert['models']['float32']} (channel ranges equalized, onnx2tf; litert_infer.py decodes the boxes and "
+        f"suppresses) on "
         f"{check['images']} val images with LiteRT's interpreter: {float32['matched']} detections (score &ge; "
         f"{check['min_score']}) paired with MXNet's ({float32['agreement']:.1%}; {float32['only_mxnet']} only in "
         f"MXNet, {float32['only_litert_float32']} only in LiteRT); mAP (VOC07) {check['float32_map_voc07']:.4f} "
