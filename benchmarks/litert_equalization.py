@@ -20,24 +20,17 @@ import onnx
 from workflow import export_litert
 from workflow.device import litert_infer
 from workflow.lib import equalization
-from workflow.lib.detector import Detector, read_records
+from workflow.lib.detector import Detector
 
 # (exponent before pointwise convs, largest gain); None: network.onnx as it is
 SETTINGS = [None, (equalization.EXPONENT, equalization.MAX_GAIN), (0.5, 30.0), (1.0, 30.0), (0.75, 1000.0)]
 
 
-def int8_model(network, calibration, setting, out_dir):
+def onnx_model(network, calibration, setting):
     if setting is None:
-        model = onnx.load(network)
-    else:
-        equalization.EXPONENT, equalization.MAX_GAIN = setting
-        model = export_litert.equalized(network, calibration)
-    outputs = [output.name for output in model.graph.output]
-    with tempfile.TemporaryDirectory() as work:
-        keras_model = export_litert.keras_network(model, Path(work), calibration)
-    (out_dir / "model_int8.tflite").write_bytes(
-        export_litert.int8_converter(keras_model, outputs, calibration).convert()
-    )
+        return onnx.load(network)
+    exponent, max_gain = setting
+    return export_litert.equalized(network, calibration, exponent=exponent, max_gain=max_gain)
 
 
 def main():
@@ -46,8 +39,7 @@ def main():
     args = parser.parse_args()
     run = REPO / "results" / args.run
     detector = Detector(str(run / "deploy" / "deploy.json"))
-    records = list(read_records(str(run / "pack" / "train.rec")))[: export_litert.CALIBRATION_IMAGES]
-    calibration = export_litert.resized(records, detector.data_shape)
+    calibration = export_litert.calibration_images(str(run / "pack" / "train.rec"), detector.data_shape)
     network = run / "export_onnx" / "network.onnx"
     network_contract = json.loads(network.with_suffix(".onnx.contract.json").read_text())
     proof = argparse.Namespace(min_score=0.5, iou_threshold=0.5, max_map_drop=1.0)
@@ -55,8 +47,9 @@ def main():
     for setting in SETTINGS:
         with tempfile.TemporaryDirectory() as folder:
             out_dir = Path(folder)
-            int8_model(network, calibration, setting, out_dir)
-            contract = export_litert.litert_contract(network_contract, {"int8": "model_int8.tflite"})
+            models = {"int8": "model_int8.tflite"}
+            export_litert.convert(onnx_model(network, calibration, setting), calibration, models, out_dir)
+            contract = export_litert.litert_contract(network_contract, models)
             (out_dir / litert_infer.CONTRACT).write_text(json.dumps(contract))
             result = export_litert.prove(detector, out_dir, contract, str(run / "pack" / "val.rec"), proof)
         name = "none" if setting is None else f"exponent {setting[0]}, gain at most {setting[1]:g}"

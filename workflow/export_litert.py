@@ -58,11 +58,18 @@ def resized(records, size):
     return [cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR) for rgb, _ in records]
 
 
-def equalized(network, calibration):
-    """network.onnx with its channel ranges equalized on the calibration images (workflow/lib/equalization.py): the
-    same function in float, and an INT8 model that follows it more closely (docs/devices.md)."""
+def calibration_images(train_rec, size):
+    """The first CALIBRATION_IMAGES train records' images, resized to the input size."""
+    return resized(list(islice(read_records(train_rec), CALIBRATION_IMAGES)), size)
+
+
+def equalized(network, calibration, **settings):
+    """network.onnx with its channel ranges equalized on the calibration images (workflow/lib/equalization.py; settings:
+    its exponent and max_gain): the same function in float, and an INT8 model that follows it more closely
+    (docs/devices.md)."""
     model = onnx.load(network)
-    chains = equalize(model, [rgb.transpose(2, 0, 1)[np.newaxis].astype(np.float32) for rgb in calibration])
+    images = [rgb.transpose(2, 0, 1)[np.newaxis].astype(np.float32) for rgb in calibration]
+    chains = equalize(model, images, **settings)
     log(f"export_litert: {chains} Conv-BatchNorm-ReLU-Conv chains equalized on {len(calibration)} train images")
     return model
 
@@ -115,9 +122,8 @@ def int8_converter(keras_model, output_names, calibration):
     return quantizer
 
 
-def convert(network, calibration, models, out_dir):
-    """Each of models ({precision: file name}) from network.onnx, written to out_dir."""
-    model = equalized(network, calibration)
+def convert(model, calibration, models, out_dir):
+    """Each of models ({precision: file name}) from the ONNX model, written to out_dir."""
     output_names = [output.name for output in model.graph.output]
     with tempfile.TemporaryDirectory() as work:
         started = time.monotonic()
@@ -219,12 +225,12 @@ def main(argv=None):
     detector = Detector(args.deploy)
     size = detector.data_shape
     network_contract = json.loads(args.network.with_suffix(".onnx.contract.json").read_text())
-    calibration = resized(list(islice(read_records(args.train_rec), CALIBRATION_IMAGES)), size)
+    calibration = calibration_images(args.train_rec, size)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     models = {precision: name for precision, name in MODELS.items() if precision == "float32" or args.int8}
     contract = litert_contract(network_contract, models)
     (args.out_dir / litert_infer.CONTRACT).write_text(json.dumps(contract))
-    convert(args.network, calibration, models, args.out_dir)
+    convert(equalized(args.network, calibration), calibration, models, args.out_dir)
     result = prove(detector, args.out_dir, contract, args.val_rec, args)
     differences = [f"# {summary(result)}"]
     for precision in models:

@@ -295,11 +295,11 @@ def litert_section(litert):
     )
     return (
         f"<p>{litert['models']['float32']} (channel ranges equalized, onnx2tf; litert_infer.py decodes the boxes and "
-        f"suppresses) on "
-        f"{check['images']} val images with LiteRT's interpreter: {float32['matched']} detections (score &ge; "
-        f"{check['min_score']}) paired with MXNet's ({float32['agreement']:.1%}; {float32['only_mxnet']} only in "
-        f"MXNet, {float32['only_litert_float32']} only in LiteRT); mAP (VOC07) {check['float32_map_voc07']:.4f} "
-        f"against MXNet's {check['mxnet_map_voc07']:.4f} (tolerance {check['map_tolerance']}).{int8}</p>"
+        f"suppresses) on {check['images']} val images with LiteRT's interpreter: {float32['matched']} detections "
+        f"(score &ge; {check['min_score']}) paired with MXNet's ({float32['agreement']:.1%}; {float32['only_mxnet']} "
+        f"only in MXNet, {float32['only_litert_float32']} only in LiteRT); mAP (VOC07) "
+        f"{check['float32_map_voc07']:.4f} against MXNet's {check['mxnet_map_voc07']:.4f} "
+        f"(tolerance {check['map_tolerance']}).{int8}</p>"
     )
 
 

@@ -68,15 +68,15 @@ def channel_maxima(model, tensors, images):
     return maxima
 
 
-def channel_scales(maxima, depthwise):
+def channel_scales(maxima, exponent, max_gain):
     widest = maxima.max()
     scales = np.ones_like(maxima)
     alive = maxima > 0
-    scales[alive] = np.maximum((maxima[alive] / widest) ** (1.0 if depthwise else EXPONENT), 1 / MAX_GAIN)
+    scales[alive] = np.maximum((maxima[alive] / widest) ** exponent, 1 / max_gain)
     return scales
 
 
-def equalize(model, images):
+def equalize(model, images, exponent=EXPONENT, max_gain=MAX_GAIN):
     """model (onnx.ModelProto) with the channels of every equalizable chain rescaled from the Relu outputs'
     ranges on images (NCHW float32, as the model takes them); returns the number of chains rescaled."""
     weights = {tensor.name: tensor for tensor in model.graph.initializer}
@@ -89,7 +89,7 @@ def equalize(model, images):
 
     for norm, relu, conv in triples:
         depthwise = groups(conv) > 1
-        scales = channel_scales(maxima[relu.output[0]], depthwise)
+        scales = channel_scales(maxima[relu.output[0]], 1.0 if depthwise else exponent, max_gain)
         rescale(norm.input[1], 1 / scales)  # gamma
         rescale(norm.input[2], 1 / scales)  # beta
         rescale(conv.input[1], scales.reshape((-1, 1, 1, 1) if depthwise else (1, -1, 1, 1)))
