@@ -141,3 +141,18 @@ def test_runs_that_differ_only_in_seed_get_their_mean_and_spread():
     assert "| lite | 1 | 0 | 0.5000 (0.5000-0.5000) |" in markdown
     assert csv_text.splitlines()[0].startswith("network,runs,seeds,val_map_mean,val_map_sd,val_map_min,val_map_max")
     assert "| s-tiny-0 | tiny | 0 | done | 0.800 (0.70-0.85, 23 images) |" in comparison(rows, ["network", "seed"])[1]
+
+
+def test_a_failed_run_shows_the_end_of_its_log(tmp_path):
+    voc = copy_sample(tmp_path / "voc", 0, 12)
+    broken = sorted((voc / "Annotations").glob("*.xml"))[0]
+    broken.write_text(broken.read_text()[:200])  # truncated XML: the check stage refuses it
+    sweep_file = write_sweep(tmp_path, grid={"seed": [0, 1]}, target="check")
+
+    result = sweep(tmp_path, sweep_file, "--cores", "1", "--runs-at-once", "2")
+    assert result.returncode == 1
+    for run in ("tiny-0", "tiny-1"):
+        log = tmp_path / "results" / "sweeps" / "tiny" / f"{run}.log"
+        assert f"{run}: failed in" in result.stdout and f"{run}: from {log.relative_to(tmp_path)}:" in result.stdout
+        assert "--nolock" in log.read_text()  # runs at once share .snakemake/: no directory lock to race on
+    assert f"  voc/Annotations/{broken.name}: xml-invalid: XML does not parse" in result.stdout

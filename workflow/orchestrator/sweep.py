@@ -16,7 +16,10 @@ A sweep file names a base config and a grid; every combination of the grid's val
 
 Each run's full config is written to results/sweeps/<name>/<run>.yaml and checked by a dry run before anything
 trains; then the runs go one after the other (`snakemake --cores N <target> --configfile <run>.yaml`, output in
-results/sweeps/<name>/<run>.log; a run already complete does nothing), or --runs-at-once of them at a time.
+results/sweeps/<name>/<run>.log; a run already complete does nothing), or --runs-at-once of them at a time,
+without Snakemake's directory lock (--nolock): the runs' outputs never overlap (each has its own results folder),
+and instances that end in the same instant race on the shared .snakemake/locks folder, each deleting it whole
+(FileNotFoundError, a run that did everything reported failed). A failed run's error lines are printed.
 Options after `--` go to every snakemake call, e.g. `-- --profile profiles/slurm` to run each run's jobs on a
 cluster, where `--runs-at-once` as large as the grid lets the scheduler have every run's jobs at once. Finally the
 comparison (val mAP with its bootstrap interval, IR mAP and latency, training time) is written to comparison.csv
@@ -112,7 +115,7 @@ def variants(sweep):
     return runs
 
 
-def snakemake_command(config_file, target, cores, extra):
+def snakemake_command(config_file, target, cores, extra, lock=True):
     return [
         sys.executable,
         "-m",
@@ -125,6 +128,7 @@ def snakemake_command(config_file, target, cores, extra):
         *extra,
         "--configfile",
         str(config_file),
+        *([] if lock else ["--nolock"]),
     ]
 
 
@@ -235,7 +239,21 @@ def run_one(label, name, command, log):
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
     status = "done" if result.returncode == 0 else "failed"
     print(f"{label} {name}: {status} in {time.monotonic() - started:.0f} s", flush=True)
+    if status == "failed":
+        lines = failure_lines(Path(log).read_text(errors="replace"))
+        print(f"{label} {name}: from {log}:", *(f"  {line}" for line in lines), sep="\n", flush=True)
     return name, status
+
+
+def failure_lines(log_text, last=8):
+    """What says why a run failed: the stages' ERROR lines (with their indented details) and the log's last lines."""
+    lines = log_text.splitlines()
+    errors, in_error = [], False
+    for line in lines[:-last]:
+        in_error = line.startswith("ERROR") or (in_error and line.startswith("  "))
+        if in_error:
+            errors.append(line)
+    return [*errors, *(["..."] if errors else []), *lines[-last:]]
 
 
 def main(argv=None):
@@ -291,7 +309,8 @@ def main(argv=None):
             return
         names = [name for name, _, _ in runs]
         labels = [f"[{index}/{len(runs)}]" for index in range(1, len(runs) + 1)]
-        commands = [snakemake_command(config_files[name], sweep["target"], args.cores, extra) for name in names]
+        lock = args.runs_at_once == 1
+        commands = [snakemake_command(config_files[name], sweep["target"], args.cores, extra, lock) for name in names]
         logs = [folder / f"{name}.log" for name in names]
         with concurrent.futures.ThreadPoolExecutor(args.runs_at_once) as pool:
             status = dict(pool.map(run_one, labels, names, commands, logs))
