@@ -24,7 +24,7 @@ import json
 import os
 
 import yaml
-from common import REPO, cpu_model, pretrained_for, run_workflow, with_interval
+from common import REPO, cpu_line, pretrained_for, run_workflow, with_interval
 
 CARDS = REPO.parent / "shared" / "datasets" / "cards"
 YARDSTICK = {"map_area": 0.39, "coco_map": 0.25, "latency_ms": 19.0}
@@ -112,8 +112,7 @@ def print_summary(results, args, wall):
     )
     if "int8" in ir:
         print(f"  INT8 mAP drop         {ir['int8']['map_drop']:.4f} (budget {ir['int8']['max_map_drop']})")
-    isa = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in ir["cpu"]["isa"].items())
-    print(f"  CPU                   {cpu_model()} ({isa})")
+    print(f"  CPU                   {cpu_line(ir['cpu'])}")
     print(f"  whole workflow        {wall / 60:.1f} min")
     print("\n  epoch  cls_loss  loc_loss  samples/s  val mAP")
     for row in rows:

@@ -34,7 +34,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from workflow.orchestrator import gpus  # noqa: E402  (standard library only, like this script)
+from workflow.lib import cpu  # noqa: E402  (standard library only, like this script)
+from workflow.orchestrator import gpus  # noqa: E402
 
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 CUDA_CACHE_MAXSIZE = str(4 * 1024**3)  # the largest the driver accepts
@@ -231,13 +232,6 @@ def training_figures(run, last_stop):
     }
 
 
-def cpu_model():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def report(summary, options):
     (options.work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = [f"CPU: {summary['cpu']}, {options.cores} cores"]
@@ -282,7 +276,7 @@ def main(argv=None):
         say("\n".join(f"{name}: {path}" for name, path in configs.items()))
         return 0
     os.environ["CUDA_CACHE_MAXSIZE"] = CUDA_CACHE_MAXSIZE
-    summary = {"cpu": cpu_model(), "cores": options.cores, "config": run_configs(options)["gpu"], "seconds": {}}
+    summary = {"cpu": cpu.one_line(), "cores": options.cores, "config": run_configs(options)["gpu"], "seconds": {}}
     no_gpu = check_gpu(summary)
     if no_gpu:
         report(summary, options)

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from workflow.lib import cpu  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 CARDS_CLASSES = ["nine", "ten", "jack", "queen", "king", "ace"]
 WARMUP, RUNS = 5, 30
@@ -132,13 +134,6 @@ def time_split(args):
 # ---------------------------------------------------------------- what the orchestrator runs
 
 
-def cpu_line(description):
-    """verify_ir's CPU description in one line."""
-    present = [flag for flag, has in description["isa"].items() if has]
-    absent = [flag for flag, has in description["isa"].items() if not has]
-    return f"{description['model_name']} (has {', '.join(present)}; lacks {', '.join(absent)})"
-
-
 def print_split(split, mxnet_map=None):
     fp32, int8 = split["FP32 IR (f32)"], split["INT8 IR"]
     print(f"\n  per image, batch 1, median of {RUNS} (ms)   resize  inference    NMS   total   val mAP (VOC07)")
@@ -193,7 +188,7 @@ def cards(args):
         work,
     )
     print_split(split, check["mxnet_map_voc07"])
-    print(f"  CPU: {cpu_line(split['cpu'])}")
+    print(f"  CPU: {cpu.one_line(split['cpu'])}")
 
 
 def measure_split(deploy, int8_xml, val_rec, min_score, work):
@@ -237,7 +232,7 @@ def resnet50(args):
     split = measure_split(deploy, work / "quantize" / "model_int8.xml", records / "val.rec", 0.5, work)
     print("\nresnet50 SSD at 512 px, random weights (speed only; the mAPs say nothing)")
     print_split(split)
-    print(f"  CPU: {cpu_line(split['cpu'])}")
+    print(f"  CPU: {cpu.one_line(split['cpu'])}")
 
 
 def main():

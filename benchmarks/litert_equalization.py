@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import REPO, cpu_flags, cpu_model
+from common import REPO, cpu_line
 
 import onnx
 
@@ -60,7 +60,7 @@ def main():
         print(rows[-1], flush=True)
     print(f"\nrun {args.run}, {result['images']} val images, {len(calibration)} calibration images")
     print("| equalization | INT8 val mAP | MXNet's detections paired |\n|---|---|---|\n" + "\n".join(rows))
-    print(f"CPU: {cpu_model()}; flags of note: {' '.join(cpu_flags()) or 'none'}")
+    print(f"CPU: {cpu_line()}")
 
 
 if __name__ == "__main__":

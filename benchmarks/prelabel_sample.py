@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import yaml
-from common import REPO, cpu_model, run_workflow
+from common import REPO, cpu_line, run_workflow
 
 sys.path.insert(0, str(REPO))
 from workflow.lib.metrics import confusion_matrix, match_image  # noqa: E402
@@ -181,7 +181,7 @@ def main():
         print(f"  {name:12} {precision:12.3f} {recall:6.3f} {f1:6.3f}   {theirs[name][0]:10.3f} {theirs[name][1]:6.3f}")
     print(f"  pre-labels and evaluate agree: {'yes' if ours == theirs else 'NO'}")
     print(f"  prelabel stage {seconds:.1f} s: {seconds / args.held_back * 1000:.0f} ms per image (start-up included)")
-    print(f"  first run {wall / 60:.1f} min on {args.cores} cores; CPU {cpu_model()}")
+    print(f"  first run {wall / 60:.1f} min on {args.cores} cores; CPU {cpu_line()}")
     print(f"  check first: {WORK / 'prelabel' / 'index.html'}")
     if args.retrain:
         print("\nNext run on the whole sample (the held-back images with their true XML), val mAP:")

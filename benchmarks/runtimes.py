@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO, cpu_flags, cpu_model
+from common import REPO, cpu_line
 
 import yaml
 
@@ -113,7 +113,7 @@ def main(argv=None):
         check = side_by_side(results, config, int8_ir(results, config, work), work)
         page = browser(results, work)
     text = table(check, results, page)
-    cpu = f"CPU: {cpu_model()}; flags of note: {' '.join(cpu_flags()) or 'none'}"
+    cpu = f"CPU: {cpu_line()}"
     print(f"\n{text}\n\n{cpu}; MXNet, IRs, ONNX and LiteRT timed in turns (resize, inference, NMS), median")
     if args.out:
         Path(args.out).write_text(json.dumps({"side_by_side": check["side_by_side"], "browser": page, "cpu": cpu}))

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from workflow.lib import cpu  # noqa: E402
 from workflow.lib.cli import log, run_main, with_interval  # noqa: E402
 from workflow.lib.stopping import stop_reason  # noqa: E402
 
@@ -247,9 +248,6 @@ def speed_table(check, manifest):
     """MXNet, the IR at each weight precision, model.onnx under onnxruntime and the LiteRT models, measured in one run
     on this machine (verify_ir's side by side), with the share of each model's detections that paired with MXNet's
     in its proof."""
-    cpu = check["cpu"]
-    present = [flag for flag, has in cpu["isa"].items() if has] or ["none"]
-    absent = [flag for flag, has in cpu["isa"].items() if not has] or ["none"]
     paired = paired_shares(check, manifest)
     rows = [
         {
@@ -261,10 +259,7 @@ def speed_table(check, manifest):
         }
         for row in check["side_by_side"]
     ]
-    return (
-        table_html(pd.DataFrame(rows))
-        + f"<p>Measured on {html.escape(cpu['model_name'])}: has {', '.join(present)}; lacks {', '.join(absent)}.</p>"
-    )
+    return table_html(pd.DataFrame(rows)) + f"<p>Measured on {html.escape(cpu.one_line(check['cpu']))}.</p>"
 
 
 def paired_shares(check, manifest):
@@ -358,12 +353,14 @@ def stages_section(benchmarks):
     rows = []
     for path in benchmarks:
         measured = pd.read_csv(path, sep="\t").iloc[-1]
-        wall, cpu, memory = (pd.to_numeric(measured[key], errors="coerce") for key in ("s", "cpu_time", "max_rss"))
+        wall, cpu_seconds, memory = (
+            pd.to_numeric(measured[key], errors="coerce") for key in ("s", "cpu_time", "max_rss")
+        )
         rows.append(
             {
                 "stage": Path(path).stem,
                 "wall s": round(wall, 1),
-                "CPU s": number(cpu, 1),
+                "CPU s": number(cpu_seconds, 1),
                 "peak memory MB": number(memory, 0),
             }
         )  # psutil samples too seldom for the shortest jobs: n/a

@@ -37,7 +37,7 @@ import onnxruntime as ort
 import openvino as ov
 
 from workflow.device import infer, litert_infer, onnx_infer
-from workflow.lib import model_optimizer
+from workflow.lib import cpu, model_optimizer
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
 from workflow.lib.metrics import evaluate_detections
@@ -142,22 +142,9 @@ def latency_summary(rows, precision):
     return result
 
 
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8")
-ISA_FLAGS += ("amx_bf16",)
-
-
-def cpu_description(cpuinfo="/proc/cpuinfo"):
-    """This CPU's model name and which of the ISA extensions INT8, bf16 and f16 inference use it has."""
-    fields = {}
-    for line in Path(cpuinfo).read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    flags = set(fields.get("flags", "").split())
-    return {
-        "model_name": fields.get("model name", "unknown"),
-        "isa": {flag: flag in flags for flag in ISA_FLAGS},
-        "openvino_capabilities": list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
-    }
+def cpu_description():
+    """This CPU (workflow/lib/cpu.py) and the optimization capabilities OpenVINO's CPU plugin reports on it."""
+    return {**cpu.describe(), "openvino_capabilities": list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))}
 
 
 def ir_detections(compiled, contract, images_bgr, threshold, label):
@@ -325,9 +312,7 @@ def verify(args):
         )
     if "int8" in result:
         log(f"verify_ir: INT8 IR: {summary(result['int8'])} (pairing for information)")
-    cpu = result["cpu"]
-    isa = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in cpu["isa"].items())
-    log(f"verify_ir: side by side on {cpu['model_name']} ({isa}), resize + inference + NMS, batch 1, median:")
+    log(f"verify_ir: side by side on {cpu.one_line(result['cpu'])}, resize + inference + NMS, batch 1, median:")
     for row in result["side_by_side"]:
         log(
             f"verify_ir:   {row['model']:5} {row['weights']} computing in {row['computes_in']:12}  "
