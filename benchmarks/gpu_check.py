@@ -34,7 +34,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from workflow.lib import cpu  # noqa: E402  (standard library only, like this script)
+# both standard library only, like this script
+from workflow.lib import cpu  # noqa: E402
 from workflow.orchestrator import gpus  # noqa: E402
 
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"

@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 from workflow.lib import cpu  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 CARDS_CLASSES = ["nine", "ten", "jack", "queen", "king", "ace"]
 WARMUP, RUNS = 5, 30
 

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow.lib.cli import log, run_main  # noqa: E402
+from workflow.lib.metrics import iou_matrix  # noqa: E402
 from workflow.lib.networks import anchor_boxes  # noqa: E402
 
 COVERED_IOU = 0.5
@@ -53,14 +54,8 @@ def box_table(records, split_ids, classes):
 def best_anchor_iou(boxes, anchors, chunk=512):
     """For each normalised box, the highest IoU with any anchor (boxes as the network sees them after the resize)."""
     best = np.zeros(len(boxes))
-    anchor_area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
     for start in range(0, len(boxes), chunk):
-        b = boxes[start : start + chunk, None, :]
-        inter = np.clip(np.minimum(b[..., 2], anchors[:, 2]) - np.maximum(b[..., 0], anchors[:, 0]), 0, None) * np.clip(
-            np.minimum(b[..., 3], anchors[:, 3]) - np.maximum(b[..., 1], anchors[:, 1]), 0, None
-        )
-        area = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-        best[start : start + chunk] = (inter / (area + anchor_area - inter)).max(axis=1)
+        best[start : start + chunk] = iou_matrix(boxes[start : start + chunk], anchors).max(axis=1)
     return best
 
 

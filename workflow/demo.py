@@ -18,6 +18,7 @@ from workflow.lib.cli import UserError, run_main
 from workflow.lib.detector import Detector
 from workflow.lib.drawing import ground_truth_rows, render
 from workflow.lib.images import ImageProblem, load_rgb
+from workflow.lib.metrics import above
 
 MAX_PIXELS = 50_000_000
 
@@ -31,8 +32,7 @@ def run_demo(detector, paths, truths, threshold, out_dir):
             rgb = load_rgb(path, MAX_PIXELS)
         except ImageProblem as error:
             raise UserError(f"{path}: {error}") from None
-        rows = detector.detect([rgb])[0]
-        rows = rows[rows[:, 1] >= threshold]
+        rows = above(detector.detect([rgb])[0], threshold)
         name = f"{index:02d}_{Path(path).stem}.jpg"
         picture = render(rgb, rows, truth, classes, (f"detections, score >= {threshold:g}", "ground truth"))
         cv2.imwrite(str(out_dir / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])

@@ -30,6 +30,7 @@ import numpy as np
 from workflow.device import infer
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.hashing import files_sha256
+from workflow.lib.metrics import above
 
 MIRROR_IOU = 0.5
 NEAR_THRESHOLD = 0.2  # a detection within this of the threshold could as well have gone the other way
@@ -66,28 +67,27 @@ def disagreements(rows, mirrored):
     """Detections of either view with no detection of the same class at IoU >= MIRROR_IOU in the other."""
 
     def unmatched(these, those):
-        if not these:
-            return 0
-        if not those:
+        if not len(those):
             return len(these)
-        a, b = np.array(these, dtype=np.float32), np.array(those, dtype=np.float32)
-        overlap = infer.iou(a[:, 2:], b[:, 2:]) * (a[:, :1] == b[:, 0])
+        overlap = infer.iou(these[:, 2:], those[:, 2:]) * (these[:, :1] == those[:, 0])
         return int((overlap.max(axis=1) < MIRROR_IOU).sum())
 
     return unmatched(rows, mirrored) + unmatched(mirrored, rows)
 
 
-def above(rows, threshold):
-    return [row for row in rows if row[1] >= threshold]
+def as_array(rows):
+    """Detection rows of the device runner (lists) as an (n, 6) array."""
+    return np.asarray(rows, dtype=float).reshape(-1, 6)
 
 
 def review_score(found, threshold, weak_classes):
     """How much a person's labelling of this image is expected to help: detections (of the image and of its mirror
     image) within NEAR_THRESHOLD of the threshold on either side, the kept detections the image and its mirror image
     disagree on, and the kept detections of the classes the val set finds weakest."""
-    near = sum(abs(score - threshold) <= NEAR_THRESHOLD for _, score, *_ in found["detections"] + found["mirrored"])
+    scores = np.concatenate([found["detections"][:, 1], found["mirrored"][:, 1]])
+    near = int((np.abs(scores - threshold) <= NEAR_THRESHOLD).sum())
     rows, mirrored = above(found["detections"], threshold), above(found["mirrored"], threshold)
-    weak = sum(cls in weak_classes for cls, *_ in rows)
+    weak = sum(int(cls) in weak_classes for cls in rows[:, 0])
     return near + disagreements(rows, mirrored) + weak, near
 
 
@@ -238,10 +238,10 @@ def prelabel(args):
     for done, path in enumerate(paths, start=1):
         entry, image = label_image(path, compiled, contract, cache)
         if image is not None:
-            found = entry.pop("found")
+            found = {view: as_array(rows) for view, rows in entry.pop("found").items()}
             boxed = [
-                (row, pixel_box(row[2:], entry["width"], entry["height"]))
-                for row in above(found["detections"], threshold)
+                ([int(row[0]), *row[1:]], pixel_box(row[2:], entry["width"], entry["height"]))
+                for row in above(found["detections"], threshold).tolist()
             ]
             rows = entry["detections"] = [row for row, box in boxed if box]
             entry["set_aside"] = len(boxed) - len(rows)
