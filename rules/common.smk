@@ -63,7 +63,9 @@ ONNX_MODEL, ONNX_CHECK = f"{R}/export_onnx/model.onnx", f"{R}/export_onnx/verify
 ONNX_NETWORK = f"{R}/export_onnx/network.onnx"
 LITERT_DIR = f"{R}/export_litert"
 LITERT_CHECK = f"{LITERT_DIR}/verify.json"
-LITERT_KINDS = ["float32", "int8"] if config["litert_int8"] else ["float32"]
+# export_litert's --int8: litert_int8 false, true or when-within-budget
+LITERT_INT8_MODE = {False: "none", True: "required"}.get(config["litert_int8"], config["litert_int8"])
+LITERT_KINDS = ["float32", "int8"] if LITERT_INT8_MODE != "none" else ["float32"]
 LITERT_MODELS = [f"{LITERT_DIR}/model_{kind}.tflite" for kind in LITERT_KINDS] if config["litert"] else []
 WEB_DIR = f"{R}/export_web"
 WEB_PAGE = f"{WEB_DIR}/index.html"

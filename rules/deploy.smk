@@ -235,7 +235,7 @@ rule export_litert:
         code=stage_code("export_litert"),
         min_score=config["parity_threshold"],
         iou=config["iou_threshold"],
-        int8=switch("int8", config["litert_int8"]),
+        int8=LITERT_INT8_MODE,
         max_drop=config["int8_max_map_drop"],
         out_dir=folder_of_output("result"),
     message:
@@ -244,7 +244,8 @@ rule export_litert:
         stage(
             "export_litert",
             "--network {input.network} --deploy {input.deploy} --train-rec {input.train} --val-rec {input.val}"
-            " --min-score {params.min_score} --iou-threshold {params.iou} {params.int8} --max-map-drop {params.max_drop}"
+            " --min-score {params.min_score} --iou-threshold {params.iou}"
+            " --int8 {params.int8} --max-map-drop {params.max_drop}"
             " --out-dir {params.out_dir} --differences {log.differences}",
         )
 

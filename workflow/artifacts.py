@@ -116,6 +116,8 @@ def litert_row(manifest):
     int8 = (
         f", full-integer INT8 (uint8 pixels in) val mAP {check['int8_map_voc07']:.4f}"
         if "int8" in litert["models"]
+        else f"; no INT8 model: {check['int8_not_shipped']}"
+        if "int8_not_shipped" in check
         else ""
     )
     return (

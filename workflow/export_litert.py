@@ -3,13 +3,15 @@ interpreter against MXNet.
 
 network.onnx (export_onnx: the deploy network without MultiBoxDetection), its channel ranges equalized on the train
 records (all of them up to CALIBRATION_IMAGES), is converted by onnx2tf to a TensorFlow function and by TFLite's
-converter to model_float32.tflite and, with --int8 (litert_int8), the full-integer model_int8.tflite: every op in
-int8, uint8 pixels in, int8 outputs, calibrated on the same images. workflow/device/litert_infer.py, shipped beside
+converter to model_float32.tflite and, unless --int8 none (litert_int8), the full-integer model_int8.tflite: every op
+in int8, uint8 pixels in, int8 outputs, calibrated on the same images. workflow/device/litert_infer.py, shipped beside
 them, runs either and does MultiBoxDetection's post-processing in numpy. On every val image: the float model's
 detections must pair with MXNet's as model.onnx's do (at least parity.MIN_AGREEMENT of them, mAP within
-parity.MAP_TOLERANCE); the INT8 model's val mAP must be at most --max-map-drop below MXNet's. Otherwise the stage
-fails saying what each reached, the differing detections in the differences file. Both models and MXNet are timed per
-image (resize, inference and post-processing), median after warm-up.
+parity.MAP_TOLERANCE), or the stage fails saying what it reached, the differing detections in the differences file.
+The INT8 model's val mAP must be at most --max-map-drop below MXNet's: when it is not, --int8 required fails the stage
+and --int8 when-within-budget leaves the model out of litert.contract.json (what is shipped) with a warning and the
+reason in verify.json. The models and MXNet are timed per image (resize, inference and post-processing), median after
+warm-up.
 """
 
 import argparse
@@ -37,6 +39,7 @@ CALIBRATION_IMAGES = 300
 # onnx2tf checks its conversion op by op on 20 sample images it downloads, unless this file is in the working folder
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 MODELS = {"float32": "model_float32.tflite", "int8": "model_int8.tflite"}
+INT8_CHOICES = ("none", "required", "when-within-budget")
 
 
 def parse_args(argv):
@@ -47,7 +50,12 @@ def parse_args(argv):
     parser.add_argument("--val-rec", required=True)
     parser.add_argument("--min-score", type=float, required=True, help="compare detections scoring at least this")
     parser.add_argument("--iou-threshold", type=float, required=True, help="of a correct detection in the mAP")
-    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, required=True, help="also model_int8.tflite")
+    parser.add_argument(
+        "--int8",
+        choices=INT8_CHOICES,
+        required=True,
+        help="model_int8.tflite: none, required (a miss fails the stage) or when-within-budget (shipped only then)",
+    )
     parser.add_argument("--max-map-drop", type=float, required=True, help="largest INT8 val mAP drop from MXNet's")
     parser.add_argument("--out-dir", required=True, type=Path, help="folder for the models, contract, verify.json")
     parser.add_argument("--differences", required=True, help="text file listing the detections that differ (a log)")
@@ -190,7 +198,7 @@ def prove(detector, out, contract, val_rec, args):
     return result
 
 
-def problems(result):
+def float_problems(result):
     found = []
     float_paired = result["float32_paired"]
     if float_paired["agreement"] < MIN_AGREEMENT:
@@ -202,13 +210,18 @@ def problems(result):
             f"the float32 model's mAP {result['float32_map_voc07']:.4f} is not MXNet's "
             f"{result['mxnet_map_voc07']:.4f} (tolerance {MAP_TOLERANCE})"
         )
-    drop = result["mxnet_map_voc07"] - result.get("int8_map_voc07", result["mxnet_map_voc07"])
-    if drop > result["max_map_drop"]:
-        found.append(
-            f"the INT8 model's mAP {result['int8_map_voc07']:.4f} is {drop:.4f} below MXNet's "
-            f"{result['mxnet_map_voc07']:.4f} (int8_max_map_drop {result['max_map_drop']})"
-        )
     return found
+
+
+def int8_problem(result):
+    """Why the INT8 model misses its budget, or None when it holds it (or there is none)."""
+    drop = result["mxnet_map_voc07"] - result.get("int8_map_voc07", result["mxnet_map_voc07"])
+    if drop <= result["max_map_drop"]:
+        return None
+    return (
+        f"the INT8 model's mAP {result['int8_map_voc07']:.4f} is {drop:.4f} below MXNet's "
+        f"{result['mxnet_map_voc07']:.4f} (int8_max_map_drop {result['max_map_drop']})"
+    )
 
 
 def summary(result):
@@ -227,7 +240,7 @@ def main(argv=None):
     network_contract = json.loads(args.network.with_suffix(".onnx.contract.json").read_text())
     calibration = calibration_images(args.train_rec, size)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    models = {precision: name for precision, name in MODELS.items() if precision == "float32" or args.int8}
+    models = {precision: name for precision, name in MODELS.items() if precision == "float32" or args.int8 != "none"}
     contract = litert_contract(network_contract, models)
     (args.out_dir / litert_infer.CONTRACT).write_text(json.dumps(contract))
     convert(equalized(args.network, calibration), calibration, models, args.out_dir)
@@ -240,9 +253,19 @@ def main(argv=None):
     latency = result["latency"]
     timed = ", ".join(f"{precision} {latency[f'{precision}_ms']:.1f} ms" for precision in models)
     log(f"export_litert: per image: {timed}, MXNet {latency['mxnet_ms']:.1f} ms")
-    found = problems(result)
+    found, missed = float_problems(result), int8_problem(result)
+    if missed and args.int8 == "required":
+        found.append(missed)
     if found:
         raise UserError(f"the LiteRT models do not hold: {'; '.join(found)} (differences in {args.differences})")
+    if missed:
+        log(
+            f"WARNING: export_litert: {missed}: {MODELS['int8']} is not shipped (it stays in {args.out_dir} to look "
+            "at; litert_int8: true makes such a miss stop the run)"
+        )
+        result["int8_not_shipped"] = missed
+        del contract["model"]["int8"]
+        (args.out_dir / litert_infer.CONTRACT).write_text(json.dumps(contract))
     (args.out_dir / "verify.json").write_text(json.dumps(result, indent=1))
 
 

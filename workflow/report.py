@@ -286,6 +286,8 @@ def litert_section(litert):
         f"at most {check['max_map_drop']} below MXNet's allowed; for information, "
         f"{check['int8_paired']['agreement']:.1%} of its detections paired with MXNet's."
         if "int8" in litert["models"]
+        else f" INT8 not shipped: {html.escape(check['int8_not_shipped'])} (the model is in export_litert/ to look at)."
+        if "int8_not_shipped" in check
         else " No INT8 model in this run (<code>litert_int8: false</code>)."
     )
     return (

@@ -107,10 +107,14 @@ def side_by_side(reference, detector, irs, min_score, onnx_model=None, litert_mo
         runs.append(functools.partial(onnx_infer.detect, session, image_bgr, contract, min_score))
     for path in litert_models:
         runner, contract = litert_infer.load(path)
+        precision = {name: precision for precision, name in contract["model"].items()}.get(Path(path).name)
+        if precision is None:
+            log(f"verify_ir: {path} is not timed: its contract does not ship it (export_litert's verify.json says why)")
+            continue
         found = [
             as_rows(litert_infer.detect(runner, image, contract, reference.threshold)) for image in reference.images_bgr
         ]
-        weights = "INT8" if "int8" in Path(path).name else "FP32"
+        weights = "INT8" if precision == "int8" else "FP32"
         computes_in = "int8 (XNNPACK)" if weights == "INT8" else "f32 (XNNPACK)"
         rows.append(
             {"model": "LiteRT", "weights": weights, "computes_in": computes_in, "map_voc07": voc07(reference, found)}
