@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, TARGETS
 
-from workflow.orchestrator.stages import ENVIRONMENTS, rule_name
+from workflow.orchestrator.stages import ENVIRONMENTS, environment, rule_name
 
 WORKFLOW = REPO / "workflow"
 SNAKEMAKE_BRINGS = {"yaml"}  # a dependency of Snakemake itself, so its interpreter has it
@@ -161,3 +162,8 @@ def test_one_name_per_stage_module_rule_log_benchmark_folder_and_environment():
 def test_the_stages_page_lists_every_stage_in_run_order():
     table = re.findall(r"^\| `(\w+)` \|", (REPO / "docs" / "stages.md").read_text(), re.M)
     assert table == list(ENVIRONMENTS)
+
+
+def test_a_rule_of_a_stage_missing_from_the_table_says_where_to_add_it():
+    with pytest.raises(KeyError, match=r"stage 'record_counts' is not in the stage table: add it to ENVIRONMENTS in "):
+        environment("record_counts")

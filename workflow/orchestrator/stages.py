@@ -39,6 +39,8 @@ PER_WILDCARD = {"pack": "split", "train": "segment"}
 
 def environment(stage, gpus=()):
     """The environment a stage runs in; training takes MXNet's CUDA build when the config names GPUs."""
+    if stage not in ENVIRONMENTS:
+        raise KeyError(f"stage {stage!r} is not in the stage table: add it to ENVIRONMENTS in {__file__}")
     return "mxnet-cuda" if stage == "train" and gpus else ENVIRONMENTS[stage]
 
 
