@@ -19,14 +19,14 @@ def mxnet012_symbol_json(symbol_json):
     return json.dumps(graph, indent=1)
 
 
-def compare(reference, legacy, min_score):
+def compare(reference, mxnet012_rows, min_score):
     """Per image: the detections at or above min_score must agree in label, box and score."""
     mismatches, compared, worst = [], 0, 0.0
-    for index, (want, got) in enumerate(zip(reference, legacy)):
+    for index, (want, got) in enumerate(zip(reference, mxnet012_rows)):
         want = want[(want[:, 0] >= 0) & (want[:, 1] >= min_score)]
         got = got[(got[:, 0] >= 0) & (got[:, 1] >= min_score)]
         if want.shape != got.shape:
-            mismatches.append(f"image {index}: {len(want)} detections in MXNet 1.9.1, {len(got)} in the legacy run")
+            mismatches.append(f"image {index}: {len(want)} detections in MXNet 1.9.1, {len(got)} in MXNet 0.12")
             continue
         if not np.array_equal(want[:, 0], got[:, 0]):
             mismatches.append(
