@@ -34,9 +34,7 @@ def test_compare_accepts_tiny_differences_and_reports_real_ones():
     other_label = reference.copy()
     other_label[0, 0, 0] = 1
     assert compare(reference, other_label, 0.05)["mismatches"] == ["image 0: labels differ: [0] vs [1]"]
-    assert (
-        "1 detections in MXNet 1.9.1, 0 in MXNet 0.12" in compare(reference, reference * 0, 0.05)["mismatches"][0]
-    )
+    assert "1 detections in MXNet 1.9.1, 0 in MXNet 0.12" in compare(reference, reference * 0, 0.05)["mismatches"][0]
     moved = reference.copy()
     moved[0, 0, 2] += 0.01
     assert "differ by 1.00e-02" in compare(reference, moved, 0.05)["mismatches"][0]
