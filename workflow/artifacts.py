@@ -46,7 +46,7 @@ def provenance(config_json, annotations):
 def folder_readme(manifest):
     contract = manifest["ir"]["input_contract"]
     check = manifest["ir"]["check"]
-    return f"""# DeepLens artifacts
+    return f"""# Artifacts: the detector for every device
 
 Detector of {", ".join(manifest["classes"])} (class ids in that order, see labels.txt).
 Val mAP (VOC07, IoU {manifest["metrics"]["iou_threshold"]}): MXNet {check["mxnet_map_voc07"]:.4f}, \

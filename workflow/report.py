@@ -418,7 +418,7 @@ def build(inputs, config):
         onnx_section(manifest["onnx"]),
         "<h2>LiteRT (TensorFlow Lite) against MXNet</h2>",
         litert_section(manifest.get("litert")),
-        "<h2>DeepLens artifacts</h2>",
+        "<h2>Artifacts for the devices</h2>",
         deeplens_note(manifest["deeplens"]),
         table_html(pd.DataFrame([{"file": k, **v} for k, v in manifest["files"].items()])),
         "<h3>IR input contract</h3>",

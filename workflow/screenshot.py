@@ -18,7 +18,7 @@ SECTIONS = (
     "Training",
     "Per-class metrics",
     "OpenVINO IR against MXNet",
-    "DeepLens artifacts",
+    "Artifacts for the devices",
     "How it was made",
 )
 CHROMIUM_FLAGS = (
