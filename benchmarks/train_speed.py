@@ -73,6 +73,7 @@ def main():
                 "--lr-factor",
                 "0.1",
                 "--freeze=",
+                "--mirror",
                 "--seed",
                 "0",
                 "--budget-minutes",

@@ -67,6 +67,7 @@ rule train_segment:
         lr_factor=config["lr_factor"],
         seed=config["seed"],
         freeze=config["freeze"] if config["pretrained"] else "",
+        mirror=switch("mirror", config["mirror"]),
         budget=config["train_budget_minutes"],
         patience=config["early_stop_patience"],
         smoothing=config["early_stop_smoothing"],
@@ -81,7 +82,7 @@ rule train_segment:
             " --begin-epoch {params.begin} --end-epoch {wildcards.end} {params.resume} {params.pretrained}"
             " --learning-rate {params.learning_rate} --momentum {params.momentum} --wd {params.weight_decay}"
             " --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}' --lr-factor {params.lr_factor}"
-            " --freeze={params.freeze:q} --budget-minutes {params.budget} --patience {params.patience}"
+            " --freeze={params.freeze:q} {params.mirror} --budget-minutes {params.budget} --patience {params.patience}"
             " --patience-smoothing {params.smoothing} --seed {params.seed} --threads {threads}"
             " --gpus '{params.gpus}' --out {params.out}",
         )

@@ -33,9 +33,9 @@ from workflow.lib.stopping import stop_reason
 PREFIX = "ssd"
 PROGRESS_FILE, LOG_FILE = "progress.csv", "log.csv"
 LOG_COLUMNS = ("epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds", "val_map")
-# Random crops with IoU constraints, zoom-out padding, colour jitter and mirroring, as in
-# apache/mxnet example/ssd config.py (crop samplers: min object overlap .1 ... .9), milder for small
-# datasets and networks trained from scratch: crop half of the images, zoom out 30% by up to 2x.
+# Random crops with IoU constraints, zoom-out padding and colour jitter, as in apache/mxnet example/ssd
+# config.py (crop samplers: min object overlap .1 ... .9), milder for small datasets and networks trained
+# from scratch: crop half of the images, zoom out 30% by up to 2x. Mirroring is --mirror's choice.
 TRAIN_AUGMENTATION = dict(
     rand_crop_prob=0.5,
     num_crop_sampler=5,
@@ -62,9 +62,9 @@ TRAIN_AUGMENTATION = dict(
     max_random_illumination=32,
     random_contrast_prob=0.5,
     max_random_contrast=0.5,
-    rand_mirror_prob=0.5,
     inter_method=10,
 )
+MIRROR_PROB = 0.5
 
 
 def parse_args(argv=None):
@@ -87,6 +87,12 @@ def parse_args(argv=None):
         "--freeze",
         required=True,
         help="regular expression: parameters whose names match are not trained ('' trains all)",
+    )
+    parser.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        required=True,
+        help="flip half of the training images left-right",
     )
     parser.add_argument("--learning-rate", type=float, required=True)
     parser.add_argument("--momentum", type=float, required=True)
@@ -434,7 +440,9 @@ class Validator:
 
 def _record_iter(path, options, seed, augment, max_objects):
     """Batches of a record file; labels padded to max_objects (MultiBoxTarget's time grows with it)."""
-    augmentation = TRAIN_AUGMENTATION if augment else {}
+    augmentation = {}
+    if augment:
+        augmentation = dict(TRAIN_AUGMENTATION, rand_mirror_prob=MIRROR_PROB if options.mirror else 0)
     return mx.io.ImageDetRecordIter(
         path_imgrec=path,
         path_imgidx=_idx_path(path),

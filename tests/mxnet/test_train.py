@@ -12,7 +12,7 @@ import pytest
 
 from workflow.lib import networks
 from workflow.lib.cli import UserError
-from workflow.train import Validator, WarmupStepSchedule, parse_args, train
+from workflow.train import Validator, WarmupStepSchedule, _objects, _record_iter, parse_args, train
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_LAYOUT = REPO.parent / "shared" / "reference" / "resnet50_ssd_voc0712_params.json"
@@ -31,6 +31,23 @@ def write_records(prefix, count, seed=0):
         label = np.array([2, 6, i % 2, x0 / 80, y0 / 80, x1 / 80, y1 / 80, 0], dtype=np.float32)
         records.write_idx(
             i, mx.recordio.pack_img(mx.recordio.IRHeader(0, label, i, 0), image, quality=90, img_fmt=".jpg")
+        )
+    records.close()
+    return f"{prefix}.rec"
+
+
+def left_right_records(prefix, count):
+    """`count` 80x80 noise images with a class-0 box in the left half and a class-1 box in the right half."""
+    rng = np.random.default_rng(0)
+    records = mx.recordio.MXIndexedRecordIO(f"{prefix}.idx", f"{prefix}.rec", "w")
+    for i in range(count):
+        image = rng.integers(90, 160, size=(80, 80, 3), dtype=np.uint8)
+        label = [2, 6, 0, 0.05, 0.3, 0.4, 0.7, 0, 1, 0.6, 0.3, 0.95, 0.7, 0]
+        records.write_idx(
+            i,
+            mx.recordio.pack_img(
+                mx.recordio.IRHeader(0, np.array(label, np.float32), i, 0), image, quality=90, img_fmt=".jpg"
+            ),
         )
     records.close()
     return f"{prefix}.rec"
@@ -67,6 +84,7 @@ SETTINGS = [
     "--lr-factor",
     "0.1",
     "--freeze=",
+    "--mirror",
     "--threads",
     "1",
     "--seed",
@@ -322,3 +340,22 @@ def read_rows(path):
         return []
     with open(path, newline="") as file:
         return list(csv.DictReader(file))
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_only_mirroring_puts_the_right_object_left_of_the_left_one(tmp_path, mirror):
+    """Crops, zoom-out and colour jitter keep the objects' left-to-right order; --mirror flips half the images."""
+    path = left_right_records(str(tmp_path / "train"), 16)
+    parsed = options((path, path), tmp_path, mirror=mirror)
+    batches = _record_iter(path, parsed, seed=0, augment=True, max_objects=2)
+    both = swapped = 0
+    for _ in range(5):
+        for batch in batches:
+            for objects in _objects(batch.label[0]).asnumpy():
+                centres = {int(row[0]): row[1] + row[3] for row in objects if row[0] >= 0}
+                if len(centres) == 2:
+                    both += 1
+                    swapped += centres[0] > centres[1]
+        batches.reset()
+    assert both > 40
+    assert 0.3 * both < swapped < 0.7 * both if mirror else swapped == 0
