@@ -8,7 +8,7 @@ image of MXNet, the IR (FP16, INT8) and model.onnx (one run, in turns), and the 
 yardstick (issue 8): YOLOv8n from scratch with Ultralytics, same data, same 2 cores, 9 minutes: mAP@0.5 0.39,
 mAP@0.5:0.95 0.25, 19 ms per image.
 
-    .venv/bin/python benchmarks/cards_benchmark.py                     # the default: efficientnet_lite0 at 256
+    .venv/bin/python benchmarks/cards_benchmark.py                     # the default: efficientnet_lite0 at 320
     .venv/bin/python benchmarks/cards_benchmark.py --network lite --epochs 400 --lr-steps 40 50 \
         --run cards_lite                                               # lite from scratch, beside it
 
@@ -54,15 +54,15 @@ def run_config(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", default="efficientnet_lite0")
-    parser.add_argument("--data-shape", type=int, default=256)
+    parser.add_argument("--data-shape", type=int, default=320)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=0.05)
-    parser.add_argument("--lr-steps", type=int, nargs="*", default=[28])
+    parser.add_argument("--lr-steps", type=int, nargs="*", default=[26])
     parser.add_argument(
         "--epochs",
         type=int,
         nargs="+",
-        default=[34],
+        default=[32],
         help="the training segments' end epochs: the first trains from scratch, each next one resumes to it",
     )
     parser.add_argument("--warmup-epochs", type=int, default=2)

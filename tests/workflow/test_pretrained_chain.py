@@ -27,6 +27,7 @@ def pretrained_run(tmp_path_factory):
         data_shape=128,
         epochs=[20, 30],  # MXNet 0.12 keeps every candidate where 1.9.1 keeps nms_topk: train past that
         learning_rate=DEFAULTS["learning_rate"],
+        lr_steps=[24],  # settles the weights at the end: at the full rate they jumped (val mAP of 3 images 0.02-0.47)
         pack_max_side=256,
         int8_ir=True,
         unlabelled=str(unlabelled),
@@ -42,7 +43,8 @@ def test_the_default_network_finetunes_from_the_packages_imagenet_weights(pretra
     assert "converted" in (logs / "pretrained.log").read_text()
     first_stop = (logs / "train_epoch_20.log").read_text()
     assert "left out (initialised): effnet_fc_bias, effnet_fc_weight, effnet_head_bn_beta" in first_stop
-    assert "freeze '^(bn_data|effnet_(stem|block[0-5]_))': 56 parameters not trained" in first_stop
+    # 56 in the stem and blocks 0-5, and the depthwise kernels of blocks 6-15
+    assert f"freeze '{DEFAULTS['freeze']}': 66 parameters not trained" in first_stop
 
 
 def test_every_proof_of_the_chain_holds_on_the_default_network(pretrained_run):
