@@ -19,38 +19,38 @@ REFERENCE_LAYOUT = REPO.parent / "shared" / "reference" / "resnet50_ssd_voc0712_
 COLOURS = ((0, 0, 255), (255, 0, 0))  # BGR: class 0 red, class 1 blue
 
 
+def pack_examples(prefix, examples):
+    """(image, label) pairs as `prefix`.rec and .idx in the pack stage's format; returns the .rec path."""
+    records = mx.recordio.MXIndexedRecordIO(f"{prefix}.idx", f"{prefix}.rec", "w")
+    for i, (image, label) in enumerate(examples):
+        header = mx.recordio.IRHeader(0, np.asarray(label, dtype=np.float32), i, 0)
+        records.write_idx(i, mx.recordio.pack_img(header, image, quality=90, img_fmt=".jpg"))
+    records.close()
+    return f"{prefix}.rec"
+
+
 def write_records(prefix, count, seed=0):
     """`count` 80x80 noise images, each with one filled rectangle of class i % 2, in the pack stage's format."""
     rng = np.random.default_rng(seed)
-    records = mx.recordio.MXIndexedRecordIO(f"{prefix}.idx", f"{prefix}.rec", "w")
-    for i in range(count):
-        image = rng.integers(90, 160, size=(80, 80, 3), dtype=np.uint8)
-        x0, y0 = rng.integers(2, 38, size=2)
-        x1, y1 = x0 + rng.integers(24, 40), y0 + rng.integers(24, 40)
-        image[y0:y1, x0:x1] = COLOURS[i % 2]
-        label = np.array([2, 6, i % 2, x0 / 80, y0 / 80, x1 / 80, y1 / 80, 0], dtype=np.float32)
-        records.write_idx(
-            i, mx.recordio.pack_img(mx.recordio.IRHeader(0, label, i, 0), image, quality=90, img_fmt=".jpg")
-        )
-    records.close()
-    return f"{prefix}.rec"
+
+    def examples():
+        for i in range(count):
+            image = rng.integers(90, 160, size=(80, 80, 3), dtype=np.uint8)
+            x0, y0 = rng.integers(2, 38, size=2)
+            x1, y1 = x0 + rng.integers(24, 40), y0 + rng.integers(24, 40)
+            image[y0:y1, x0:x1] = COLOURS[i % 2]
+            yield image, [2, 6, i % 2, x0 / 80, y0 / 80, x1 / 80, y1 / 80, 0]
+
+    return pack_examples(prefix, examples())
 
 
 def left_right_records(prefix, count):
     """`count` 80x80 noise images with a class-0 box in the left half and a class-1 box in the right half."""
     rng = np.random.default_rng(0)
-    records = mx.recordio.MXIndexedRecordIO(f"{prefix}.idx", f"{prefix}.rec", "w")
-    for i in range(count):
-        image = rng.integers(90, 160, size=(80, 80, 3), dtype=np.uint8)
-        label = [2, 6, 0, 0.05, 0.3, 0.4, 0.7, 0, 1, 0.6, 0.3, 0.95, 0.7, 0]
-        records.write_idx(
-            i,
-            mx.recordio.pack_img(
-                mx.recordio.IRHeader(0, np.array(label, np.float32), i, 0), image, quality=90, img_fmt=".jpg"
-            ),
-        )
-    records.close()
-    return f"{prefix}.rec"
+    label = [2, 6, 0, 0.05, 0.3, 0.4, 0.7, 0, 1, 0.6, 0.3, 0.95, 0.7, 0]
+    return pack_examples(
+        prefix, ((rng.integers(90, 160, size=(80, 80, 3), dtype=np.uint8), label) for _ in range(count))
+    )
 
 
 @pytest.fixture(scope="module")
