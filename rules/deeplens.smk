@@ -30,14 +30,12 @@ rule deeplens_model:
         runtime=10,
     params:
         code=stage_code("deeplens_model"),
-        min_score=config["parity_threshold"],
     message:
         "Making the DeepLens model: raw BGR frames in, only the device's layers, MXNet 0.12 form"
     shell:
         stage(
             "deeplens_model",
-            "--deploy {input.deploy} --val-rec {input.val} --min-score {params.min_score}"
-            " --out-dir {output.model} --out {output.info}",
+            "--deploy {input.deploy} --val-rec {input.val} --out-dir {output.model} --out {output.info}",
         )
 
 

@@ -58,20 +58,19 @@ this IR {check["ir_map_voc07"]:.4f}.
 {contract["layout"]} {contract["color_order"]}, mean \
 {"inside the IR" if contract["mean_in_ir"] else "subtracted by the caller"} |
 | model.contract.json | the IR's input and output contract, with the inference precision infer.py uses: \
-{contract["inference_precision"]}, the one at which {check["agreement"]:.1%} of the IR's detections paired with \
-MXNet's |
+{contract["inference_precision"]}, the one verify_ir proved it at: {network_figure(check["proof"]["networks"][0])} |
 {int8_row(manifest)}| infer.py | `python infer.py` needs only openvino, numpy and OpenCV; `load()` then \
 `detect(compiled, frame_bgr, contract)` |
 | openvino_lambda.py | a Greengrass inference Lambda for Intel devices with the current OpenVINO runtime (not a \
 DeepLens): camera frames in, detections published to IoT (greengrasssdk) |
 | {DEEPLENS_FOLDER}/ | for an AWS DeepLens: model/ (the DeepLens model, raw BGR frames in, MXNet 0.12 form, for \
 the console's model import), {manifest["deeplens"]["package"]["zip"]} (the inference Lambda for the Lambda \
-console) and its files; rehearsed on {manifest["deeplens"]["rehearsal"]["images"]} val images, \
-{manifest["deeplens"]["rehearsal"]["agreement"]:.1%} of its detections paired with MXNet's |
+console) and its files; rehearsed on {manifest["deeplens"]["rehearsal"]["images"]} val images: \
+{network_figure(manifest["deeplens"]["rehearsal"]["proof"]["networks"][0])}, the Lambda's post-processing MXNet's |
 | {manifest["onnx"]["model"]}, model.onnx.contract.json | the same detector as ONNX (opset \
 {manifest["onnx"]["contract"]["opset"]}, NMS inside: resized RGB image in, rows of class, score and box out) for \
-ONNX Runtime, TensorRT and the other runtimes that take ONNX; onnxruntime paired \
-{manifest["onnx"]["check"]["agreement"]:.1%} of its detections with MXNet's, val mAP \
+ONNX Runtime, TensorRT and the other runtimes that take ONNX; under onnxruntime \
+{network_figure(manifest["onnx"]["check"]["proof"]["network"])}, val mAP \
 {manifest["onnx"]["check"]["onnx_map_voc07"]:.4f} |
 {litert_row(manifest)}| {WEB_FOLDER}/ | the same model.onnx in a browser page ({manifest["web"]["runtime"]["package"]} \
 {manifest["web"]["runtime"]["version"]}, wasm backend, its files beside the page, nothing from the network): \
@@ -81,9 +80,11 @@ ONNX Runtime, TensorRT and the other runtimes that take ONNX; onnxruntime paired
 the DeepLens' version |
 | manifest.json | every file's sha256 and size, metrics, thresholds, how the model was made |
 
-The IR does no non-maximum suppression: infer.py applies it \
-({"across classes (force_nms)" if contract["force_nms"] else "per class"},
-IoU {contract["nms_threshold"]}), so its detections equal the MXNet deploy model's.
+The IR holds the network; infer.py does what the deploy model's MultiBoxDetection does with its outputs (the \
+{contract["nms_topk"]} best boxes, NMS {"across classes (force_nms)" if contract["force_nms"] else "per class"} at \
+IoU {contract["nms_threshold"]}), so its detections are the MXNet deploy model's. Every file here was proven against \
+MXNet: its network's outputs, and its post-processing on the same inputs (docs/numbers.md in the repository, "The \
+proofs").
 
 Score threshold: {threshold_sentence(contract)}
 
@@ -92,8 +93,16 @@ Example:
     import cv2, infer
     compiled, contract = infer.load("model.xml")
     for cls, score, xmin, ymin, xmax, ymax in infer.detect(compiled, cv2.imread("photo.jpg"), contract):
-        print(open("labels.txt").read().split()[cls], score, xmin, ymin, xmax, ymax)
+        print(contract["labels"][cls], score, xmin, ymin, xmax, ymax)
 """
+
+
+def network_figure(network):
+    """A proof's network comparison in a few words."""
+    return (
+        f"its class probabilities within {network['max_class_prob_difference']:.0e} and its boxes within "
+        f"{network['max_box_difference']:.0e} of {network['reference']}'s"
+    )
 
 
 def int8_row(manifest):
@@ -122,9 +131,8 @@ def litert_row(manifest):
     )
     return (
         f"| {', '.join(litert['models'].values())}, {LITERT_CONTRACT} | the network for LiteRT (TensorFlow Lite: a "
-        f"Pi's CPU, Android); `python litert_infer.py --model ...` does the box decoding and NMS; float32 paired "
-        f"{check['float32_paired']['agreement']:.1%} of its detections with MXNet's, val mAP "
-        f"{check['float32_map_voc07']:.4f}{int8} |\n"
+        f"Pi's CPU, Android); `python litert_infer.py --model ...` does the box decoding and NMS; float32: "
+        f"{network_figure(check['float32_network'])}, val mAP {check['float32_map_voc07']:.4f}{int8} |\n"
     )
 
 

@@ -14,9 +14,10 @@ boxes than MXNet's single cross-class pass. So the shipped graph keeps every can
 Lambda applies the deploy model's NMS (across classes when force_nms) to parseResult's boxes.
 
 Written, as mo.optimize(model_name, width, height) finds them: model/<model_name>-symbol.json in MXNet 0.12 form
-(the DeepLens' version) and model/<model_name>-0000.params; and deeplens_model.json with the proof that on the val
-images the DeepLens graph (before its NMS is switched off) on raw resized BGR detects what the deploy model
-detects on the training-time preprocessing of the same images.
+(the DeepLens' version) and model/<model_name>-0000.params; and deeplens_model.json with the proof
+(workflow/lib/proof.py) that on every val image the DeepLens graph's network on the raw resized BGR frame computes
+the deploy model's on the training-time preprocessing of the same image: class probabilities and box offsets within
+proof.NETWORK_TOLERANCE, the same anchors. Its post-processing is the Lambda's, which deeplens_rehearsal proves.
 """
 
 import argparse
@@ -25,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from workflow.lib import deploy_graph, proof
 from workflow.lib.cli import UserError, log, run_main
-from workflow.lib.mxnet012 import compare, mxnet012_symbol_json
-from workflow.lib.model_optimizer import detection_attrs
+from workflow.lib.mxnet012 import mxnet012_symbol_json
 
 # The MXNet layers the DeepLens' Model Optimizer accepts (AWS DeepLens Developer Guide,
 # deeplens-supported-frameworks-mxnet-layers.md). "null" nodes are the graph's inputs and weights.
@@ -39,10 +40,6 @@ DEEPLENS_LAYERS = frozenset(
 IDENTITY_OPS = ("_copy",)
 PREPROCESS = "deeplens_preprocess"
 EPOCH = 0  # the DeepLens console and mo.optimize take <model_name>-NNNN.params; SageMaker's models are -0000
-
-
-def attributes(node):
-    return node.get("attrs", node.get("attr", {}))
 
 
 def deeplens_graph(graph):
@@ -117,19 +114,6 @@ def raw_frame_input(image_bgr, side):
     return cv2.resize(image_bgr, (side, side)).astype(np.float32).transpose(2, 0, 1)[np.newaxis]
 
 
-def forward(symbol, args, aux, inputs):
-    import mxnet as mx
-
-    module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=mx.cpu())
-    module.bind(data_shapes=[("data", inputs[0].shape)], for_training=False)
-    module.set_params(args, aux, allow_missing=False, allow_extra=False)
-    outputs = []
-    for tensor in inputs:
-        module.forward(mx.io.DataBatch([mx.nd.array(tensor)]), is_train=False)
-        outputs.append(module.get_outputs()[0].asnumpy()[0])
-    return np.stack(outputs)
-
-
 def fold_preprocessing(graph, arg_params, mean_rgb, scale):
     """(DeepLens graph, its arg params) of a deploy graph (symbol JSON) and its arg params (NDArrays)."""
     import mxnet as mx
@@ -146,7 +130,7 @@ def write_model(out_dir, model_name, graph, arg_params, aux_params):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     graph = json.loads(json.dumps(graph))
-    detection_attrs(graph, model_name)["nms_threshold"] = "1"  # IoU > 1 never happens: the Lambda suppresses
+    deploy_graph.detection_attributes(graph, model_name)["nms_threshold"] = "1"  # IoU > 1 never: the Lambda suppresses
     (out_dir / f"{model_name}-symbol.json").write_text(mxnet012_symbol_json(json.dumps(graph)))
     mx.nd.save(
         str(out_dir / f"{model_name}-{EPOCH:04d}.params"),
@@ -158,27 +142,36 @@ def build(args):
     import cv2
     import mxnet as mx
 
-    from workflow.lib.detector import Detector, read_records
+    from workflow.lib.detector import Detector, Network, read_records
+    from workflow.lib.networks import VARIANCES
 
     deploy_json = Path(args.deploy)
     info = json.loads(deploy_json.read_text())
     model_name = Path(info["symbol"]).name[: -len("-symbol.json")]
     arg_params, aux_params = mx.model.load_params(str(deploy_json.parent / model_name), info["epoch"])
-    deploy_graph = json.loads((deploy_json.parent / info["symbol"]).read_text())
-    graph, arg_params = fold_preprocessing(deploy_graph, arg_params, info["input"]["mean_rgb"], info["input"]["scale"])
+    deploy_symbol = json.loads((deploy_json.parent / info["symbol"]).read_text())
+    graph, arg_params = fold_preprocessing(deploy_symbol, arg_params, info["input"]["mean_rgb"], info["input"]["scale"])
     layers = check_layers(graph, f"the DeepLens graph of {deploy_json.parent / info['symbol']}")
     symbol = mx.sym.load_json(json.dumps(graph))
 
     detector, side = Detector(deploy_json), info["data_shape"]
-    images = [rgb for rgb, _ in read_records(args.val_rec)]
-    reference = np.concatenate([detector.raw([rgb]) for rgb in images])
-    raw_inputs = [raw_frame_input(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), side) for rgb in images]
-    check = compare(reference, forward(symbol, arg_params, aux_params, raw_inputs), args.min_score)
-    if check["mismatches"]:
-        raise UserError(
-            "the DeepLens graph on raw BGR frames detects differently from the deploy model on preprocessed "
-            "images: " + "; ".join(check["mismatches"][:5])
+    internals = symbol.get_internals()
+    outputs = [internals[name] for name in deploy_graph.output_names(graph, "the DeepLens graph")]
+    network = Network(mx.sym.Group(outputs), arg_params, aux_params, side)
+    what = "the DeepLens graph on raw BGR frames"
+    comparison = proof.NetworkComparison(what, detector.anchors, VARIANCES, info["classes"])
+    for rgb, _ in read_records(args.val_rec):
+        comparison.add(
+            detector.network_outputs(rgb),
+            network.outputs(raw_frame_input(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), side)[0]),
         )
+    check = {
+        "network": comparison.result(),
+        "anchors": proof.anchor_problems(what, network.anchors, VARIANCES, detector.anchors, VARIANCES),
+    }
+    problems = check["network"]["problems"] + check["anchors"]
+    if problems:
+        raise UserError(f"{what} does not compute what the deploy model computes: {'; '.join(problems)}")
 
     write_model(args.out_dir, model_name, graph, arg_params, aux_params)
     description = {
@@ -194,21 +187,17 @@ def build(args):
         "classes": info["classes"],
         **{key: info[key] for key in ("force_nms", "nms_threshold", "nms_topk", "threshold")},
         "nms_in_graph": False,
-        "raw_frame_check": check,
+        "proof": check,
     }
     Path(args.out).write_text(json.dumps(description, indent=1))
-    log(
-        f"deeplens_model: {model_name} for the DeepLens (raw BGR in, layers {', '.join(layers)}); on "
-        f"{check['images']} val images it matches the deploy model ({check['detections_compared']} detections, "
-        f"max difference {check['max_abs_difference']:.1e})"
-    )
+    log(f"deeplens_model: {model_name} for the DeepLens (raw BGR in, layers {', '.join(layers)})")
+    log(f"deeplens_model: {proof.network_summary(check['network'])}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.deeplens_model", description=__doc__.split("\n\n")[0])
     parser.add_argument("--deploy", required=True, help="deploy.json of the deploy stage")
     parser.add_argument("--val-rec", required=True, help="val .rec: the images of the raw-frame check")
-    parser.add_argument("--min-score", type=float, required=True, help="detections compared from this score up")
     parser.add_argument("--out-dir", required=True, help="the model/ folder to write")
     parser.add_argument("--out", required=True, help="deeplens_model.json to write")
     build(parser.parse_args(argv))

@@ -5,13 +5,18 @@ network.onnx (export_onnx: the deploy network without MultiBoxDetection), its ch
 records (all of them up to CALIBRATION_IMAGES), is converted by onnx2tf to a TensorFlow function and by TFLite's
 converter to model_float32.tflite and, unless --int8 none (litert_int8), the full-integer model_int8.tflite: every op
 in int8, uint8 pixels in, int8 outputs, calibrated on the same images. workflow/device/litert_infer.py, shipped beside
-them, runs either and does MultiBoxDetection's post-processing in numpy. On every val image: the float model's
-detections must pair with MXNet's as model.onnx's do (at least parity.MIN_AGREEMENT of them, mAP within
-parity.MAP_TOLERANCE), or the stage fails saying what it reached, the differing detections in the differences file.
-The INT8 model's val mAP must be at most --max-map-drop below MXNet's: when it is not, --int8 required fails the stage
-and --int8 when-within-budget leaves the model out of litert.contract.json (what is shipped) with a warning and the
-reason in verify.json. The models and MXNet are timed per image (resize, inference and post-processing), median after
-warm-up.
+them, runs either and does MultiBoxDetection's post-processing in numpy (infer.py's).
+
+The proof (workflow/lib/proof.py; docs/numbers.md, "The proofs"), or the stage fails naming what differs: on every val
+image, fed through litert_infer.py, the float32 model's class probabilities and box offsets must be MXNet's within
+proof.NETWORK_TOLERANCE; the contract's anchors, variances, post-processing settings and class names must be the deploy
+model's; litert_infer.py's post-processing must keep on synthetic network outputs the detections the deploy graph's
+MultiBoxDetection keeps on them; and the float32 model's val mAP must be within parity.MAP_TOLERANCE of MXNet's. The
+INT8 model's val mAP must be at most --max-map-drop below MXNet's (its network difference is reported: quantization
+changes it by design): when it is not, --int8 required fails the stage and --int8 when-within-budget leaves the model
+out of litert.contract.json (what is shipped) with a warning and the reason in verify.json. Reported: the detections
+that pair with MXNet's at the parity threshold (the differences file lists the others), and the time per image of the
+models and MXNet (resize, inference and post-processing), median after warm-up.
 """
 
 import argparse
@@ -32,8 +37,10 @@ from workflow.device import litert_infer  # noqa: E402
 from workflow.lib.cli import Progress, UserError, log, run_main  # noqa: E402
 from workflow.lib.detector import Detector, read_records  # noqa: E402
 from workflow.lib.equalization import equalize  # noqa: E402
+from workflow.lib import proof  # noqa: E402
 from workflow.lib.metrics import evaluate_detections  # noqa: E402
-from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, TIMED_IMAGES, as_rows, median_ms, pair_images  # noqa: E402
+from workflow.lib.networks import VARIANCES  # noqa: E402
+from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, TIMED_IMAGES, as_rows, median_ms, pair_images  # noqa: E402
 
 CALIBRATION_IMAGES = 300
 # onnx2tf checks its conversion op by op on 20 sample images it downloads, unless this file is in the working folder
@@ -161,27 +168,37 @@ def litert_contract(network_contract, models):
     }
 
 
-def detections(runner, images_bgr, contract, name):
+def model_outputs(runner, contract, images_bgr, name):
+    """(each image's network outputs, each image's detections down to score 0) of a model through litert_infer.py."""
     progress = Progress(f"export_litert ({name})", len(images_bgr))
-    found = []
+    outputs, found = [], []
     for index, image in enumerate(images_bgr):
-        found.append(as_rows(litert_infer.detect(runner, image, contract, 0.0)))
+        outputs.append(
+            litert_infer.network_outputs(runner, litert_infer.model_input(image, contract), contract["heads"])
+        )
+        found.append(as_rows(litert_infer.detections(*outputs[-1], contract, 0.0)))
         progress.update(index + 1)
-    return found
+    return outputs, found
 
 
-def prove(detector, out, contract, val_rec, args):
-    """verify.json's content: each model's val mAP against MXNet's, the float model's pairing, and latency."""
+def prove(detector, out, val_rec, args):
+    """verify.json's content: the proof (each model's network, the contract, the post-processing; the INT8 model's
+    network reported), each model's val mAP against MXNet's, the pairing and latency (reported)."""
     records = list(read_records(val_rec))
     images_bgr = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb, _ in records]
     truths, classes = [truth for _, truth in records], detector.info["classes"]
     mxnet_all = [detector.detect([rgb])[0] for rgb, _ in records]
+    mxnet_outputs = [detector.network_outputs(rgb) for rgb, _ in records]
     mxnet_map = evaluate_detections(truths, mxnet_all, len(classes), args.iou_threshold).map_voc07
     timed = list(range(min(TIMED_IMAGES, len(records))))
     result = {"images": len(records), "mxnet_map_voc07": mxnet_map, "latency": {}}
-    for precision, name in contract["model"].items():
-        runner, _ = litert_infer.load(out / name)
-        found = detections(runner, images_bgr, contract, name)
+    for precision, name in json.loads((out / litert_infer.CONTRACT).read_text())["model"].items():
+        runner, contract = litert_infer.load(out / name)
+        outputs, found = model_outputs(runner, contract, images_bgr, name)
+        comparison = proof.NetworkComparison(f"the LiteRT {precision} model", detector.anchors, VARIANCES, classes)
+        for reference, output in zip(mxnet_outputs, outputs):
+            comparison.add(reference, output)
+        result[f"{precision}_network"] = comparison.result()
         result[f"{precision}_map_voc07"] = evaluate_detections(
             truths, found, len(classes), args.iou_threshold
         ).map_voc07
@@ -191,20 +208,40 @@ def prove(detector, out, contract, val_rec, args):
         result["latency"][f"{precision}_ms"] = median_ms(
             lambda i: litert_infer.detect(runner, images_bgr[i], contract, 0.0), timed
         )
+    if "int8_network" in result:
+        result["int8_network"].update(problems=[], note=proof.INT8_NETWORK_NOTE)
+    result["proof"] = contract_proof(detector, contract)
     result["latency"]["mxnet_ms"] = median_ms(lambda i: detector.detect([records[i][0]]), timed)
     result["latency"]["images_timed"] = len(timed)
-    result.update(min_score=args.min_score, match_iou=MATCH_IOU, min_agreement=MIN_AGREEMENT)
+    result.update(min_score=args.min_score, match_iou=MATCH_IOU)
     result.update(map_tolerance=MAP_TOLERANCE, max_map_drop=args.max_map_drop)
     return result
 
 
-def float_problems(result):
-    found = []
-    float_paired = result["float32_paired"]
-    if float_paired["agreement"] < MIN_AGREEMENT:
-        found.append(
-            f"the float32 model paired {float_paired['agreement']:.1%} of MXNet's detections (< {MIN_AGREEMENT:.0%})"
+def contract_proof(detector, contract):
+    """The contract's anchors, variances, settings and class names against the deploy model's, and litert_infer.py's
+    post-processing with them against the deploy graph's MultiBoxDetection on the same synthetic network outputs."""
+    anchors, variances = contract["anchors"], np.asarray(contract["variances"], np.float32)
+    checked = {
+        "anchors": proof.anchor_problems("litert.contract.json", anchors, variances, detector.anchors, VARIANCES),
+        "settings": proof.settings_problems("litert.contract.json", contract, detector.contract_settings()),
+        "postprocessing": None,
+    }
+    if anchors.shape == detector.anchors.shape:
+        synthetic = proof.synthetic_outputs(
+            detector.anchors, VARIANCES, len(detector.info["classes"]), detector.settings
         )
+        expected = [detector.postprocess(prob, offsets) for prob, offsets in synthetic]
+        found = [litert_infer.detections(prob, offsets, contract, 0.0) for prob, offsets in synthetic]
+        checked["postprocessing"] = proof.compare_postprocessing("litert_infer.py", expected, found)
+    return checked
+
+
+def float_problems(result):
+    checked = result["proof"]
+    found = result["float32_network"]["problems"] + checked["anchors"] + checked["settings"]
+    if checked["postprocessing"]:
+        found += checked["postprocessing"]["problems"]
     if abs(result["float32_map_voc07"] - result["mxnet_map_voc07"]) > MAP_TOLERANCE:
         found.append(
             f"the float32 model's mAP {result['float32_map_voc07']:.4f} is not MXNet's "
@@ -226,9 +263,12 @@ def int8_problem(result):
 
 def summary(result):
     paired = result["float32_paired"]
+    postprocessing = result["proof"]["postprocessing"]
     return (
-        f"val mAP: MXNet {result['mxnet_map_voc07']:.4f}, LiteRT float32 {result['float32_map_voc07']:.4f} "
-        f"({paired['matched']} detections paired, {paired['agreement']:.1%})"
+        f"{proof.network_summary(result['float32_network'])}; "
+        + (f"{proof.postprocessing_summary(postprocessing)}; " if postprocessing else "")
+        + f"val mAP: MXNet {result['mxnet_map_voc07']:.4f}, LiteRT float32 {result['float32_map_voc07']:.4f} "
+        f"(reported: {paired['matched']} detections paired, {paired['agreement']:.1%})"
         + (f", INT8 {result['int8_map_voc07']:.4f}" if "int8_map_voc07" in result else "")
     )
 
@@ -244,7 +284,7 @@ def main(argv=None):
     contract = litert_contract(network_contract, models)
     (args.out_dir / litert_infer.CONTRACT).write_text(json.dumps(contract))
     convert(equalized(args.network, calibration), calibration, models, args.out_dir)
-    result = prove(detector, args.out_dir, contract, args.val_rec, args)
+    result = prove(detector, args.out_dir, args.val_rec, args)
     differences = [f"# {summary(result)}"]
     for precision in models:
         differences += [f"{precision}: {line}" for line in result[f"{precision}_paired"].pop("differences")]
@@ -257,7 +297,10 @@ def main(argv=None):
     if missed and args.int8 == "required":
         found.append(missed)
     if found:
-        raise UserError(f"the LiteRT models do not hold: {'; '.join(found)} (differences in {args.differences})")
+        raise UserError(
+            f"the LiteRT models do not compute what the MXNet model computes: {'; '.join(found)} (the detections that "
+            f"differ at the parity threshold are in {args.differences})"
+        )
     if missed:
         log(
             f"WARNING: export_litert: {missed}: {MODELS['int8']} is not shipped (it stays in {args.out_dir} to look "

@@ -5,11 +5,14 @@ feeds and gets back) and verify.json; and network.onnx with network.onnx.contrac
 MultiBoxDetection (class probabilities and box offsets out, the anchors in the contract) for converters that take the
 post-processing outside: export_litert converts it and proves what it makes against MXNet.
 
-On every val image, onnxruntime (CPU) runs model.onnx through onnx_infer.py (the code shipped beside it) and MXNet runs
-the deploy model; their detections at or above the parity threshold must pair (workflow/lib/parity.py, as the IR's do)
-for at least MIN_AGREEMENT of them, and, with the same FP32 weights, the mAPs must agree within MAP_TOLERANCE;
-otherwise the stage fails and the differences file lists the detections that differ. Both are timed per image (resize
-and inference; NMS is inside both graphs), median after warm-up.
+The proof (workflow/lib/proof.py; docs/numbers.md, "The proofs"): on every val image, fed through onnx_infer.py (the
+code shipped beside it) to onnxruntime (CPU), model.onnx's network (its class probabilities and box offsets, where its
+post-processing starts) must compute MXNet's within proof.NETWORK_TOLERANCE; its post-processing alone (the graph from
+there on, anchors and NMS inside) must keep on synthetic network outputs the detections the deploy graph's
+MultiBoxDetection keeps on them; its contract must carry the deploy model's settings and class names; and, the same
+FP32 weights, its val mAP must be within MAP_TOLERANCE of MXNet's. Otherwise the stage fails naming what differs.
+Reported: the detections that pair with MXNet's at the parity threshold (the differences file lists the others), and
+the time per image of both (resize and inference; NMS is inside both graphs), median after warm-up.
 """
 
 import argparse
@@ -19,16 +22,17 @@ from pathlib import Path
 
 import cv2
 import mxnet as mx
+import numpy as np
 import onnx
 import onnxruntime as ort
 
 from workflow.device import onnx_infer
-from workflow.lib import onnx_graph
+from workflow.lib import onnx_graph, proof
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.detector import Detector, read_records
 from workflow.lib.metrics import evaluate_detections
 from workflow.lib.networks import MEAN_RGB, VARIANCES
-from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, MIN_AGREEMENT, TIMED_IMAGES, as_rows, median_ms, pair_images
+from workflow.lib.parity import MAP_TOLERANCE, MATCH_IOU, TIMED_IMAGES, as_rows, median_ms, pair_images
 
 
 def contract(info):
@@ -71,30 +75,51 @@ def network_contract(info, anchors, heads):
     }
 
 
+ONNXRUNTIME_ERRORS = tuple(
+    getattr(ort.capi.onnxruntime_pybind11_state, name) for name in ("Fail", "InvalidArgument", "RuntimeException")
+)
+
+
+def session(model):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 def prove(detector, model_path, val_rec, min_score, iou_threshold):
-    """verify.json's content: pairing, mAPs and latency of onnxruntime against MXNet on every val image."""
+    """verify.json's content: the proof (network, post-processing, contract) and, reported, the pairing, mAPs and
+    latency of onnxruntime against MXNet on every val image."""
     runtime, contract = onnx_infer.load(model_path)
-    size = detector.data_shape
+    model = onnx.load(str(model_path))
+    network, network_names = onnx_graph.with_network_outputs(model)
+    network_runtime = session(network)
     records = list(read_records(val_rec))
     images_bgr = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb, _ in records]
+    classes = detector.info["classes"]
+    comparison = proof.NetworkComparison("model.onnx", detector.anchors, VARIANCES, classes)
     progress = Progress("export_onnx (onnxruntime and MXNet)", len(records))
     mxnet_all, onnx_all = [], []
     for index, (rgb, _) in enumerate(records):
         mxnet_all.append(detector.detect([rgb])[0])
-        onnx_all.append(as_rows(onnx_infer.detect(runtime, images_bgr[index], contract, 0.0)))
+        rows, class_prob, offsets = network_runtime.run(
+            [onnx_graph.OUTPUT, *network_names], {contract["input"]: onnx_infer.preprocess(images_bgr[index], contract)}
+        )
+        onnx_all.append(as_rows(rows))
+        comparison.add(detector.network_outputs(rgb), (class_prob[0].T, offsets[0].reshape(-1, 4)))
         progress.update(index + 1)
-    truths, classes = [truth for _, truth in records], len(detector.info["classes"])
-    mxnet_map = evaluate_detections(truths, mxnet_all, classes, iou_threshold).map_voc07
-    onnx_map = evaluate_detections(truths, onnx_all, classes, iou_threshold).map_voc07
-    paired = pair_images(mxnet_all, onnx_all, min_score, size, detector.info["classes"], "ONNX")
+    truths = [truth for _, truth in records]
+    mxnet_map = evaluate_detections(truths, mxnet_all, len(classes), iou_threshold).map_voc07
+    onnx_map = evaluate_detections(truths, onnx_all, len(classes), iou_threshold).map_voc07
     timed = list(range(min(TIMED_IMAGES, len(records))))
     return {
         "images": len(records),
+        "proof": {
+            "network": comparison.result(),
+            "postprocessing": postprocessing_check(detector, model),
+            "settings": proof.settings_problems("model.onnx's contract", contract, detector.contract_settings()),
+        },
         "min_score": min_score,
         "match_iou": MATCH_IOU,
-        "min_agreement": MIN_AGREEMENT,
         "map_tolerance": MAP_TOLERANCE,
-        **paired,
+        **pair_images(mxnet_all, onnx_all, min_score, detector.data_shape, classes, "ONNX"),
         "mxnet_map_voc07": mxnet_map,
         "onnx_map_voc07": onnx_map,
         "map_difference": abs(onnx_map - mxnet_map),
@@ -107,8 +132,37 @@ def prove(detector, model_path, val_rec, min_score, iou_threshold):
     }
 
 
+def postprocessing_check(detector, model):
+    """model.onnx's post-processing alone (its anchors, decoding and NMS inside) against the deploy graph's
+    MultiBoxDetection, on the same synthetic network outputs (the class predictions fed as the logarithms of the
+    probabilities, which its softmax turns back into them)."""
+    postprocessing, (class_input, offsets_input) = onnx_graph.postprocessing_model(model)
+    runtime = session(postprocessing)
+    synthetic = proof.synthetic_outputs(detector.anchors, VARIANCES, len(detector.info["classes"]), detector.settings)
+    expected, found = [], []
+    for class_prob, offsets in synthetic:
+        expected.append(detector.postprocess(class_prob, offsets))
+        inputs = {class_input: np.log(class_prob).T[np.newaxis], offsets_input: offsets.reshape(1, -1)}
+        try:
+            found.append(runtime.run([onnx_graph.OUTPUT], inputs)[0])
+        except ONNXRUNTIME_ERRORS as error:  # e.g. anchors of another input size
+            raise UserError(f"model.onnx's post-processing fails on MXNet's network outputs: {error}") from None
+    return proof.compare_postprocessing("model.onnx", expected, found)
+
+
+def problems(result):
+    """Every problem the proof found, and the mAP rule's."""
+    checked = result["proof"]
+    found = checked["network"]["problems"] + checked["postprocessing"]["problems"] + checked["settings"]
+    if result["map_difference"] > MAP_TOLERANCE:
+        found.append(f"its mAP differs from MXNet's by {result['map_difference']:.4f} (> {MAP_TOLERANCE})")
+    return found
+
+
 def summary(result):
     return (
+        f"{proof.network_summary(result['proof']['network'])}; "
+        f"{proof.postprocessing_summary(result['proof']['postprocessing'])}; reported: "
         f"{result['matched']} detections paired ({result['agreement']:.1%}), {result['only_mxnet']} only in MXNet, "
         f"{result['only_onnx']} only in ONNX; mAP {result['onnx_map_voc07']:.4f} vs MXNet's "
         f"{result['mxnet_map_voc07']:.4f}"
@@ -116,15 +170,11 @@ def summary(result):
 
 
 def check(result, differences_path):
-    problems = []
-    if result["map_difference"] > MAP_TOLERANCE:
-        problems.append(f"its mAP differs from MXNet's by {result['map_difference']:.4f} (> {MAP_TOLERANCE})")
-    if result["agreement"] < MIN_AGREEMENT:
-        problems.append(f"agreement {result['agreement']:.3f} < {MIN_AGREEMENT}")
-    if problems:
+    found = problems(result)
+    if found:
         raise UserError(
-            f"model.onnx does not reproduce the MXNet model: {'; '.join(problems)} (the detections that differ are "
-            f"listed in {differences_path})"
+            f"model.onnx does not compute what the MXNet model computes: {'; '.join(found)} (the detections that "
+            f"differ at the parity threshold are listed in {differences_path})"
         )
 
 

@@ -3,8 +3,9 @@
 The deploy model is converted to an FP32 IR (workflow.optimize, the same input contract as the shipped IR) and
 quantized after training by NNCF's `quantize_with_accuracy_control`: calibrated on the train records fed through
 the IR's own contract (infer.preprocess; all of them up to CALIBRATION_IMAGES), with the detection head's
-post-processing (PriorBox, DetectionOutput and the ops that only feed them) left in float, and validated by our
-val mAP (infer.detect's NMS as deployed, VOC07 by workflow.lib.metrics). NNCF restores layers to float until the
+anchors (PriorBox and the ops that only feed them) and the ops between the heads and the outputs (reshapes, softmax,
+concatenations) left in float, and validated by our val mAP (infer.detect's post-processing as deployed, VOC07 by
+workflow.lib.metrics). NNCF restores layers to float until the
 drop from the FP32 IR's mAP is at most --max-map-drop (absolute); when even the restored model misses it, the
 stage fails saying what it reached. Every model NNCF compiles runs at an explicit inference precision (f32), so
 the choice means the same on every CPU (the CPU plugin's own default is bf16 on CPUs with AVX512_BF16 or AMX).
@@ -30,8 +31,8 @@ from workflow.lib.detector import read_records
 from workflow.lib.metrics import evaluate_detections
 
 CALIBRATION_IMAGES = 300  # NNCF's default subset; fewer train records: all of them
-POSTPROCESSING = ("PriorBox", "PriorBoxClustered", "DetectionOutput")
-# ops that only move, reshape or normalise what feeds the post-processing (no weights, no features computed)
+POSTPROCESSING = ("PriorBox", "PriorBoxClustered", "Result")
+# ops that only move, reshape or normalise what feeds the outputs or the anchors (no weights, no features computed)
 POSTPROCESSING_FEEDERS = ("ShapeOf", "StridedSlice", "Gather", "Unsqueeze", "Squeeze", "Reshape", "Transpose")
 POSTPROCESSING_FEEDERS += ("Concat", "Softmax", "Convert")
 
@@ -65,7 +66,7 @@ def fp32_ir(args, work):
 
 
 def postprocessing_scope(model):
-    """Names of the post-processing ops and of the ops whose every output only feeds them."""
+    """Names of the anchors' ops (PriorBox) and of the ops whose every output only feeds them or the IR's outputs."""
     scope = set()
     for op in reversed(model.get_ordered_ops()):  # consumers before the ops feeding them
         kind = op.get_type_name()
@@ -74,9 +75,9 @@ def postprocessing_scope(model):
         ]
         if kind in POSTPROCESSING or (kind in POSTPROCESSING_FEEDERS and consumers and set(consumers) <= scope):
             scope.add(op.get_friendly_name())
-    if not any(op.get_type_name() == "DetectionOutput" for op in model.get_ordered_ops()):
-        raise UserError("the IR has no DetectionOutput: not an SSD deploy model")
-    return sorted(scope)
+    if not any(op.get_type_name() == "PriorBox" for op in model.get_ordered_ops()):
+        raise UserError("the IR has no PriorBox: not an SSD deploy model")
+    return sorted(name for name in scope if name not in {result.get_friendly_name() for result in model.get_results()})
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ SECTIONS = (
     "Data",
     "Training",
     "Per-class metrics",
+    "The proofs: every export against MXNet",
     "OpenVINO IR against MXNet",
     "Artifacts for the devices",
     "How it was made",

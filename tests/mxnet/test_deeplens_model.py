@@ -15,14 +15,13 @@ from workflow.deeplens_model import (
     check_layers,
     deeplens_graph,
     fold_preprocessing,
-    forward,
     preprocess_params,
     raw_frame_input,
 )
+from workflow.lib import deploy_graph, proof
 from workflow.lib.cli import UserError
-from workflow.lib.detector import preprocess
-from workflow.lib.networks import MEAN_RGB, build_deploy_symbol
-from workflow.lib.mxnet012 import compare
+from workflow.lib.detector import Network, preprocess
+from workflow.lib.networks import MEAN_RGB, VARIANCES, build_deploy_symbol
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_DEPLOY = REPO.parent / "shared" / "reference" / "seed_project" / "deploy_ssd_resnet50_512-symbol.json"
@@ -51,22 +50,44 @@ def sample_images(count=3):
     return [cv2.imread(str(p)) for p in sorted((REPO / "data" / "sample" / "JPEGImages").glob("*.jpg"))[:count]]
 
 
-def test_the_folded_graph_on_raw_bgr_frames_detects_what_the_preprocessed_deploy_graph_detects(tiny):
+def network(graph, args, aux):
+    """The graph's network (up to MultiBoxDetection) bound for one SIDE input."""
+    internals = mx.sym.load_json(json.dumps(graph)).get_internals()
+    outputs = [internals[name] for name in deploy_graph.output_names(graph, "test graph")]
+    return Network(mx.sym.Group(outputs), args, aux, SIDE)
+
+
+def comparison(symbol_json, args, aux, folded_graph, folded_args, mean=MEAN_RGB):
+    """The raw-frame network of the folded graph against the deploy graph's on preprocessed sample frames."""
+    deploy = network(json.loads(symbol_json), args, aux)
+    folded = network(folded_graph, folded_args, aux)
+    result = proof.NetworkComparison("the folded graph", deploy.anchors, VARIANCES, ["a", "b"])
+    for frame in sample_images():
+        expected = deploy.outputs(preprocess(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), SIDE))
+        result.add(expected, folded.outputs(raw_frame_input(frame, SIDE)[0]))
+    return result.result()
+
+
+def test_the_folded_graph_on_raw_bgr_frames_computes_what_the_preprocessed_deploy_graph_computes(tiny):
     symbol_json, args, aux = tiny
     graph, folded_args = fold_preprocessing(json.loads(symbol_json), args, MEAN_RGB, 1.0)
-    folded = mx.sym.load_json(json.dumps(graph))
-    frames = sample_images()
-    expected = forward(
-        mx.sym.load_json(symbol_json),
-        args,
-        aux,
-        [preprocess(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), SIDE)[None] for f in frames],
-    )
-    raw = [raw_frame_input(frame, SIDE) for frame in frames]
-    result = compare(expected, forward(folded, folded_args, aux, raw), min_score=0.0)
-    assert result["mismatches"] == [] and result["detections_compared"] > 10
-    # the fold is what makes them equal: the raw frames given to the deploy graph itself detect otherwise
-    assert compare(expected, forward(mx.sym.load_json(symbol_json), args, aux, raw), min_score=0.0)["mismatches"]
+    result = comparison(symbol_json, args, aux, graph, folded_args)
+    assert result["problems"] == [] and result["max_class_prob_difference"] < 1e-5
+
+
+@pytest.mark.parametrize(
+    "defect, mean, swap",
+    [("a wrong mean", (120, 117, 104), False), ("the colours swapped", MEAN_RGB, True), ("no fold", None, False)],
+)
+def test_a_wrong_fold_fails_the_proof(tiny, defect, mean, swap):
+    symbol_json, args, aux = tiny
+    graph, folded_args = fold_preprocessing(json.loads(symbol_json), args, mean or MEAN_RGB, 1.0)
+    if swap:
+        folded_args[f"{PREPROCESS}_weight"] = folded_args[f"{PREPROCESS}_weight"][:, ::-1]
+    if mean is None:  # the raw frames given to the deploy graph itself
+        graph, folded_args = json.loads(symbol_json), args
+    problems = comparison(symbol_json, args, aux, graph, folded_args)["problems"]
+    assert problems and problems[0].startswith("the folded graph's class probabilities differ from MXNet's by up to")
 
 
 def test_preprocessing_weights_swap_channels_and_subtract_the_mean():

@@ -15,7 +15,7 @@ from conftest import REPO, SAMPLE
 from test_evaluate import make_tiny_deploy, make_val_rec
 
 from workflow import export_onnx
-from workflow.device import litert_infer
+from workflow.device import infer, litert_infer
 from workflow.lib import onnx_graph
 from workflow.lib.cli import UserError
 from workflow.lib.detector import Detector, preprocess
@@ -69,8 +69,9 @@ def test_the_onnx_detection_equals_multibox_detection_on_the_same_predictions(tm
 
 
 @pytest.mark.parametrize("force_nms, nms_topk", [(True, 400), (False, 400), (False, 60)])
-def test_the_litert_runner_post_processing_equals_multibox_detection(force_nms, nms_topk):
-    """litert_infer.multibox_detection (numpy, beside the .tflite models) on what the network gives out."""
+def test_the_runners_post_processing_equals_multibox_detection(force_nms, nms_topk):
+    """infer.multibox_detection (numpy, beside the IR and, through litert_infer.py, the .tflite models) on what the
+    network gives out."""
     anchors = mx.nd.contrib.MultiBoxPrior(mx.nd.zeros((1, 1, 10, 10)), sizes=(0.2, 0.35), ratios=(1, 2, 0.5))
     anchors = anchors.asnumpy()[0]
     info = {"classes": CLASSES, "force_nms": force_nms, "nms_threshold": 0.45, "nms_topk": nms_topk, "threshold": 0.3}
@@ -81,7 +82,7 @@ def test_the_litert_runner_post_processing_equals_multibox_detection(force_nms, 
         loc_preds = rng.normal(0, 1, (1, len(anchors) * 4)).astype(np.float32)
         expected = multibox_detection(cls_preds, loc_preds, anchors, info)
         class_prob = mx.nd.softmax(mx.nd.array(cls_preds), axis=1).asnumpy()[0].T
-        found = litert_infer.multibox_detection(class_prob, loc_preds.reshape(-1, 4), contract)
+        found = infer.multibox_detection(class_prob, loc_preds.reshape(-1, 4), anchors, VARIANCES, contract)
         assert 20 < len(expected) <= nms_topk
         np.testing.assert_allclose(found, expected, atol=1e-5)
 
@@ -124,8 +125,8 @@ def test_the_whole_model_takes_the_resized_image_and_detects_what_the_deploy_mod
     outputs = session(tmp_path / "network.onnx").run(names, {"image": image_input(rgb, SIDE)})
     class_prob, offsets = (np.concatenate(part, axis=1) for part in (outputs[:heads], outputs[heads:]))
     assert class_prob.shape == (1, len(anchors), len(CLASSES) + 1) and offsets.shape == (1, len(anchors), 4)
-    contract = {**info, "model_score_threshold": 0.01, "anchors": network_anchors.tolist(), "variances": VARIANCES}
-    np.testing.assert_allclose(litert_infer.multibox_detection(class_prob[0], offsets[0], contract), found, atol=1e-4)
+    contract = {**info, "model_score_threshold": 0.01, "anchors": network_anchors, "variances": VARIANCES}
+    np.testing.assert_allclose(litert_infer.detections(class_prob[0], offsets[0], contract, 0.0), found, atol=1e-4)
 
 
 @pytest.fixture
@@ -148,9 +149,12 @@ def test_the_stage_writes_the_model_its_contract_and_its_proof(deploy_and_val, t
     contract = json.loads((tmp_path / "onnx" / "model.onnx.contract.json").read_text())
     assert contract["input_shape"] == [1, 3, 64, 64] and contract["color_order"] == "RGB" and contract["mean_in_model"]
     assert contract["opset"] == 13 and contract["nms_in_model"] and contract["labels"] == ["swoosh", "stripes"]
-    proof = json.loads((tmp_path / "onnx" / "verify.json").read_text())
-    assert proof["images"] == 4 and proof["agreement"] == 1.0 and proof["map_difference"] == 0.0
-    assert proof["only_mxnet"] == proof["only_onnx"] == 0 and proof["latency"]["onnxruntime_ms"] > 0
+    check = json.loads((tmp_path / "onnx" / "verify.json").read_text())
+    network, postprocessing = check["proof"]["network"], check["proof"]["postprocessing"]
+    assert network["images"] == 4 and network["problems"] == [] and network["max_class_prob_difference"] < 1e-5
+    assert postprocessing["cases"] == 4 and postprocessing["mxnet_detections"] > 50 and postprocessing["problems"] == []
+    assert check["proof"]["settings"] == [] and check["map_difference"] == 0.0
+    assert check["images"] == 4 and check["latency"]["onnxruntime_ms"] > 0  # pairing, mAP and latency: reported
     assert (tmp_path / "differences.txt").read_text().startswith("# ")
 
 
@@ -159,9 +163,13 @@ def test_a_model_that_detects_otherwise_fails_the_stage_and_keeps_the_difference
     info = json.loads(deploy.read_text())
     info["nms_threshold"] = 0.95  # the ONNX graph takes it from deploy.json: it now keeps boxes MXNet suppresses
     deploy.write_text(json.dumps(info))
-    with pytest.raises(UserError, match=r"model.onnx does not reproduce the MXNet model: .*listed in .*differences"):
+    with pytest.raises(UserError) as failure:
         run(deploy, rec, tmp_path / "onnx", tmp_path / "differences.txt")
-    assert ": only ONNX: " in (tmp_path / "differences.txt").read_text()
+    message = str(failure.value)
+    assert message.startswith("model.onnx does not compute what the MXNet model computes: ")
+    assert "model.onnx's contract's nms_threshold is 0.95, the deploy model's 0.45" in message
+    assert "MXNet's MultiBoxDetection keeps" in message and "model.onnx's post-processing" in message
+    assert (tmp_path / "differences.txt").read_text().startswith("# ")
     assert not (tmp_path / "onnx" / "verify.json").exists()
 
 

@@ -12,6 +12,7 @@ CHECK = {
     "mxnet_map_voc07": 0.9333,
     "float32_map_voc07": 0.9333,
     "float32_paired": PAIRED,
+    "float32_network": {"max_class_prob_difference": 2.9e-6, "max_box_difference": 1.6e-6, "reference": "MXNet"},
     "int8_map_voc07": 0.9012,
     "int8_paired": {"agreement": 0.6},
 }
@@ -33,4 +34,7 @@ def test_a_shipped_int8_model_is_listed_with_its_map():
     shipped = litert({"float32": "model_float32.tflite", "int8": "model_int8.tflite"})
     assert "INT8 (model_int8.tflite, TFLite's full-integer quantization): mAP 0.9012" in litert_section(shipped)
     assert "model_float32.tflite, model_int8.tflite" in litert_row({"litert": shipped})
+    assert "its class probabilities within 3e-06 and its boxes within 2e-06 of MXNet's" in litert_row(
+        {"litert": shipped}
+    )
     assert "not shipped" not in litert_section(shipped)

@@ -24,36 +24,9 @@ from workflow.device import infer
 
 from workflow.lib import networks
 from workflow.lib.cli import UserError
+from conftest import NMS_THRESHOLD, NUM_CLASSES, SIDE, seeded_weights, synthetic_images
 
-SIDE = 64
-NUM_CLASSES = 3
-NMS_THRESHOLD = 0.45
 CONVERSION = ["--precision", "FP16", "--color", "BGR", "--mean-in-ir"]  # the device's
-
-
-def seeded_weights(symbol, seed=0):
-    """Untrained weights whose class scores are spread out (not all saturated nor all equal)."""
-    rng = np.random.default_rng(seed)
-    arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, SIDE, SIDE))
-    args = {}
-    for name, shape in zip(symbol.list_arguments(), arg_shapes):
-        if name.endswith("gamma"):
-            args[name] = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith(("beta", "bias")):
-            args[name] = rng.normal(0, 0.1, shape)
-        elif name != "data":
-            args[name] = rng.normal(0, 1 / np.sqrt(np.prod(shape[1:])), shape)
-    auxs = {}
-    for name, shape in zip(symbol.list_auxiliary_states(), aux_shapes):
-        if name.endswith("moving_var"):
-            auxs[name] = np.full(shape, 3000.0) if name.startswith("bn_data") else rng.uniform(0.5, 1.5, shape)
-        else:
-            auxs[name] = rng.normal(0, 0.1, shape)
-
-    def as_nd(arrays):
-        return {name: mx.nd.array(value) for name, value in arrays.items()}
-
-    return as_nd(args), as_nd(auxs)
 
 
 @pytest.fixture(scope="module")
@@ -112,23 +85,6 @@ def mxnet_detect(module, image_bgr):
     return rows[rows[:, 0] >= 0]
 
 
-def synthetic_images(count=3, seed=1):
-    """Non-square BGR images: noise with a few filled rectangles and circles."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
-        for _ in range(4):
-            color = [int(c) for c in rng.integers(0, 256, 3)]
-            x, y = int(rng.integers(0, 100)), int(rng.integers(0, 70))
-            cv2.rectangle(image, (x, y), (x + int(rng.integers(10, 60)), y + int(rng.integers(10, 50))), color, -1)
-            cv2.circle(
-                image, (int(rng.integers(0, 120)), int(rng.integers(0, 90))), int(rng.integers(5, 30)), color, -1
-            )
-        images.append(image)
-    return images
-
-
 def box_iou(a, b):
     return float(infer.iou(np.array([a[2:]]), np.array([b[2:]]))[0, 0])
 
@@ -162,16 +118,24 @@ def test_ir_files_and_contract(convert):
     xml = convert("FP16", "BGR", "inside")
     assert xml.with_suffix(".bin").stat().st_size > 0
     text = xml.read_text()
-    assert 'type="PriorBox"' in text and 'type="DetectionOutput"' in text
-    assert 'nms_threshold="1"' in text
+    assert 'type="PriorBox"' in text and 'type="DetectionOutput"' not in text  # the network alone
     assert 'element_type="f16"' in text
     contract = json.loads(xml.with_suffix(".contract.json").read_text())
     assert contract["input_shape"] == [1, 3, SIDE, SIDE] and contract["layout"] == "NCHW"
     assert contract["color_order"] == "BGR" and contract["mean_in_ir"] is True
     assert contract["mean_values"] == [104, 117, 123]
     assert contract["force_nms"] is True and contract["nms_threshold"] == pytest.approx(NMS_THRESHOLD)
+    assert contract["nms_topk"] == 400 and contract["model_score_threshold"] == pytest.approx(0.01)
+    assert set(contract["outputs"]) == {"class_prob", "box_offsets", "anchors"}
     assert contract["inference_precision"] == "f32"
     assert "[ SUCCESS ]" in xml.with_suffix(".log").read_text()
+    compiled, contract = infer.load(xml)
+    class_prob, offsets, anchors, variances = infer.network_outputs(
+        compiled, infer.preprocess(synthetic_images()[0], contract), contract
+    )
+    assert class_prob.shape == (len(anchors), NUM_CLASSES + 1) and offsets.shape == anchors.shape == variances.shape
+    np.testing.assert_allclose(class_prob.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(variances, np.broadcast_to(networks.VARIANCES, variances.shape))
 
 
 def cpu_computes(precision):
@@ -212,13 +176,19 @@ def test_fp32_ir_gives_mxnet_detections(convert, mxnet_model):
         assert_same_detections(expected, infer.detect(compiled, image, contract, 0.0), score_tol=1e-4)
 
 
-def test_fp16_ir_gives_mxnet_detections(convert, mxnet_model):
-    compiled, contract = infer.load(convert("FP16", "BGR", "inside"))
+def test_the_fp16_ir_computes_what_the_fp32_ir_with_its_weights_rounded_to_fp16_computes(convert):
+    """Exactly what FP16 weights compute: the FP16 IR is the FP32 one with every weight rounded (verify_ir's proof)."""
+    fp16, contract = infer.load(convert("FP16", "BGR", "inside"))
+    fp32_xml = convert("FP32", "BGR", "inside")
+    rounded = ov.Core().compile_model(
+        model_optimizer.fp16_rounded(fp32_xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    fp32, _ = infer.load(fp32_xml)
     for image in synthetic_images():
-        expected = mxnet_detect(mxnet_model, image)
-        actual = infer.detect(compiled, image, contract, 0.0)
-        # FP16 weights computed in f32 (on any CPU): scores move by ~2e-4, no suppression decision flips here
-        assert_same_detections(expected, actual, score_tol=1e-3)
+        tensor = infer.preprocess(image, contract)
+        fp16_prob = infer.network_outputs(fp16, tensor, contract)[0]
+        assert np.abs(fp16_prob - infer.network_outputs(rounded, tensor, contract)[0]).max() <= 1e-6
+        assert np.abs(fp16_prob - infer.network_outputs(fp32, tensor, contract)[0]).max() > 1e-5  # FP16 rounding
 
 
 def test_bgr_input_and_mean_inside_ir_change_nothing(convert):
@@ -234,9 +204,9 @@ def test_bgr_input_and_mean_inside_ir_change_nothing(convert):
 
 
 def test_per_class_nms_in_ir_then_cross_class_nms_is_not_mxnet(checkpoint, convert, mxnet_model, tmp_path):
-    """Why the IR keeps every candidate: Model Optimizer's default IR suppresses per class (force_suppress is
-    dropped); a cross-class NMS after that misses boxes whose same-class suppressor was itself suppressed by
-    another class."""
+    """Why the IR leaves MultiBoxDetection out: Model Optimizer's DetectionOutput suppresses per class
+    (force_suppress is dropped); a cross-class NMS after that misses boxes whose same-class suppressor was itself
+    suppressed by another class."""
     out = tmp_path / "default"
     mo = Path(sys.executable).parent / "mo"
     subprocess.run(
@@ -261,7 +231,8 @@ def test_per_class_nms_in_ir_then_cross_class_nms_is_not_mxnet(checkpoint, conve
     _, contract = infer.load(convert("FP32", "RGB", "outside"))
     for image in synthetic_images():
         expected = mxnet_detect(mxnet_model, image)
-        raw = infer.raw_output(per_class, infer.preprocess(image, contract))
+        rows = per_class(infer.preprocess(image, contract))[per_class.output(0)][0, 0]  # image_id, label, score, box
+        raw = rows[rows[:, 0] >= 0, 1:]
         assert len(raw) > len(expected)
         after = infer.nms(raw, NMS_THRESHOLD, across_classes=True)
         assert unmatched(expected, after, score_tol=1e-4), "per-class then cross-class NMS lost no MXNet box"
@@ -314,6 +285,7 @@ def test_deploy_json_gives_symbol_params_shape_and_mean(tmp_path):
         "symbol": "d-symbol.json",
         "params": "d-0003.params",
         "data_shape": 96,
+        "classes": ["nike", "adidas"],
         "input": {"layout": "NCHW", "color": "RGB", "mean_rgb": [120.5, 115, 100], "scale": 1.0},
     }
     (tmp_path / "deploy.json").write_text(json.dumps(info))
@@ -331,6 +303,7 @@ def test_deploy_json_gives_symbol_params_shape_and_mean(tmp_path):
         ]
     )
     assert (args.symbol, args.params, args.data_shape) == (tmp_path / "d-symbol.json", tmp_path / "d-0003.params", 96)
+    assert args.classes == ["nike", "adidas"]
     command = model_optimizer.mo_command(args, args.symbol, args.params)
     assert command[command.index("--mean_values") + 1] == "[120.5,115,100]"
-    assert model_optimizer.contract(args, {})["mean_values"] == [100, 115, 120.5]  # BGR by default
+    assert model_optimizer.contract(args, {}, {})["mean_values"] == [100, 115, 120.5]  # BGR by default

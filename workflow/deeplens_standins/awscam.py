@@ -16,11 +16,16 @@ Follows the AWS DeepLens Developer Guide (awsdocs/aws-deeplens-user-guide, doc_s
 - `model.parseResult(model_type, raw_infer_result)`: "Returns a dict with a single entry of key-value pair. The key
   is the model_type value. The value is a list of dict objects"; for `ssd` each is {"label", "xmin", "xmax",
   "ymin", "ymax", "prob"}, the box in pixels of the model input (the guide's example: "xmin": 124, "xmax": 245).
+
+Stand-in only, for the rehearsal's proof of the Lambda's post-processing: after `play_network_outputs(outputs)`,
+doInference checks the frame as ever but gives the model's DetectionOutput run on the next of those network outputs
+(class probabilities, box offsets) with the model's own anchors, instead of on the frame's.
 """
 
 import numpy as np
 
 _frames = iter(())
+_network_outputs = None
 
 
 class EndOfFrames(BaseException):
@@ -31,6 +36,13 @@ def play(frames):
     """Stand-in only: the frames (BGR uint8 arrays, or None for a failed read) the next getLastFrame calls return."""
     global _frames
     _frames = iter(frames)
+
+
+def play_network_outputs(outputs):
+    """Stand-in only: the (class probabilities (anchors, classes + 1), box offsets (anchors, 4)) the next doInference
+    calls post-process, in turn (None: the frames' own)."""
+    global _network_outputs
+    _network_outputs = None if outputs is None else iter(outputs)
 
 
 def getLastFrame():  # noqa: N802 (the device library's name)
@@ -48,18 +60,40 @@ class Model:
             raise ValueError("the stand-in runs only runtime=0 (Intel DLDT) models, not Neo-compiled ones")
         if set(loading_config) != {"GPU"}:
             raise ValueError(f"loading_config must be {{'GPU': 1}} or {{'GPU': 0}}, not {loading_config}")
-        core = ov.Core()
-        self.compiled = core.compile_model(
-            core.read_model(model_topology_file), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
-        )
+        self.core, self.path, self.config = ov.Core(), model_topology_file, {"INFERENCE_PRECISION_HINT": "f32"}
+        self.compiled = self.core.compile_model(self.core.read_model(model_topology_file), "CPU", self.config)
+        self.postprocessing = None
         _, _, self.height, self.width = self.compiled.input(0).shape
 
     def doInference(self, video_frame):  # noqa: N802
         if video_frame.shape != (self.height, self.width, 3):
             raise ValueError(f"frame of shape {video_frame.shape}; the model takes {(self.height, self.width, 3)}")
         tensor = video_frame.astype(np.float32).transpose(2, 0, 1)[np.newaxis]
-        outputs = self.compiled(tensor)
-        return {port.get_any_name(): outputs[port].ravel() for port in self.compiled.outputs}
+        if _network_outputs is None:
+            compiled, inputs = self.compiled, [tensor]
+        else:
+            class_prob, offsets = next(_network_outputs)
+            compiled, inputs = self.detection_output(), [tensor, offsets.reshape(1, -1), class_prob.reshape(1, -1)]
+        outputs = compiled(inputs)
+        return {port.get_any_name(): outputs[port].ravel() for port in compiled.outputs}
+
+    def detection_output(self):
+        """Stand-in only: the model with parameters for its DetectionOutput's box offsets and class probabilities
+        (inputs: the frame, whose shape gives the anchors, then those two)."""
+        if self.postprocessing is None:
+            import openvino as ov
+            from openvino.runtime import op
+
+            model = self.core.read_model(self.path)
+            (detection,) = [node for node in model.get_ordered_ops() if node.get_type_name() == "DetectionOutput"]
+            parameters = []
+            for index in (0, 1):  # box offsets, class probabilities; input 2 (the anchors) stays
+                source = detection.input_value(index)
+                parameters.append(op.Parameter(source.get_element_type(), source.get_partial_shape()))
+                detection.input(index).replace_source_output(parameters[-1].output(0))
+            model = ov.Model(model.get_results(), [*model.get_parameters(), *parameters])
+            self.postprocessing = self.core.compile_model(model, "CPU", self.config)
+        return self.postprocessing
 
     def parseResult(self, model_type, raw_infer_result):  # noqa: N802
         (values,) = raw_infer_result.values()

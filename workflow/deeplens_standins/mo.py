@@ -12,7 +12,8 @@ optimizer failed"; model_path is "the path and the artifact name" to give awscam
 
 The model files are read from ARTIFACTS (on the device, where the project's model is deployed); the IR is FP16,
 the precision of the device's GPU. Like the device, it refuses a graph with a layer outside the list of MXNet
-layers the device accepts (error 2).
+layers the device accepts (error 2). Stand-in only: `convert` makes the same IR with FP32 weights elsewhere, for
+the rehearsal's proof.
 """
 
 import glob
@@ -40,21 +41,26 @@ def optimize(model_name, input_width, input_height, platform="mxNet", aux_inputs
     if unknown:
         log.append(f"layers the device does not accept: {sorted(unknown)}")
         return 2, ""
+    return convert(model_name, input_width, input_height, ARTIFACTS, compress_to_fp16=True)
+
+
+def convert(model_name, input_width, input_height, output_dir, compress_to_fp16):
+    """Stand-in only: optimize's conversion of the model in ARTIFACTS into output_dir, FP16 weights or FP32."""
     command = [
         os.path.join(os.path.dirname(sys.executable), "mo"),
         "--input_model",
-        params[-1],
+        sorted(glob.glob(os.path.join(ARTIFACTS, f"{model_name}-[0-9][0-9][0-9][0-9].params")))[-1],
         "--input_symbol",
-        symbol,
+        os.path.join(ARTIFACTS, f"{model_name}-symbol.json"),
         "--input_shape",
         f"[1,3,{input_height},{input_width}]",
         "--output_dir",
-        ARTIFACTS,
+        output_dir,
         "--model_name",
         model_name,
-        "--compress_to_fp16=True",
+        f"--compress_to_fp16={compress_to_fp16}",
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     log.append(" ".join(command) + "\n" + result.stdout + result.stderr)
-    xml = os.path.join(ARTIFACTS, f"{model_name}.xml")
+    xml = os.path.join(output_dir, f"{model_name}.xml")
     return (0, xml) if result.returncode == 0 and os.path.isfile(xml) else (2, "")

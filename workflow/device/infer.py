@@ -1,8 +1,11 @@
 """Detect objects with an SSD OpenVINO IR made by workflow.optimize, as the MXNet deploy model would.
 
 Standalone (openvino, numpy, OpenCV and the standard library only): it is copied next to the IR on
-the device. The IR's contract (N.contract.json beside N.xml) says how to feed it; the IR does no
-non-maximum suppression, `nms` below applies the deploy symbol's (across classes when force_nms).
+the device. The IR's contract (N.contract.json beside N.xml) says how to feed it. The IR holds the network: its
+outputs are every anchor's class probabilities and box offsets, and the anchors with their variances;
+`multibox_detection` below does with them what the deploy graph's MultiBoxDetection does (each anchor's best class,
+the threshold, the nms_topk best, decoding and clipping, NMS across classes when force_nms). litert_infer.py uses the
+same post-processing.
 
 The inference precision is always stated, never left to the CPU: OpenVINO's CPU plugin computes in bf16 by
 default on CPUs with AVX512_BF16 or AMX and in f32 elsewhere, so the same IR would detect differently from one
@@ -94,11 +97,41 @@ def nms(detections, threshold, across_classes):
     return detections[keep]
 
 
-def raw_output(compiled, tensor):
-    """The IR's rows [label, score, xmin, ymin, xmax, ymax] up to the image_id -1 end marker."""
-    rows = compiled(tensor)[compiled.output(0)][0, 0]
-    end = np.flatnonzero(rows[:, 0] == -1)
-    return rows[: end[0] if len(end) else len(rows), 1:]
+def network_outputs(compiled, tensor, contract):
+    """The IR's outputs for one preprocessed image: class probabilities (anchors, classes + 1), background first;
+    box offsets (anchors, 4); the anchors' corners (anchors, 4) and their variances (anchors, 4)."""
+    results = compiled(tensor)
+    names = contract["outputs"]
+    class_prob = results[compiled.output(names["class_prob"])][0].T
+    offsets = results[compiled.output(names["box_offsets"])][0].reshape(-1, 4)
+    anchors, variances = results[compiled.output(names["anchors"])][0].reshape(2, -1, 4)
+    return class_prob, offsets, anchors, variances
+
+
+def decode(offsets, anchors, variances):
+    """Boxes [xmin, ymin, xmax, ymax] from the offsets, as MultiBoxDetection's TransformLocations with clip."""
+    size = anchors[:, 2:] - anchors[:, :2]
+    center = (anchors[:, :2] + anchors[:, 2:]) / 2 + offsets[:, :2] * variances[..., :2] * size
+    half = np.exp(offsets[:, 2:] * variances[..., 2:]) * size / 2
+    return np.clip(np.concatenate([center - half, center + half], axis=1), 0, 1)
+
+
+def multibox_detection(class_prob, offsets, anchors, variances, settings):
+    """Rows [cls, score, xmin, ymin, xmax, ymax], best first, as MXNet's MultiBoxDetection keeps them: each anchor's
+    best class other than background scoring at least settings' model_score_threshold, the nms_topk best of them,
+    decoded, then NMS at nms_threshold (across classes when force_nms)."""
+    foreground = class_prob[:, 1:]
+    label, score = foreground.argmax(axis=1), foreground.max(axis=1)
+    candidates = np.flatnonzero(score >= settings["model_score_threshold"])
+    candidates = candidates[np.argsort(-score[candidates], kind="stable")]
+    if settings["nms_topk"] > 0:
+        candidates = candidates[: settings["nms_topk"]]
+    variances = np.asarray(variances, np.float32)
+    boxes = decode(
+        offsets[candidates], anchors[candidates], variances[candidates] if variances.ndim == 2 else variances
+    )
+    rows = np.column_stack([label[candidates], score[candidates], boxes]).astype(np.float32)
+    return nms(rows, settings["nms_threshold"], settings["force_nms"])
 
 
 FALLBACK_THRESHOLD = 0.5
@@ -113,11 +146,8 @@ def detect(compiled, image_bgr, contract, threshold=None):
     """Rows [cls (0-based), score, xmin, ymin, xmax, ymax] (box normalised to [0, 1]) scoring at least
     threshold (default_threshold(contract) when None), best first: what the MXNet deploy model returns."""
     threshold = default_threshold(contract) if threshold is None else threshold
-    candidates = raw_output(compiled, preprocess(image_bgr, contract))
-    # only better-scoring rows can suppress a row, so dropping the low scores first changes nothing but the time
-    candidates = candidates[candidates[:, 1] >= threshold]
-    detections = nms(candidates, contract["nms_threshold"], contract["force_nms"])
-    return [[int(row[0]), *row[1:]] for row in detections.tolist()]
+    rows = multibox_detection(*network_outputs(compiled, preprocess(image_bgr, contract), contract), contract)
+    return [[int(row[0]), *row[1:]] for row in rows[rows[:, 1] >= threshold].tolist()]
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

@@ -6,8 +6,8 @@ it is copied next to the models in the artifact folder. The models hold the netw
 input size (stretched) as RGB, NHWC (float32 0-255 for the float model, uint8 for the INT8 one; the mean is inside);
 out, for each feature map i, its anchors' class probabilities ("class_prob_i", background first) and box offsets
 ("box_offsets_i").
-`multibox_detection` does with them what MXNet's MultiBoxDetection does (best class, top-k, decoding with the
-anchors and variances of litert.contract.json, clipping, greedy NMS as the deploy model's).
+infer.py's `multibox_detection` does with them what MXNet's MultiBoxDetection does (best class, top-k, decoding with
+the anchors and variances of litert.contract.json, clipping, greedy NMS as the deploy model's).
 
     interpreter, contract = load("model_int8.tflite")
     for cls, score, xmin, ymin, xmax, ymax in detect(interpreter, frame_bgr, contract): ...
@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 
 if __package__:  # workflow.device.litert_infer, in the repository
-    from .infer import default_threshold, nms
+    from .infer import default_threshold, multibox_detection
 else:  # a file beside infer.py, in the artifact folder
-    from infer import default_threshold, nms
+    from infer import default_threshold, multibox_detection
 
 CONTRACT = "litert.contract.json"
 
@@ -43,6 +43,7 @@ def load(model_path, threads=None):
     except ImportError:  # the older runtime, as on a Coral or a Pi image that has it
         from tflite_runtime.interpreter import Interpreter
     contract = json.loads((Path(model_path).parent / CONTRACT).read_text())
+    contract["anchors"] = np.asarray(contract["anchors"], np.float32)
     threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     return Interpreter(str(model_path), num_threads=threads).get_signature_runner(), contract
 
@@ -72,34 +73,22 @@ def real(values, detail):
     return (values.astype(np.float32) - zero) * scale
 
 
-def decode(offsets, anchors, variances):
-    """Boxes [xmin, ymin, xmax, ymax] from the offsets, as MultiBoxDetection's TransformLocations with clip."""
-    size = anchors[:, 2:] - anchors[:, :2]
-    center = (anchors[:, :2] + anchors[:, 2:]) / 2 + offsets[:, :2] * variances[:2] * size
-    half = np.exp(offsets[:, 2:] * variances[2:]) * size / 2
-    return np.clip(np.concatenate([center - half, center + half], axis=1), 0, 1)
-
-
-def multibox_detection(class_prob, offsets, contract):
-    """Rows [cls, score, xmin, ymin, xmax, ymax], best first: each anchor's best class other than background scoring
-    at least the model's threshold, the nms_topk best of them, decoded, then NMS (across classes when force_nms)."""
-    foreground = class_prob[:, 1:]
-    label, score = foreground.argmax(axis=1), foreground.max(axis=1)
-    candidates = np.flatnonzero(score >= contract["model_score_threshold"])
-    candidates = candidates[np.argsort(-score[candidates], kind="stable")]
-    if contract["nms_topk"] > 0:
-        candidates = candidates[: contract["nms_topk"]]
-    anchors = np.asarray(contract["anchors"], np.float32)[candidates]
-    boxes = decode(offsets[candidates], anchors, np.asarray(contract["variances"], np.float32))
-    rows = np.column_stack([label[candidates], score[candidates], boxes]).astype(np.float32)
-    return nms(rows, contract["nms_threshold"], contract["force_nms"])
+def model_input(image_bgr, contract):
+    """The image as the models take it: resized to the input size (stretched, bilinear), RGB uint8."""
+    _, height, width, _ = contract["input_shape"]
+    return cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
 
 
 def detect(runner, image_bgr, contract, threshold=None):
     """[[class, score, xmin, ymin, xmax, ymax], ...] scoring at least threshold (default: the contract's)."""
-    _, height, width, _ = contract["input_shape"]
-    rgb = cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-    rows = multibox_detection(*network_outputs(runner, rgb, contract["heads"]), contract)
+    return detections(
+        *network_outputs(runner, model_input(image_bgr, contract), contract["heads"]), contract, threshold
+    )
+
+
+def detections(class_prob, offsets, contract, threshold=None):
+    """detect's rows from the network's outputs: MultiBoxDetection's post-processing (infer.py's), the threshold."""
+    rows = multibox_detection(class_prob, offsets, contract["anchors"], contract["variances"], contract)
     threshold = default_threshold(contract) if threshold is None else threshold
     return [[int(row[0]), *row[1:]] for row in rows[rows[:, 1] >= threshold].tolist()]
 

@@ -11,6 +11,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 
+from workflow.lib import deploy_graph
 from workflow.lib.networks import MEAN_RGB
 
 
@@ -57,6 +58,8 @@ class Detector:
         self.module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=context or mx.cpu())
         self.module.bind(data_shapes=[("data", (batch_size, 3, self.data_shape, self.data_shape))], for_training=False)
         self.module.set_params(args, aux, allow_missing=False, allow_extra=False)
+        self.graph = json.loads(symbol.tojson())
+        self._network = None
 
     def raw(self, images):
         """The deploy graph's output for up to batch_size images: (n, anchors, 6)."""
@@ -66,9 +69,69 @@ class Detector:
         self.module.forward(mx.io.DataBatch([mx.nd.array(batch)]), is_train=False)
         return self.module.get_outputs()[0].asnumpy()[: len(images)]
 
+    def network(self):
+        """The deploy graph up to its MultiBoxDetection, bound for one image (a Network)."""
+        if self._network is None:
+            internals = self.module.symbol.get_internals()
+            names = deploy_graph.output_names(self.graph, "the deploy graph")
+            group = mx.sym.Group([internals[name] for name in names])
+            self._network = Network(group, *self.module.get_params(), self.data_shape)
+        return self._network
+
+    @property
+    def anchors(self):
+        return self.network().anchors
+
+    @property
+    def settings(self):
+        """The post-processing of the graph's MultiBoxDetection (deploy_graph.settings)."""
+        return deploy_graph.settings(self.graph, self.info.get("symbol", "the deploy graph"))
+
+    def contract_settings(self):
+        """What every export's contract must carry as the deploy model has it: the post-processing settings of its
+        MultiBoxDetection (but the variances, which the exports carry as their own) and the class names."""
+        settings = {key: value for key, value in self.settings.items() if key != "variances"}
+        return {**settings, "labels": self.info["classes"]}
+
+    def network_outputs(self, rgb):
+        """(class probabilities (anchors, classes + 1), box offsets (anchors, 4)) of one RGB image: what the deploy
+        graph's MultiBoxDetection takes."""
+        return self.network().outputs(preprocess(rgb, self.data_shape))
+
+    def postprocess(self, class_prob, offsets):
+        """The deploy graph's own MultiBoxDetection (its attributes as deployed) on network outputs: the kept rows
+        [cls, score, xmin, ymin, xmax, ymax], best first."""
+        detection = mx.sym.load_json(json.dumps(deploy_graph.detection_graph(self.graph, "the deploy graph")))
+        rows = detection.eval(
+            ctx=mx.cpu(),
+            class_prob=mx.nd.array(class_prob.T[np.newaxis]),
+            box_offsets=mx.nd.array(offsets.reshape(1, -1)),
+            anchors=mx.nd.array(self.anchors[np.newaxis]),
+        )[0].asnumpy()[0]
+        return rows[rows[:, 0] >= 0]
+
     def detect(self, images):
         detections = []
         for start in range(0, len(images), self.batch_size):
             for rows in self.raw(images[start : start + self.batch_size]):
                 detections.append(rows[rows[:, 0] >= 0])
         return detections
+
+
+class Network:
+    """A graph whose outputs are MultiBoxDetection's inputs (class probabilities (1, classes + 1, anchors), box offsets
+    (1, anchors * 4), anchors (1, anchors, 4)), bound with its weights for one input (3, side, side)."""
+
+    def __init__(self, symbol, args, aux, side):
+        self.executor = symbol.simple_bind(mx.cpu(), data=(1, 3, side, side), grad_req="null")
+        for name, value in {**args, **aux}.items():
+            target = self.executor.arg_dict.get(name, self.executor.aux_dict.get(name))
+            if target is not None:
+                target[:] = value
+        self.anchors = self.executor.forward(is_train=False)[2].asnumpy()[0]
+
+    def outputs(self, tensor):
+        """(class probabilities (anchors, classes + 1), box offsets (anchors, 4)) of one input (3, side, side)."""
+        self.executor.arg_dict["data"][:] = tensor[np.newaxis]
+        class_prob, offsets = (output.asnumpy()[0] for output in self.executor.forward(is_train=False)[:2])
+        return class_prob.T, offsets.reshape(-1, 4)

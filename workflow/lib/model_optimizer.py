@@ -4,11 +4,13 @@ The IR is made by the legacy Model Optimizer (`mo`, MXNet front end) of the inte
 environment. Beside N.xml/N.bin it writes N.contract.json: what the IR expects as input and what it
 returns, which `workflow/device/infer.py` follows.
 
-The IR does no non-maximum suppression. The Model Optimizer turns MultiBoxDetection into a
-DetectionOutput that always suppresses per class (force_suppress is dropped), and per-class
-suppression followed by a cross-class one keeps fewer boxes than MXNet's single cross-class pass.
-So the converted graph keeps every candidate (nms_threshold 1) and the contract carries the deploy
-symbol's NMS settings for the caller, which then reproduces MXNet's detections exactly.
+The IR holds the network without its MultiBoxDetection: its outputs are what that node takes (every
+anchor's class probabilities and box offsets, and the anchors with their variances, PriorBox's), and the
+contract carries the node's settings (nms_threshold, force_nms, nms_topk, its score threshold) for the
+caller's post-processing (workflow/device/infer.py), which does what MultiBoxDetection does. The Model
+Optimizer would turn the node into a DetectionOutput, which differs from it: it suppresses per class only
+(force_suppress is dropped), it keeps rows for every class of an anchor rather than its best, and its top-k
+counts those rows.
 """
 
 import argparse
@@ -19,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from workflow.lib import deploy_graph
 from workflow.lib.cli import UserError, log
 
-VARIANCES = (0.1, 0.1, 0.2, 0.2)
-DETECTION_OP = "_contrib_MultiBoxDetection"
+VARIANCES = [0.1, 0.1, 0.2, 0.2]  # the only ones the Model Optimizer puts into PriorBox
 # The precision inference runs at unless a caller asks for another: the one verify_ir proves the IR at. Never the
 # CPU plugin's default, which is bf16 on CPUs with AVX512_BF16 or AMX and f32 elsewhere.
 INFERENCE_PRECISION = "f32"
@@ -60,6 +62,7 @@ def parse_args(argv):
         required=True,
         help="subtract the mean inside the IR, or leave it to the caller",
     )
+    parser.add_argument("--classes", nargs="+", help="class names in class-id order (deploy.json's with --deploy)")
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--log", required=True, type=Path, help="file that keeps the full Model Optimizer output")
@@ -70,6 +73,7 @@ def parse_args(argv):
         args.params = args.deploy.parent / info["params"]
         args.data_shape = info["data_shape"]
         args.mean_rgb = info["input"]["mean_rgb"]
+        args.classes = info["classes"]
     if not (args.symbol and args.params and args.data_shape):
         parser.error("give --deploy, or --symbol, --params and --data-shape")
     return args
@@ -82,30 +86,17 @@ def read_symbol(path):
         raise UserError(f"cannot read the deploy symbol {path}: {error}") from None
 
 
-def detection_attrs(graph, symbol_path):
-    """The attributes of the graph's one MultiBoxDetection node (a dict that can be edited in place)."""
-    nodes = [node for node in graph.get("nodes", []) if node.get("op") == DETECTION_OP]
-    if len(nodes) != 1:
-        raise UserError(f"{symbol_path} has {len(nodes)} MultiBoxDetection nodes; an SSD deploy symbol has one")
-    return nodes[0].setdefault("attrs", {})
-
-
-def mxnet_bool(text):
-    return text.strip().lower() in ("true", "1")
-
-
-def nms_settings(attrs, symbol_path):
-    """force_nms and nms_threshold of the deploy symbol, with MXNet's defaults for absent attributes."""
-    variances = tuple(float(v) for v in attrs.get("variances", "()").strip("()[] ").split(",") if v.strip())
-    if variances and variances != VARIANCES:
+def postprocessing_settings(graph, symbol_path):
+    """The deploy symbol's MultiBoxDetection settings (deploy_graph.settings) the caller applies, without the
+    variances: the IR's anchors output carries them."""
+    settings = deploy_graph.settings(graph, symbol_path)
+    if settings["variances"] != VARIANCES:
         raise UserError(
-            f"{symbol_path}: MultiBoxDetection variances {variances} are not {VARIANCES}, "
+            f"{symbol_path}: MultiBoxDetection variances {settings['variances']} are not {VARIANCES}, "
             "the only ones the Model Optimizer puts into PriorBox; the IR would decode boxes wrongly"
         )
-    return {
-        "force_nms": mxnet_bool(attrs.get("force_suppress", "False")),
-        "nms_threshold": float(attrs.get("nms_threshold", "0.5")),
-    }
+    del settings["variances"]
+    return settings
 
 
 def mo_command(args, symbol, params):
@@ -145,7 +136,7 @@ def run_mo(command, header, log_path):
         )
 
 
-def contract(args, nms):
+def contract(args, settings, outputs):
     mean = list(args.mean_rgb) if args.color == "RGB" else list(reversed(args.mean_rgb))
     return {
         "model": f"{args.model_name}.xml",
@@ -161,37 +152,76 @@ def contract(args, nms):
         "mean_in_ir": args.mean_in_ir,
         "mean_note": "mean_values are in color_order; the caller subtracts them when mean_in_ir is false",
         "scale": None,
-        "output": "[1, 1, top_k, 7] rows (image_id, label, score, xmin, ymin, xmax, ymax), boxes normalised "
-        "to [0, 1], grouped by label; image_id -1 ends the list",
-        "labels": "0-based class ids as in MXNet (background removed)",
+        "outputs": outputs,
+        "outputs_note": "class_prob (1, classes + 1, anchors), background first; box_offsets (1, anchors * 4); "
+        "anchors (1, 2, anchors * 4): the anchors' corners [xmin, ymin, xmax, ymax], normalised, then their variances",
+        "labels": args.classes,
         "nms_in_ir": False,
-        **nms,
+        **settings,
     }
+
+
+def output_names(xml, graph, symbol_path):
+    """{class_prob, box_offsets, anchors: the IR's name of that output}: the first two keep their MXNet node's name,
+    the anchors are the third output (the Model Optimizer names it after the concatenation it folds)."""
+    import openvino as ov
+
+    class_prob, box_offsets = (
+        f"{name[: -len('_output')]}:0" for name in deploy_graph.output_names(graph, symbol_path)[:2]
+    )
+    names = {}
+    for output in ov.Core().read_model(xml).outputs:
+        key = (
+            "class_prob"
+            if class_prob in output.get_names()
+            else "box_offsets"
+            if box_offsets in output.get_names()
+            else "anchors"
+        )
+        names[key] = output.get_any_name()
+    if len(names) != 3:
+        raise UserError(f"{xml}: the IR's outputs are {names}, not class_prob, box_offsets and anchors")
+    return names
+
+
+def fp16_rounded(xml):
+    """The IR at xml (FP32 weights) with every f32 constant rounded to FP16: what the FP16 IR of the same conversion
+    computes at f32 (measured: equal to the last bit)."""
+    import numpy as np
+    import openvino as ov
+    from openvino.runtime import op
+
+    model = ov.Core().read_model(xml)
+    for node in model.get_ordered_ops():
+        if node.get_type_name() == "Constant" and node.get_element_type() == ov.Type.f32:
+            rounded = node.get_data().astype(np.float16).astype(np.float32)
+            node.output(0).replace(op.Constant(rounded).output(0))
+    return model
 
 
 def optimize(args):
     graph = read_symbol(args.symbol)
-    attrs = detection_attrs(graph, args.symbol)
-    nms = nms_settings(attrs, args.symbol)
-    attrs["nms_threshold"] = "1"  # IoU > 1 never happens: DetectionOutput keeps every candidate
+    settings = postprocessing_settings(graph, args.symbol)
+    network = deploy_graph.network_graph(graph, args.symbol)
     if not args.params.is_file():
         raise UserError(f"no such weights file: {args.params}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         # mo takes the epoch from a "-NNNN.params" file name; a link gives it one whatever the real name
         symbol, params = Path(work, "deploy-symbol.json"), Path(work, "deploy-0000.params")
-        symbol.write_text(json.dumps(graph))
+        symbol.write_text(json.dumps(network))
         params.symlink_to(args.params.resolve())
         start = time.monotonic()
         header = (
-            f"# {args.symbol} + {args.params}, linked as {params.name}; its MultiBoxDetection has "
-            f"nms_threshold 1 here (NMS is left to the caller: {nms})"
+            f"# {args.symbol} + {args.params}, linked as {params.name}, without its MultiBoxDetection (left to the "
+            f"caller: {settings})"
         )
         run_mo(mo_command(args, symbol, params), header, args.log)
     xml = args.out_dir / f"{args.model_name}.xml"
     if not xml.is_file() or not xml.with_suffix(".bin").is_file():
         raise UserError(f"the Model Optimizer wrote no {xml} and .bin; see {args.log}")
-    xml.with_suffix(".contract.json").write_text(json.dumps(contract(args, nms), indent=2) + "\n")
+    outputs = output_names(xml, graph, args.symbol)
+    xml.with_suffix(".contract.json").write_text(json.dumps(contract(args, settings, outputs), indent=2) + "\n")
     log(
         f"optimize: {xml} ({args.precision}, {args.color} input, mean {'inside' if args.mean_in_ir else 'outside'}"
         f" the IR) in {time.monotonic() - start:.0f} s"

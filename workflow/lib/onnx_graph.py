@@ -170,6 +170,38 @@ def _finish(model, g, outputs):
     return model
 
 
+def with_network_outputs(model):
+    """(a copy of build's model with two more outputs, (their names)): the network's outputs as MultiBoxDetection
+    takes them, the class probabilities (1, classes + 1, anchors) and the box offsets (1, anchors * 4)."""
+    nodes = {node.name: node for node in model.graph.node}
+    names = (nodes["class_prob"].output[0], nodes["offsets"].input[0])
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    copy.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names)
+    return copy, names
+
+
+def postprocessing_model(model):
+    """build's model from its network's outputs on: inputs the class predictions (1, classes + 1, anchors) before
+    the softmax and the box offsets (1, anchors * 4), output "detections". Returns (model, (its input names))."""
+    nodes = {node.name: node for node in model.graph.node}
+    names = [nodes["class_prob"].input[0], nodes["offsets"].input[0]]
+    producers = {output: node for node in model.graph.node for output in node.output}
+    needed, pending = set(), [OUTPUT]
+    while pending:  # the nodes OUTPUT depends on, back to the network's outputs
+        name = pending.pop()
+        if name in names or name not in producers or producers[name].name in needed:
+            continue
+        needed.add(producers[name].name)
+        pending += producers[name].input
+    kept = [node for node in model.graph.node if node.name in needed]
+    used = {name for node in kept for name in node.input}
+    constants = [tensor for tensor in model.graph.initializer if tensor.name in used]
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names]
+    graph = helper.make_graph(kept, "postprocessing", inputs, [model.graph.output[0]], constants)
+    return helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version), names
+
+
 def detection_model(anchors, info):
     """MultiBoxDetection alone as a model: inputs "cls_preds" (1, classes + 1, anchors) before the softmax and
     "loc_preds" (1, anchors * 4), output "detections" as build's."""

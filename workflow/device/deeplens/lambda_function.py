@@ -6,9 +6,9 @@ awscam.Model loads the result on the GPU, every awscam.getLastFrame() frame is r
 given to doInference, and parseResult('ssd') returns the detections in pixels of the model input. The model takes
 the raw BGR frame: its first layer swaps the channels and subtracts the training mean. The device's optimizer
 would suppress overlapping boxes per class only, so the model keeps every candidate and this function applies the
-deploy model's NMS: across classes when it was deployed with force_nms, at its threshold (model.json), so that
-the detections are the MXNet model's. The boxes, scaled to the frame,
-are drawn on the project stream (local_display.py) and published, one JSON message per frame, to
+deploy model's NMS: across classes when it was deployed with force_nms, at its threshold (model.json), keeping each
+anchor's best class only, so that the detections are the MXNet model's. The boxes, scaled to the frame, are drawn on
+the project stream (local_display.py) and published, one JSON message per frame, to
 $aws/things/<AWS_IOT_THING_NAME>/infer:
     {"time": ..., "detections": [{"label": "swoosh", "score": 0.93, "box": [xmin, ymin, xmax, ymax]}, ...]}
 with the box in pixels of the frame. An error (no frame from the camera, the optimizer refusing the model) is
@@ -83,9 +83,21 @@ def suppress(detections, threshold, across_classes):
     return kept
 
 
+def best_class_of_each_box(detections):
+    """The device's DetectionOutput gives a row for every class of an anchor that reaches its threshold, each with
+    the anchor's box; MXNet's MultiBoxDetection keeps each anchor's best class only, and so does this."""
+    best = {}
+    for d in detections:
+        box = (d["xmin"], d["ymin"], d["xmax"], d["ymax"])
+        if box not in best or d["prob"] > best[box]["prob"]:
+            best[box] = d
+    return [d for d in detections if best[(d["xmin"], d["ymin"], d["xmax"], d["ymax"])] is d]
+
+
 def detections_in_frame(parsed, settings, frame_shape):
     """parseResult's boxes (pixels of the model input) -> label, score and box in pixels of the frame."""
     candidates = [d for d in parsed[MODEL_TYPE] if d["prob"] >= settings["threshold"]]
+    candidates = best_class_of_each_box(candidates)
     candidates = suppress(candidates, settings["nms_threshold"], settings["force_nms"])
     x_scale = float(frame_shape[1]) / settings["input_width"]
     y_scale = float(frame_shape[0]) / settings["input_height"]
