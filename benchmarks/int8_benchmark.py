@@ -96,7 +96,7 @@ def time_split(args):
     fp32, fp32_contract = infer.load(xml)
     records = [(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), truth) for rgb, truth in read_records(args.val_rec)]
     models = {"FP32 IR (f32)": (fp32, fp32_contract), "INT8 IR": (int8, int8_contract)}
-    result = {"images": len(records), "cpu": cpu_description()}
+    result = {"images": len(records), "cpu": cpu_description(int8)}
     for name, (compiled, contract) in models.items():
         detections = [
             np.array(infer.detect(compiled, image, contract, deploy["threshold"]), np.float32).reshape(-1, 6)
@@ -108,12 +108,11 @@ def time_split(args):
     steps = {}
     for name, (compiled, contract) in models.items():
         tensor = infer.preprocess(image, contract)
-        candidates = infer.raw_output(compiled, tensor)
-        kept = candidates[candidates[:, 1] >= args.min_score]
+        outputs = infer.network_outputs(compiled, tensor, contract)
         steps[name] = {
             "resize": lambda c=contract: infer.preprocess(image, c),
-            "inference": lambda m=compiled, t=tensor: infer.raw_output(m, t),
-            "nms": lambda c=contract, k=kept: infer.nms(k, c["nms_threshold"], c["force_nms"]),
+            "inference": lambda m=compiled, t=tensor, c=contract: infer.network_outputs(m, t, c),
+            "nms": lambda c=contract, o=outputs: infer.multibox_detection(*o, c),
             "total": lambda m=compiled, c=contract: infer.detect(m, image, c, args.min_score),
         }
     calls = [(name, step, function) for name, functions in steps.items() for step, function in functions.items()]

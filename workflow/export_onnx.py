@@ -87,10 +87,13 @@ def session(model):
 def prove(detector, model_path, val_rec, min_score, iou_threshold):
     """verify.json's content: the proof (network, post-processing, contract) and, reported, the pairing, mAPs and
     latency of onnxruntime against MXNet on every val image."""
-    runtime, contract = onnx_infer.load(model_path)
     model = onnx.load(str(model_path))
     network, network_names = onnx_graph.with_network_outputs(model)
-    network_runtime = session(network)
+    try:
+        runtime, contract = onnx_infer.load(model_path)
+        network_runtime = session(network)
+    except ONNXRUNTIME_ERRORS as error:  # e.g. anchors of another input size
+        raise UserError(f"onnxruntime cannot run model.onnx: {error}") from None
     records = list(read_records(val_rec))
     images_bgr = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb, _ in records]
     classes = detector.info["classes"]
@@ -145,7 +148,7 @@ def postprocessing_check(detector, model):
         inputs = {class_input: np.log(class_prob).T[np.newaxis], offsets_input: offsets.reshape(1, -1)}
         try:
             found.append(runtime.run([onnx_graph.OUTPUT], inputs)[0])
-        except ONNXRUNTIME_ERRORS as error:  # e.g. anchors of another input size
+        except ONNXRUNTIME_ERRORS as error:
             raise UserError(f"model.onnx's post-processing fails on MXNet's network outputs: {error}") from None
     return proof.compare_postprocessing("model.onnx", expected, found)
 

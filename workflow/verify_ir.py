@@ -217,9 +217,16 @@ def latency_summary(rows, precision):
     return result
 
 
-def cpu_description():
-    """This CPU (workflow/lib/cpu.py) and the optimization capabilities OpenVINO's CPU plugin reports on it."""
-    return {**cpu.describe(), "openvino_capabilities": list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))}
+def cpu_description(compiled):
+    """This CPU (workflow/lib/cpu.py), the optimization capabilities OpenVINO's CPU plugin reports on it, and the
+    kernels it picked for the compiled IR's convolutions (their names say the ISA they run: brgconv_avx2_f32 ...)."""
+    kernels = {
+        op.get_rt_info()["primitiveType"].astype(str)
+        for op in compiled.get_runtime_model().get_ops()
+        if op.get_rt_info()["layerType"].astype(str) == "Convolution"
+    }
+    capabilities = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return {**cpu.describe(), "openvino_capabilities": capabilities, "convolution_kernels": sorted(kernels)}
 
 
 def ir_detections(compiled, contract, images_bgr, threshold, label):
@@ -287,7 +294,8 @@ def summary(result):
 
 
 def write_differences(path, result):
-    lines = [f"# {summary(result)} at {result['inference_precision']['ran']} (the proof)", *result["differences"]]
+    proof_note = "reported; the proof compares the networks and the post-processing"
+    lines = [f"# {summary(result)} at {result['inference_precision']['ran']} ({proof_note})", *result["differences"]]
     fast = result["fast_precision"]
     if fast["supported"]:
         lines += [f"# {summary(fast)} at {fast['ran']} (for information)", *fast["differences"]]
@@ -373,7 +381,7 @@ def verify(args):
         result["proof"] = prove(detector, reference, (compiled, contract), fp32_xml, int8_model)
         result["side_by_side"] = side_by_side(reference, detector, irs, args.min_score, args.onnx, args.litert)
     result["latency"] = latency_summary(result["side_by_side"], contract["precision"])
-    result["cpu"] = cpu_description()
+    result["cpu"] = cpu_description(compiled)
     write_differences(args.differences, result)
     Path(args.out).write_text(json.dumps(result, indent=1))
     log_result(result, reference)

@@ -1,6 +1,7 @@
 """model.onnx detects what MultiBoxDetection detects, NMS across classes and per class; the stage proves it."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -10,12 +11,13 @@ import mxnet as mx
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 import pytest
 from conftest import REPO, SAMPLE
 from test_evaluate import make_tiny_deploy, make_val_rec
 
 from workflow import export_onnx
-from workflow.device import infer, litert_infer
+from workflow.device import infer, litert_infer, onnx_infer
 from workflow.lib import onnx_graph
 from workflow.lib.cli import UserError
 from workflow.lib.detector import Detector, preprocess
@@ -203,3 +205,89 @@ def test_the_onnx_runner_detects_on_images_and_on_a_video_as_the_stage_proved(de
     assert [json.loads(frame)["image"] for frame in on_video.stdout.splitlines()] == [
         f"frame_{k:06d}.jpg" for k in (1, 2, 3)
     ]
+
+
+def proof_of(deploy, rec, folder):
+    """export_onnx's proof of the model.onnx (and contract) in folder, as the stage checks it: its problems."""
+    result = export_onnx.prove(Detector(deploy), folder / "model.onnx", rec, 0.05, 0.5)
+    return export_onnx.problems(result)
+
+
+def edit_initializer(folder, name, change):
+    model = onnx.load(str(folder / "model.onnx"))
+    (tensor,) = [t for t in model.graph.initializer if t.name == name]
+    tensor.CopyFrom(numpy_helper.from_array(change(numpy_helper.to_array(tensor)).astype(np.float32), name))
+    onnx.save(model, str(folder / "model.onnx"))
+
+
+def scale_a_convolution(folder):
+    model = onnx.load(str(folder / "model.onnx"))
+    weight = next(node.input[1] for node in model.graph.node if node.op_type == "Conv")
+    onnx.save(model, str(folder / "model.onnx"))
+    edit_initializer(folder, weight, lambda kernel: kernel * 1.02)
+
+
+def edit_contract(folder, **changes):
+    path = folder / "model.onnx.contract.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def rebuild_without_force_nms(folder, deploy):
+    info = json.loads(deploy.read_text())
+    symbol = mx.sym.load(str(deploy.parent / info["symbol"]))
+    args, aux = mx.model.load_params(str(deploy.parent / info["symbol"][: -len("-symbol.json")]), info["epoch"])
+    onnx.save(onnx_graph.build(symbol, args, aux, {**info, "force_nms": False}), str(folder / "model.onnx"))
+
+
+def anchors_of_another_size(folder, deploy):
+    info = json.loads(deploy.read_text())
+    anchors = onnx_graph.anchor_boxes(onnx_graph.deploy_parts(mx.sym.load(str(deploy.parent / info["symbol"])))[2], 96)
+    size, center = anchors[:, 2:] - anchors[:, :2], (anchors[:, :2] + anchors[:, 2:]) / 2
+    for name, value in (("anchor_center", center), ("half_anchor", size / 2), ("xy_factor", size * 0.1)):
+        edit_initializer(folder, name, lambda _, value=value: value[None])
+
+
+NETWORK = r"model.onnx's (class probabilities|boxes) differ from MXNet's by up to"
+POST_PROCESSING = r"MXNet's MultiBoxDetection keeps \d+ detections and model.onnx's post-processing \d+"
+ONNX_DEFECTS = {
+    "a wrong mean": (lambda f, d: edit_initializer(f, "mean_rgb", lambda mean: mean[:, ::-1]), NETWORK),
+    "the mean subtracted twice": (lambda f, d: edit_initializer(f, "mean_rgb", lambda mean: 2 * mean), NETWORK),
+    "one convolution's weights scaled by 1.02": (lambda f, d: scale_a_convolution(f), NETWORK),
+    "a wrong variance": (lambda f, d: edit_initializer(f, "wh_variance", lambda v: v * 1.5), POST_PROCESSING),
+    "anchors of another data_shape": (
+        anchors_of_another_size,
+        r"onnxruntime cannot run model.onnx: .*Node \(half_size\) Op \(Mul\) \[ShapeInferenceError\] Incompatible",
+    ),
+    "nms_threshold changed": (lambda f, d: edit_initializer(f, "iou_threshold", lambda t: t + 0.05), POST_PROCESSING),
+    "force_nms flipped": (rebuild_without_force_nms, POST_PROCESSING),
+    "classes swapped": (
+        lambda f, d: edit_contract(f, labels=["stripes", "swoosh"]),
+        r"model.onnx's contract's labels is \['stripes', 'swoosh'\], the deploy model's \['swoosh', 'stripes'\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("defect", ONNX_DEFECTS)
+def test_a_defective_model_onnx_fails_the_proof_naming_what_differs(deploy_and_val, tmp_path, defect):
+    deploy, rec = deploy_and_val
+    run(deploy, rec, tmp_path / "onnx", tmp_path / "differences.txt")
+    assert proof_of(deploy, rec, tmp_path / "onnx") == []
+    make, message = ONNX_DEFECTS[defect]
+    make(tmp_path / "onnx", deploy)
+    try:
+        problems = proof_of(deploy, rec, tmp_path / "onnx")
+    except UserError as error:
+        problems = [str(error)]
+    assert any(re.search(message, problem) for problem in problems), problems
+
+
+def test_a_runner_that_feeds_bgr_fails_the_proof(deploy_and_val, tmp_path, monkeypatch):
+    """The colours swapped: onnx_infer.py giving the model the BGR frame it got."""
+    deploy, rec = deploy_and_val
+    run(deploy, rec, tmp_path / "onnx", tmp_path / "differences.txt")
+    monkeypatch.setattr(
+        onnx_infer,
+        "preprocess",
+        lambda image_bgr, contract: cv2.resize(image_bgr, (SIDE, SIDE)).astype(np.float32).transpose(2, 0, 1)[None],
+    )
+    assert any(re.search(NETWORK, problem) for problem in proof_of(deploy, rec, tmp_path / "onnx"))

@@ -38,8 +38,9 @@ TINY_CONFIG = {
 }
 
 
-def snakemake(workdir, *args, snakefile=REPO / "Snakefile", check=True):
-    """Run the workflow in `workdir` with its config.yaml; return the finished process."""
+def snakemake(workdir, *args, snakefile=REPO / "Snakefile", check=True, isa_cap=None):
+    """Run the workflow in `workdir` with its config.yaml; return the finished process. isa_cap: DNNL_MAX_CPU_ISA for
+    every stage (MXNet and OpenVINO compute as a CPU of that ISA does), or None for this machine's own."""
     command = [
         sys.executable,
         "-m",
@@ -53,6 +54,10 @@ def snakemake(workdir, *args, snakefile=REPO / "Snakefile", check=True):
         str(workdir / "config.yaml"),
     ]
     env = dict(os.environ, DEEPLENS_SSD_ENVS=str(REPO / ".venvs"))
+    for name in ("DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA"):
+        env.pop(name, None)
+    if isa_cap:
+        env["DNNL_MAX_CPU_ISA"] = isa_cap
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")

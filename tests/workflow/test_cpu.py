@@ -32,3 +32,14 @@ def test_a_cpu_without_any_of_them(tmp_path):
     (tmp_path / "cpuinfo").write_text("model name\t: Old\nflags\t\t: fpu sse2\n")
     assert cpu.one_line(cpu.describe(tmp_path / "cpuinfo")).startswith("Old (has none; lacks avx2, fma, avx512f")
     assert cpu.describe(tmp_path / "cpuinfo")["model_name"] == "Old"
+
+
+def test_an_isa_cap_is_named_beside_the_cpu(tmp_path, monkeypatch):
+    """DNNL_MAX_CPU_ISA makes MXNet's and OpenVINO's oneDNN compute as a CPU of that ISA does: say so."""
+    (tmp_path / "cpuinfo").write_text(CPUINFO)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert cpu.describe(tmp_path / "cpuinfo")["isa_cap"] is None
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+    assert cpu.describe(tmp_path / "cpuinfo")["isa_cap"] == "AVX2"
+    assert cpu.one_line(cpu.describe(tmp_path / "cpuinfo")).endswith("amx_bf16), oneDNN capped at AVX2")

