@@ -112,11 +112,6 @@ def prove(detector, reference, shipped, fp32_xml, int8=None):
     return result
 
 
-INT8_NETWORK_NOTE = (
-    "reported, not held to the tolerance: quantization changes the network by design (its rule is the mAP budget)"
-)
-
-
 def infer_config(contract):
     return {"INFERENCE_PRECISION_HINT": contract["inference_precision"]}
 

@@ -3,14 +3,19 @@
     .venv/bin/python tests/browser/page_check.py --run results/sample [--repeat 5] [--out page_check.json]
 
 1. reference.py (in the mxnet environment): the tensor onnx_infer.py makes of each val image (cv2 resize, RGB
-   float32) and onnxruntime's detections on it;
+   float32), onnxruntime's detections and MXNet's network outputs on it, and the proof's synthetic network outputs
+   with the detections MXNet's MultiBoxDetection keeps on them;
 2. run_page.mjs (node, playwright-core, Debian's chromium): the page on that same tensor (timed, wasm backend) and
-   on the image file through its own file input;
-3. compares: on the same tensor the page's detections must equal Python's (every row the model outputs: same count,
-   class, score and box within --tolerance); through the file input the browser decodes and resizes the image
-   itself (canvas drawImage, not cv2's INTER_LINEAR), so its detections at the contract's score threshold need only
-   pair with Python's at IoU 0.5 (same class), at least --min-file-pairing of them.
-Prints the JSON result (per image: ms, counts, pairing; the summary) and exits 1 when a check fails.
+   on the image file through its own file input; and the page's onnxruntime-web on model.onnx's network (its
+   network's outputs on each tensor) and its post-processing alone (on the synthetic network outputs);
+3. the proof (workflow/lib/proof.py, as export_onnx proves model.onnx under onnxruntime): in the page, model.onnx's
+   network outputs within the proof's tolerance of MXNet's, and its post-processing keeping MXNet's detections.
+   Reported beside it: whether the page's detections on the same tensor equal Python's (every row, class, score
+   and box within --tolerance: near-tied boxes may come out either way), and through the file input, where the
+   browser decodes and resizes the image itself (canvas drawImage, not cv2's INTER_LINEAR), how many of its
+   detections at the contract's score threshold pair with Python's at IoU 0.5 (same class), at least
+   --min-file-pairing of them.
+Prints the JSON result (per image: ms, counts, pairing; the proof; the summary) and exits 1 when a check fails.
 """
 
 import argparse
@@ -22,8 +27,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+from workflow.lib import proof  # noqa: E402
 
 
 def iou(a, b):
@@ -66,6 +75,28 @@ def pair(python, page, threshold=0.5):
     return paired
 
 
+def page_proof(expected, found, cases):
+    """The page's network outputs against MXNet's on every case's tensor, and its post-processing against MXNet's
+    MultiBoxDetection on the synthetic network outputs (workflow/lib/proof.py)."""
+    anchors = np.asarray(expected["anchors"], np.float32)
+    classes = expected["classes"]
+    comparison = proof.NetworkComparison("model.onnx in the page", anchors, expected["variances"], classes)
+    for case, (class_prob, offsets) in zip(expected["cases"], found["networks"]):
+        stem = case["tensor"][: -len(".bin")]
+        mxnet = [np.fromfile(cases / f"{stem}.{part}.bin", np.float32) for part in ("class_prob", "box_offsets")]
+        mxnet = (mxnet[0].reshape(len(anchors), -1), mxnet[1].reshape(-1, 4))
+        page = (
+            np.asarray(class_prob, np.float32).reshape(-1, len(anchors)).T,
+            np.asarray(offsets, np.float32).reshape(-1, 4),
+        )
+        comparison.add(mxnet, page)
+    mxnet_rows = [case["mxnet"] for case in expected["synthetic"]]
+    return {
+        "network": comparison.result(),
+        "postprocessing": proof.compare_postprocessing("the page's model.onnx", mxnet_rows, found["detections"]),
+    }
+
+
 def run(command, **kwargs):
     result = subprocess.run(command, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
@@ -90,6 +121,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as cases:
         reference = [sys.executable, "-m", "workflow.orchestrator.envs", "exec", "mxnet", "--", "python"]
         reference += [str(HERE / "reference.py"), "--web", str(web), "--lst", str(results / "pack" / "val.lst")]
+        reference += ["--deploy", str(results / "deploy" / "deploy.json")]
         reference += ["--root", str(args.root), "--out", cases]
         reference += ["--limit", str(args.limit)] if args.limit else []
         run(reference, cwd=REPO)
@@ -98,6 +130,8 @@ def main(argv=None):
         page += ["--repeat", str(args.repeat), "--chromium", args.chromium]
         page += ["--screenshot", args.screenshot] if args.screenshot else []
         lines = [json.loads(line) for line in run(page, cwd=HERE).stdout.splitlines() if line.startswith("{")]
+        checked = page_proof(expected, lines[-2]["proof"], Path(cases))
+    lines = lines[:-2] + lines[-1:]
     threshold = expected["contract"].get("score_threshold", 0.5)
     summary = lines[-1]["summary"]
     images, failures, file_python, file_page, file_paired = [], [], 0, 0, 0
@@ -139,6 +173,7 @@ def main(argv=None):
         },
         "images": images,
         "tensor_failures": failures,
+        "proof": checked,
     }
     text = json.dumps(result, indent=1)
     if args.out:
@@ -147,8 +182,7 @@ def main(argv=None):
     problems = []
     if len(lines) - 1 != len(expected["cases"]):
         problems.append(f"the page answered {len(lines) - 1} of {len(expected['cases'])} images")
-    if failures:
-        problems.append(f"on {len(failures)} images the page's detections differ from onnxruntime's in Python")
+    problems += checked["network"]["problems"] + checked["postprocessing"]["problems"]
     if file_pairing < args.min_file_pairing:
         problems.append(f"through the file input only {file_pairing:.1%} of the detections paired")
     if summary["problems"]:
@@ -156,7 +190,10 @@ def main(argv=None):
     if problems:
         sys.exit("ERROR: " + "; ".join(problems))
     print(
-        f"page == onnxruntime on {len(images)} images (tensor); file input paired {file_pairing:.1%}; "
+        f"the page: {proof.network_summary(checked['network'])}; "
+        f"{proof.postprocessing_summary(checked['postprocessing'])}; reported: its detections equal onnxruntime's on "
+        f"{result['summary']['tensor_equal_images']} of {len(images)} images (tensor); "
+        f"file input paired {file_pairing:.1%}; "
         f"{result['summary']['ms_median_per_image']:.1f} ms per image (wasm, {summary['threads']} thread)",
         file=sys.stderr,
     )

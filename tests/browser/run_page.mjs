@@ -2,9 +2,12 @@
 // this process (browsers load neither modules nor wasm from file://). For each case of reference.py's cases.json:
 //   tensor: the page's window.deeplens.detectTensor on the very tensor onnx_infer.py made (cv2), timed --repeat times
 //   file:   the image file itself through the page's file input (its own decode, canvas resize and drawing)
-// and a file that is no image (the page must say so). Prints one JSON line per image, then one {"summary": ...} line:
+// and a file that is no image (the page must say so). Then the proof's runs with the page's own onnxruntime-web (the
+// module and wasm files beside it): reference.py's network.onnx on each tensor, its postprocessing.onnx on each
+// synthetic case. Prints one JSON line per image, one {"proof": ...} line, then one {"summary": ...} line:
 //   {"image", "tensor": {"detections": [[class, score, xmin, ymin, xmax, ymax], ...], "ms": [first, ...repeats]},
 //    "file": {"detections": [...], "shown": n, "ms": m}}
+//   {"proof": {"networks": [[class_prob values, box_offsets values], ...], "detections": [[[class, score, ...]], ...]}}
 // Usage: node tests/browser/run_page.mjs --web DIR --cases DIR [--repeat 5] [--chromium /usr/bin/chromium]
 //        [--screenshot page.png]
 import { createServer } from "node:http";
@@ -53,7 +56,8 @@ const server = createServer(async (request, response) => {
 await new Promise((done) => server.listen(0, "127.0.0.1", done));
 const origin = `http://127.0.0.1:${server.address().port}`;
 
-const { cases } = JSON.parse(await readFile(join(ROOTS.cases, "cases.json"), "utf8"));
+const reference = JSON.parse(await readFile(join(ROOTS.cases, "cases.json"), "utf8"));
+const { cases } = reference;
 const browser = await chromium.launch({
   executablePath: args.chromium,
   args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
@@ -93,6 +97,17 @@ try {
     console.log(JSON.stringify({ image: item.image, tensor, file }));
   }
   if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
+  const proof = await page.evaluate(runProof, {
+    base: `${origin}/cases/`,
+    runtime: `${origin}/web/ort.wasm.min.mjs`,
+    tensors: cases.map((item) => item.tensor),
+    input: reference.contract.input,
+    inputShape: reference.contract.input_shape,
+    networkOutputs: reference.network_outputs,
+    postprocessingInputs: reference.postprocessing_inputs,
+    synthetic: reference.synthetic,
+  });
+  console.log(JSON.stringify({ proof }));
   // A file that is no image: the page says so, as an error, and keeps working.
   const notImage = join(tmpdir(), `not-an-image-${process.pid}.jpg`);
   await writeFile(notImage, "this is text");
@@ -119,3 +134,32 @@ try {
   server.close();
 }
 process.exit(failed ? 1 : 0);
+
+// In the page: the proof's networks and post-processing with the page's own onnxruntime-web module.
+async function runProof(
+  { base, runtime, tensors, input, inputShape, networkOutputs, postprocessingInputs, synthetic },
+) {
+  const ort = await import(runtime);
+  const bytes = async (name) => (await fetch(base + name)).arrayBuffer();
+  const floats = async (name) => new Float32Array(await bytes(name));
+  const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+  const load = async (name) => ort.InferenceSession.create(new Uint8Array(await bytes(name)), options);
+  const network = await load("network.onnx");
+  const networks = [];
+  for (const name of tensors) {
+    const outputs = await network.run({ [input]: new ort.Tensor("float32", await floats(name), inputShape) });
+    networks.push(networkOutputs.map((output) => Array.from(outputs[output].data)));
+  }
+  const postprocessing = await load("postprocessing.onnx");
+  const detections = [];
+  for (const item of synthetic) {
+    const [logits, offsets] = postprocessingInputs;
+    const rows = (await postprocessing.run({
+      [logits]: new ort.Tensor("float32", await floats(item.class_logits), item.shape),
+      [offsets]: new ort.Tensor("float32", await floats(item.box_offsets), [1, item.shape[2] * 4]),
+    })).detections;
+    const values = Array.from(rows.data);
+    detections.push(Array.from({ length: rows.dims[0] }, (_, i) => values.slice(6 * i, 6 * i + 6)));
+  }
+  return { networks, detections };
+}

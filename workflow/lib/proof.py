@@ -32,7 +32,7 @@ SYNTHETIC_CASES = 4
 INT8_NETWORK_NOTE = (
     "reported, not held to the tolerance: quantization changes the network by design (its rule is the mAP budget)"
 )
-MAX_CANDIDATES = 600  # of synthetic network outputs: distinct scores TIE_GAP apart above half the threshold
+MAX_CANDIDATES = 600  # in a case of synthetic network outputs, whose scores are distinct steps of TIE_GAP below 1
 
 
 def decode(offsets, anchors, variances):
@@ -201,8 +201,8 @@ def clustered_anchors(anchors, count, rng):
 
 
 def separated_offsets(anchors, variances, nms_threshold, rng, tries=100):
-    """Offsets for these anchors whose decoded boxes overlap each other at no IoU within TIE_GAP of nms_threshold."""
-    variances = np.asarray(variances, np.float32).reshape(-1, 4)[: len(anchors)]
+    """Offsets for these anchors whose decoded boxes (with the 4 variances) overlap each other at no IoU within TIE_GAP
+    of nms_threshold."""
     offsets = rng.normal(0, 1, (len(anchors), 4)).astype(np.float32)
     for _ in range(tries):
         boxes = np.clip(decode(offsets, anchors, variances), 0, 1)
