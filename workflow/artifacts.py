@@ -100,7 +100,7 @@ Example:
 def network_figure(network):
     """A proof's network comparison in a few words."""
     return (
-        f"its class probabilities within {network['max_class_prob_difference']:.0e} and its boxes within "
+        f"its class probabilities within {network['max_class_prob_difference']:.0e} and its box offsets within "
         f"{network['max_box_difference']:.0e} of {network['reference']}'s"
     )
 

@@ -159,7 +159,7 @@ def build(args):
     outputs = [internals[name] for name in deploy_graph.output_names(graph, "the DeepLens graph")]
     network = Network(mx.sym.Group(outputs), arg_params, aux_params, side)
     what = "the DeepLens graph on raw BGR frames"
-    comparison = proof.NetworkComparison(what, detector.anchors, VARIANCES, info["classes"])
+    comparison = proof.NetworkComparison(what, VARIANCES, info["classes"])
     for rgb, _ in read_records(args.val_rec):
         comparison.add(
             detector.network_outputs(rgb),

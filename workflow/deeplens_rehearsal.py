@@ -189,9 +189,9 @@ def network_check(detector, fp16_xml, fp32_xml, frames):
     shipped = DeepLensNetwork(ov.Core().read_model(fp16_xml))
     rounded = DeepLensNetwork(model_optimizer.fp16_rounded(fp32_xml))
     fp32 = DeepLensNetwork(ov.Core().read_model(fp32_xml))
-    twin = proof.NetworkComparison("the DeepLens IR's FP32 twin", detector.anchors, VARIANCES, classes)
+    twin = proof.NetworkComparison("the DeepLens IR's FP32 twin", VARIANCES, classes)
     reference = "the same IR with FP32 weights rounded to FP16"
-    deeplens = proof.NetworkComparison("the DeepLens IR", detector.anchors, VARIANCES, classes, reference)
+    deeplens = proof.NetworkComparison("the DeepLens IR", VARIANCES, classes, reference)
     progress = Progress("deeplens_rehearsal (the networks)", len(frames))
     for index, frame in enumerate(frames):
         resized = cv2.resize(frame, (side, side))

@@ -195,7 +195,7 @@ def prove(detector, out, val_rec, args):
     for precision, name in json.loads((out / litert_infer.CONTRACT).read_text())["model"].items():
         runner, contract = litert_infer.load(out / name)
         outputs, found = model_outputs(runner, contract, images_bgr, name)
-        comparison = proof.NetworkComparison(f"the LiteRT {precision} model", detector.anchors, VARIANCES, classes)
+        comparison = proof.NetworkComparison(f"the LiteRT {precision} model", VARIANCES, classes)
         for reference, output in zip(mxnet_outputs, outputs):
             comparison.add(reference, output)
         result[f"{precision}_network"] = comparison.result()

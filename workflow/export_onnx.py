@@ -97,7 +97,7 @@ def prove(detector, model_path, val_rec, min_score, iou_threshold):
     records = list(read_records(val_rec))
     images_bgr = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb, _ in records]
     classes = detector.info["classes"]
-    comparison = proof.NetworkComparison("model.onnx", detector.anchors, VARIANCES, classes)
+    comparison = proof.NetworkComparison("model.onnx", VARIANCES, classes)
     progress = Progress("export_onnx (onnxruntime and MXNet)", len(records))
     mxnet_all, onnx_all = [], []
     for index, (rgb, _) in enumerate(records):

@@ -250,7 +250,8 @@ def network_row(export, network):
     return {
         "export": export,
         "compared with": network["reference"],
-        "what": f"{network['model']}: class probabilities / boxes on {network['images']} images",
+        "what": f"{network['model']}: class probabilities / box offsets (times the variances), "
+        f"{network['images']} images",
         "largest difference": f"{network['max_class_prob_difference']:.1e} / {network['max_box_difference']:.1e}",
         "tolerance": f"{network['tolerance']:g}",
     }

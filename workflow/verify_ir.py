@@ -80,17 +80,15 @@ def prove(detector, reference, shipped, fp32_xml, int8=None):
     compiled, contract = shipped
     classes = reference.classes
     models = {"FP32": infer.load(fp32_xml)}
-    comparisons = {"FP32": proof.NetworkComparison("the FP32 IR", detector.anchors, VARIANCES, classes)}
+    comparisons = {"FP32": proof.NetworkComparison("the FP32 IR", VARIANCES, classes)}
     if contract["precision"] == "FP16":
         rounded = ov.Core().compile_model(model_optimizer.fp16_rounded(fp32_xml), "CPU", infer_config(contract))
         models.update(rounded=(rounded, models["FP32"][1]), FP16=shipped)
         reference_name = "the FP32 IR with its weights rounded to FP16"
-        comparisons["FP16"] = proof.NetworkComparison(
-            "the FP16 IR", detector.anchors, VARIANCES, classes, reference_name
-        )
+        comparisons["FP16"] = proof.NetworkComparison("the FP16 IR", VARIANCES, classes, reference_name)
     if int8:
         models["INT8"] = int8
-        comparisons["INT8"] = proof.NetworkComparison("the INT8 IR", detector.anchors, VARIANCES, classes)
+        comparisons["INT8"] = proof.NetworkComparison("the INT8 IR", VARIANCES, classes)
     progress = Progress("verify_ir (the networks)", len(reference.images_bgr))
     for index, image_bgr in enumerate(reference.images_bgr):
         mxnet = detector.network_outputs(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))

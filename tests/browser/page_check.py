@@ -80,7 +80,7 @@ def page_proof(expected, found, cases):
     MultiBoxDetection on the synthetic network outputs (workflow/lib/proof.py)."""
     anchors = np.asarray(expected["anchors"], np.float32)
     classes = expected["classes"]
-    comparison = proof.NetworkComparison("model.onnx in the page", anchors, expected["variances"], classes)
+    comparison = proof.NetworkComparison("model.onnx in the page", expected["variances"], classes)
     for case, (class_prob, offsets) in zip(expected["cases"], found["networks"]):
         stem = case["tensor"][: -len(".bin")]
         mxnet = [np.fromfile(cases / f"{stem}.{part}.bin", np.float32) for part in ("class_prob", "box_offsets")]

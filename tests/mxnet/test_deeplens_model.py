@@ -61,7 +61,7 @@ def comparison(symbol_json, args, aux, folded_graph, folded_args, mean=MEAN_RGB)
     """The raw-frame network of the folded graph against the deploy graph's on preprocessed sample frames."""
     deploy = network(json.loads(symbol_json), args, aux)
     folded = network(folded_graph, folded_args, aux)
-    result = proof.NetworkComparison("the folded graph", deploy.anchors, VARIANCES, ["a", "b"])
+    result = proof.NetworkComparison("the folded graph", VARIANCES, ["a", "b"])
     for frame in sample_images():
         expected = deploy.outputs(preprocess(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), SIDE))
         result.add(expected, folded.outputs(raw_frame_input(frame, SIDE)[0]))

@@ -247,7 +247,7 @@ def anchors_of_another_size(folder, deploy):
         edit_initializer(folder, name, lambda _, value=value: value[None])
 
 
-NETWORK = r"model.onnx's (class probabilities|boxes) differ from MXNet's by up to"
+NETWORK = r"model.onnx's (class probabilities|box offsets \(times the variances\)) differ from MXNet's by up to"
 POST_PROCESSING = r"MXNet's MultiBoxDetection keeps \d+ detections and model.onnx's post-processing \d+"
 ONNX_DEFECTS = {
     "a wrong mean": (lambda f, d: edit_initializer(f, "mean_rgb", lambda mean: mean[:, ::-1]), NETWORK),

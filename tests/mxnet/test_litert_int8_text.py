@@ -34,7 +34,7 @@ def test_a_shipped_int8_model_is_listed_with_its_map():
     shipped = litert({"float32": "model_float32.tflite", "int8": "model_int8.tflite"})
     assert "INT8 (model_int8.tflite, TFLite's full-integer quantization): mAP 0.9012" in litert_section(shipped)
     assert "model_float32.tflite, model_int8.tflite" in litert_row({"litert": shipped})
-    assert "its class probabilities within 3e-06 and its boxes within 2e-06 of MXNet's" in litert_row(
+    assert "its class probabilities within 3e-06 and its box offsets within 2e-06 of MXNet's" in litert_row(
         {"litert": shipped}
     )
     assert "not shipped" not in litert_section(shipped)

@@ -186,7 +186,10 @@ def scale_a_convolution(folder, factor=1.02):
     raise AssertionError("no convolution kernel in the IR")
 
 
-PARITY_OF_FP16 = r"the FP16 IR's (class probabilities|boxes) differ from the FP32 IR with its weights rounded to FP16's"
+PARITY_OF_FP16 = (
+    r"the FP16 IR's (class probabilities|box offsets \(times the variances\)) differ from the FP32 IR with its "
+    r"weights rounded to FP16's"
+)
 DEFECTS = {
     "colours swapped": (lambda f, d: edit_contract(f, color_order="RGB"), PARITY_OF_FP16),
     "the mean subtracted twice": (lambda f, d: edit_contract(f, mean_in_ir=False), PARITY_OF_FP16),
