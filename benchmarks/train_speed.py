@@ -9,6 +9,7 @@ epoch. The reference: the original example trains ResNet-50 SSD 300 at batch 4 o
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -49,7 +50,7 @@ def main():
                 "--train-rec",
                 str(Path(work) / "train.rec"),
                 "--classes",
-                ",".join(CLASSES),
+                json.dumps(CLASSES),
                 "--network",
                 args.network,
                 "--data-shape",

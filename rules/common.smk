@@ -9,13 +9,12 @@ from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 sys.path.insert(0, workflow.basedir)
-from workflow.lib import voc
+from workflow.lib import forms
 from workflow.lib.hashing import files_sha256
 from workflow.orchestrator.envs import lock_files
 from workflow.orchestrator.plan import (
     ConfigError,
     check_config,
-    dataset_files,
     env_command,
     image_files,
     model_config,
@@ -54,6 +53,9 @@ CLASSES_JSON = json.dumps(config["classes"])
 
 ANNOTATIONS = f"{R}/check/annotations.json"
 CHECK_TABLE = f"{R}/check/check.csv"
+CHECK_SPLITS = f"{R}/check/splits.json"
+PRELABEL_FORMAT = forms.prelabel_format(config["prelabel_format"], config["dataset"], config["dataset_format"])
+PRELABELS = f"{R}/prelabel/{forms.PRELABEL_OUTPUTS[PRELABEL_FORMAT]}"
 DATASET_STATS = f"{R}/dataset_stats/stats.csv"
 SPLIT_LISTS = [f"{R}/split/train.txt", f"{R}/split/val.txt"]
 PACKED = expand(f"{R}/pack/{{split}}.{{ext}}", split=["train", "val"], ext=["rec", "idx", "lst"])
@@ -168,11 +170,11 @@ SPLIT_RECORDS = [f"{R}/split/train.json", f"{R}/split/val.json"]
 
 
 def check_inputs(dataset):
-    """Every file the check reads from a dataset (a VOC folder, or a .lst and the images it names), so that
-    adding or editing one reruns the check."""
-    if dataset and voc.is_lst(dataset):
-        return [dataset] + voc.lst_images(dataset, config.get("lst_root"))
-    return dataset_files(dataset)
+    """Every file the check reads from a dataset in any form, so that adding or editing one reruns the check."""
+    if not dataset:
+        return []
+    form = forms.recognise(dataset, config["dataset_format"])
+    return forms.input_files(dataset, form, config["dataset_images"], config.get("lst_root"))
 
 
 def option(flag, value):

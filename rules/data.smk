@@ -1,4 +1,5 @@
-# check -> split (and dataset_stats) -> pack: from the user's VOC folder (or .lst list) to RecordIO files.
+# check -> split (and dataset_stats) -> pack: from the user's export (VOC, .lst, COCO, YOLO, CVAT, Label Studio) to
+# RecordIO files.
 
 
 rule check:
@@ -8,6 +9,7 @@ rule check:
     output:
         annotations=ANNOTATIONS,
         table=CHECK_TABLE,
+        splits=CHECK_SPLITS,
     log:
         main=f"{LOGS}/check.log",
         problems=f"{LOGS}/check_problems.csv",
@@ -23,6 +25,8 @@ rule check:
         code=stage_code("check"),
         dataset=configured("dataset"),
         val_dataset=option("--val-dataset", config["val_dataset"]),
+        dataset_format=config["dataset_format"],
+        dataset_images=option("--dataset-images", config["dataset_images"]),
         lst_root=option("--lst-root", config.get("lst_root")),
         classes=CLASSES_JSON,
         class_map=json.dumps(config["class_map"]),
@@ -35,16 +39,18 @@ rule check:
     shell:
         stage(
             "check",
-            "--dataset {params.dataset:q} {params.val_dataset} {params.lst_root} --classes {params.classes:q}"
+            "--dataset {params.dataset:q} {params.val_dataset} {params.lst_root} --dataset-format {params.dataset_format}"
+            " {params.dataset_images} --classes {params.classes:q}"
             " --class-map {params.class_map:q} {params.keep_empty}"
             " {params.skip_bad} --unverified-annotations {params.unverified} --max-image-pixels {params.max_pixels}"
-            " --out {output.annotations} --table {output.table} --problems-log {log.problems}",
+            " --out {output.annotations} --splits {output.splits} --table {output.table} --problems-log {log.problems}",
         )
 
 
 rule split:
     input:
         annotations=ANNOTATIONS,
+        splits=CHECK_SPLITS,
     output:
         train=SPLIT_LISTS[0],
         val=SPLIT_LISTS[1],
@@ -62,7 +68,6 @@ rule split:
         runtime=10,
     params:
         code=stage_code("split"),
-        dataset=configured("dataset"),
         val_fraction=config["val_fraction"],
         seed=config["seed"],
     message:
@@ -70,7 +75,7 @@ rule split:
     shell:
         stage(
             "split",
-            "--annotations {input.annotations} --dataset {params.dataset:q}"
+            "--annotations {input.annotations} --splits {input.splits}"
             " --val-fraction {params.val_fraction} --seed {params.seed} --train-out {output.train}"
             " --val-out {output.val} --train-records {output.train_records}"
             " --val-records {output.val_records}",
@@ -131,7 +136,7 @@ rule dataset_stats:
         runtime=10,
     params:
         code=stage_code("dataset_stats"),
-        classes=",".join(config["classes"]),
+        classes=CLASSES_JSON,
         network=config["network"],
         data_shape=config["data_shape"],
         out_dir=folder_of_output("stats"),

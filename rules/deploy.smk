@@ -22,7 +22,7 @@ rule deploy:
         train_dirs=",".join(segment_dir(end) for end in EPOCHS),
         epoch=config["deploy_epoch"],
         network=config["network"],
-        classes=",".join(config["classes"]),
+        classes=CLASSES_JSON,
         data_shape=config["data_shape"],
         force_nms=switch("force-nms", config["force_nms"]),
         nms_threshold=config["nms_threshold"],

@@ -1,5 +1,6 @@
-# prelabel: the deployed IR labels the images of `unlabelled` as LabelImg files marked unreviewed, ranked by how
-# much a person's check of each is expected to help.
+# prelabel: the deployed IR labels the images of `unlabelled` for the labelling tool the dataset came from (LabelImg
+# XML, COCO, YOLO or Label Studio predictions), marked unreviewed, ranked by how much a person's check of each is
+# expected to help.
 
 
 rule prelabel:
@@ -11,11 +12,9 @@ rule prelabel:
         metrics=METRICS,
     output:
         manifest=PRELABEL_MANIFEST,
-        annotations=directory(f"{R}/prelabel/Annotations"),
+        labels=directory(PRELABELS) if PRELABEL_FORMAT in ("voc", "yolo") else PRELABELS,
         ranking=f"{R}/prelabel/ranking.csv",
         index=f"{R}/prelabel/index.html",
-        classes=f"{R}/prelabel/classes.txt",
-        command=f"{R}/prelabel/labelimg_command.txt",
     log:
         f"{LOGS}/prelabel.log",
     benchmark:
@@ -29,7 +28,9 @@ rule prelabel:
     params:
         code=stage_code("prelabel"),
         folder=lambda wildcards: config["unlabelled"],
-        classes=",".join(config["classes"]),
+        classes=CLASSES_JSON,
+        format=PRELABEL_FORMAT,
+        label_studio_names=json.dumps(config["label_studio_names"]),
         threshold=config["prelabel_threshold"],
         max_pixels=config["max_image_pixels"],
         out_dir=folder_of_output("manifest"),
@@ -40,6 +41,7 @@ rule prelabel:
         stage(
             "prelabel",
             "--ir {input.xml} --images {params.folder:q} --classes {params.classes:q} --threshold {params.threshold}"
+            " --format {params.format} --label-studio-names {params.label_studio_names:q}"
             " --metrics {input.metrics} --out-dir {params.out_dir} --cache {params.cache} --manifest {output.manifest}",
             variables="OPENCV_IO_MAX_IMAGE_PIXELS={params.max_pixels}",
         )

@@ -55,7 +55,7 @@ rule train_segment:
         begin=segment_begin,
         resume=resume_option,
         pretrained=pretrained_option,
-        classes=",".join(config["classes"]),
+        classes=CLASSES_JSON,
         network=config["network"],
         data_shape=config["data_shape"],
         batch_size=config["batch_size"],

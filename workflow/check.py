@@ -1,10 +1,16 @@
 """annotate-check: validate every image and its annotation before anything trains on them.
 
-A dataset is a VOC folder (Annotations/*.xml paired by file stem with JPEGImages/*) or an im2rec detection
-list (.lst, the original project's format) whose image paths are relative to an image root. Writes the clean
-annotations (JSON, boxes in stored-pixel coordinates, class ids in config order) and a table of every
-problem found (CSV: file, severity, problem, message). Errors stop the run unless --skip-bad-files, in which
-case the files with errors are left out and listed. Reads only; never writes into the dataset.
+A dataset is the export of a labelling tool, read as it wrote it (workflow/lib/forms.py recognises the form; one
+reader per form yields the same entries, workflow/lib/labelled.py): a VOC folder (LabelImg), an im2rec .lst, COCO
+JSON (Roboflow, CVAT, Label Studio), YOLO txt (Ultralytics, Roboflow, CVAT), CVAT for images XML or Label Studio's
+JSON. Every form then gets the same checks: the image is there and decodes within the pixel bound; the size the
+export declares is the image's (an EXIF-rotated view is named as such); every box names a configured class (or one
+class_map maps) and lies inside the image; no two images share a file name (the same name in two splits would leak
+into val); duplicate contents are left out. Writes the clean annotations (JSON, boxes in stored-pixel coordinates to
+a millionth of a pixel, class ids in config order), the splits the export carries (JSON) and a table of every
+problem found (CSV: file, severity, problem, message; the file names the line or the entry). Errors stop the run
+unless --skip-bad-files, in which case the images with errors are left out and listed. Reads only; never writes
+into the dataset.
 """
 
 import argparse
@@ -14,7 +20,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path, PureWindowsPath
 
-from workflow.lib import voc
+from workflow.lib import coco, cvat, forms, labelstudio, voc, yolo
 from workflow.lib.cli import UserError, log, run_main
 from workflow.lib.images import (
     ROTATING_ORIENTATIONS,
@@ -25,17 +31,11 @@ from workflow.lib.images import (
     missing_rows,
     open_image,
 )
+from workflow.lib.labelled import AnnotationError, Problem
 
 CLIP_TOLERANCE = 0.02  # boxes up to 2% of the image side (at least 2 px) outside are clipped with a warning
 SHOWN_ERRORS = 10
-
-
-@dataclass
-class Problem:
-    file: str
-    severity: str  # "error" or "warning"
-    problem: str
-    message: str
+DIGITS = 6  # box coordinates in pixels are kept to a millionth of a pixel: the same boxes from any form
 
 
 @dataclass
@@ -46,97 +46,96 @@ class Settings:
     keep_empty: bool
     lst_root: str = None  # image root of .lst datasets (None: each list's own folder)
     unverified: str = "warning"  # the severity of an annotation marked verified="no" (warning or error)
+    form: str = forms.AUTO  # the dataset's form (dataset_format), recognised from its files when auto
+    images: str = None  # the folder a JSON export's images are in when not beside it (dataset_images)
+
+
+def read_export(dataset, settings):
+    """The entries of a dataset in any form; UserError when the form is not recognised or the export unreadable."""
+    try:
+        form = forms.recognise(dataset, settings.form)
+        if form == "lst":
+            if not Path(dataset).is_file():
+                raise UserError(f"{dataset}: no such list file")
+            root = voc.lst_root(dataset, settings.lst_root)
+            if not root.is_dir():
+                raise UserError(f"{root}: the image root of {dataset} is not a folder")
+            return voc.read_lst(dataset, root, settings.classes)
+        if form == "voc":
+            if not (Path(dataset) / "Annotations").is_dir():
+                message = "no Annotations/ folder; a VOC dataset holds Annotations/*.xml and JPEGImages/*"
+                raise UserError(f"{dataset}: {message}")
+            return voc.read_voc(dataset)
+        readers = {"coco": coco.read_coco, "yolo": yolo.read_yolo, "cvat": cvat.read_cvat}
+        readers["labelstudio"] = labelstudio.read_labelstudio
+        return readers[form](dataset, settings.images)
+    except (ValueError, AnnotationError, OSError) as error:
+        raise UserError(f"dataset {dataset}: {error}") from None
 
 
 def check_dataset(dataset, settings, source="dataset"):
-    """Check one dataset, a VOC folder or a .lst list; return (records of usable images, problems)."""
-    dataset = Path(dataset)
-    checked = _check_lst(dataset, settings) if voc.is_lst(dataset) else _check_voc(dataset, settings)
-    records, problems, seen_content = [], [], {}
-    for record, found in checked:
+    """Check one dataset in any form; return (records of usable images, problems)."""
+    records, problems, _ = check_export(dataset, settings, source)
+    return records, problems
+
+
+def check_export(dataset, settings, source="dataset"):
+    """Check one dataset in any form; return (records of usable images, problems, the splits it carries: {"named":
+    the splits the export names, "images": {image id: train, val or test}})."""
+    export = read_export(dataset, settings)
+    records, problems, seen_content, seen_names, splits = [], list(export.problems), {}, {}, {}
+    for entry in export.entries:
+        record, found = check_entry(entry, settings)
         problems += found
         if record is None or any(p.severity == "error" for p in found):
             continue
         duplicate_of = seen_content.setdefault(record.pop("sha256"), record["image"])
         if duplicate_of != record["image"]:
-            problems.append(
-                Problem(
-                    record["image"],
-                    "warning",
-                    "duplicate-image",
-                    f"same content as {duplicate_of}; this copy is left out so it cannot leak between train and val",
-                )
-            )
+            message = f"same content as {duplicate_of}; this copy is left out so it cannot leak between train and val"
+            problems.append(Problem(record["image"], "warning", "duplicate-image", message))
             continue
+        if record["id"] in seen_names:
+            problems.append(same_name_problem(record, entry.split, *seen_names[record["id"]]))
+            continue
+        seen_names[record["id"]] = (record["image"], entry.split)
+        if entry.split:
+            splits[record["id"]] = entry.split
         record["source"] = source
         records.append(record)
-    return records, problems
+    return records, problems, {"named": sorted(set(export.named_splits)), "images": splits}
 
 
-def _check_voc(dataset, settings):
-    if not (dataset / "Annotations").is_dir():
-        raise UserError(f"{dataset}: no Annotations/ folder; a VOC dataset holds Annotations/*.xml and JPEGImages/*")
-    return [check_pair(stem, xml, image, settings) for stem, (xml, image) in voc.find_pairs(dataset).items()]
+def same_name_problem(record, split, other_image, other_split):
+    where = f" (in {other_split} and in {split})" if split and other_split and split != other_split else ""
+    message = (
+        f"the file name of {other_image}{where}: image ids are file names, and one image in two splits would leak "
+        "into val; rename one of them"
+    )
+    return Problem(record["image"], "error", "same-name", message)
 
 
-def _check_lst(lst, settings):
-    if not lst.is_file():
-        raise UserError(f"{lst}: no such list file")
-    root = voc.lst_root(lst, settings.lst_root)
-    if not root.is_dir():
-        raise UserError(f"{root}: the image root of {lst} is not a folder")
-    return [check_lst_line(f"{lst}:{number}", line, root, settings) for number, line in voc.lst_lines(lst)]
-
-
-def check_pair(stem, xml, image, settings):
-    if image is None:
-        return None, [Problem(str(xml), "error", "image-missing", f"no image named {stem}.* in JPEGImages/")]
-    if xml is None:
-        return None, [Problem(str(image), "warning", "xml-missing", "image has no Annotations/*.xml; left out")]
+def check_entry(entry, settings):
+    """(record of a usable image or None, problems) of one entry of an export."""
+    problems = list(entry.problems)
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    if entry.image is None or not Path(entry.image).is_file():
+        return None, problems + [Problem(entry.annotation, "error", "image-missing", f"no image at {entry.image}")]
     try:
-        annotation = voc.parse_annotation(xml)
-    except voc.AnnotationError as error:
-        return None, [Problem(str(xml), "error", "xml-invalid", str(error))]
-    try:
-        stored = _read_image(image, settings)
+        stored = _read_image(entry.image, settings)
     except ImageProblem as error:
-        return None, [Problem(str(image), "error", "image-unreadable", str(error))]
-    problems = (
-        _ending_problems(image, stored.ends_early)
-        + _verification_problems(xml, annotation, settings)
-        + _filename_problems(xml, annotation, image)
-        + _size_problems(xml, annotation, stored.width, stored.height, stored.orientation)
+        return None, problems + [Problem(str(entry.image), "error", "image-unreadable", str(error))]
+    problems += (
+        _ending_problems(entry.image, stored.ends_early)
+        + _verification_problems(entry.annotation, entry.verified, settings)
+        + _filename_problems(entry.annotation, entry.filename, entry.image)
+        + _size_problems(entry.annotation, entry.width, entry.height, stored.width, stored.height, stored.orientation)
     )
     checked = [
-        _check_object(str(xml), index, obj, stored.width, stored.height, settings)
-        for index, obj in enumerate(annotation.objects, start=1)
+        _check_object(box.where or entry.annotation, index, box, stored.width, stored.height, settings)
+        for index, box in enumerate(entry.boxes, start=1)
     ]
-    return _record(stem, image, str(xml), stored, checked, problems, settings)
-
-
-def check_lst_line(where, line, root, settings):
-    """Check one line of a .lst (`where` is 'list:line'); the same checks as a VOC pair, boxes normalised."""
-    try:
-        entry = voc.parse_lst_line(line)
-    except voc.AnnotationError as error:
-        return None, [Problem(where, "error", "lst-invalid", str(error))]
-    try:
-        image = voc.lst_image_path(root, entry.path)
-    except voc.AnnotationError as error:
-        return None, [Problem(where, "error", "image-path-invalid", str(error))]
-    if not image.is_file():
-        return None, [Problem(where, "error", "image-missing", f"no image at {image} (written '{entry.path}')")]
-    try:
-        stored = _read_image(image, settings)
-    except ImageProblem as error:
-        return None, [Problem(str(image), "error", "image-unreadable", str(error))]
-    checked = [
-        _check_lst_object(where, index, values, stored.width, stored.height, settings)
-        for index, values in enumerate(entry.objects, start=1)
-    ]
-    image_id = image.relative_to(root).with_suffix("").as_posix()
-    problems = _ending_problems(image, stored.ends_early) + _rotation_problems(where, stored.orientation)
-    return _record(image_id, image, where, stored, checked, problems, settings)
+    return _record(entry.id, entry.image, entry.annotation, stored, checked, problems, settings)
 
 
 @dataclass
@@ -201,30 +200,31 @@ def _record(image_id, image, annotation, stored, checked, problems, settings):
     return record, problems
 
 
-def _verification_problems(xml, annotation, settings):
-    if annotation.verified != "no":
+def _verification_problems(where, verified, settings):
+    if verified != "no":
         return []
     return [
         Problem(
-            str(xml),
+            str(where),
             settings.unverified,
             "unverified",
-            'marked verified="no": a pre-label nobody has confirmed yet (open it in LabelImg, correct the boxes and '
-            "press Verify; unverified_annotations: error stops on such files)",
+            'a pre-label nobody has confirmed yet (LabelImg\'s verified="no", or a score or prediction in the '
+            "export): review it in your labelling tool and save it as a label; unverified_annotations: error stops "
+            "on such files",
         )
     ]
 
 
-def _filename_problems(xml, annotation, image):
-    """<filename> never selects the image (pairing is by file stem); warn when it names another image."""
-    named = PureWindowsPath(annotation.filename).name  # a Windows or POSIX path, or a bare name
+def _filename_problems(xml, filename, image):
+    """A VOC XML's <filename> never selects the image (pairing is by file stem); warn when it names another."""
+    named = PureWindowsPath(filename).name  # a Windows or POSIX path, or a bare name
     if named and Path(named).stem.lower() != image.stem.lower():
         return [
             Problem(
                 str(xml),
                 "warning",
                 "filename-differs",
-                f"<filename> '{annotation.filename}' names another image; this XML is paired with {image.name} "
+                f"<filename> '{filename}' names another image; this XML is paired with {image.name} "
                 "by file stem: check that its boxes belong to that image",
             )
         ]
@@ -245,46 +245,30 @@ def _rotation_problems(file, orientation):
     ]
 
 
-def _size_problems(xml, annotation, width, height, orientation):
-    problems = _rotation_problems(xml, orientation)
-    if annotation.width and annotation.height and (annotation.width, annotation.height) != (width, height):
-        if (annotation.width, annotation.height) == (height, width) and orientation in ROTATING_ORIENTATIONS:
+def _size_problems(where, declared_width, declared_height, width, height, orientation):
+    """The size an export declares against the image's: the EXIF-rotated view named as such."""
+    problems = _rotation_problems(where, orientation)
+    declared = (declared_width, declared_height)
+    if all(declared) and declared != (width, height):
+        if declared == (height, width) and orientation in ROTATING_ORIENTATIONS:
             message = (
-                f"<size> {annotation.width}x{annotation.height} is the EXIF-rotated view of the {width}x{height} "
-                "stored image: the boxes were drawn on a rotated image; re-save the image without EXIF rotation "
-                "and relabel"
+                f"the declared size {declared_width}x{declared_height} is the EXIF-rotated view of the "
+                f"{width}x{height} stored image: the boxes were drawn on a rotated image; re-save the image without "
+                "EXIF rotation and relabel"
             )
         else:
             message = (
-                f"<size> says {annotation.width}x{annotation.height} but the image is {width}x{height}; "
-                "the boxes cannot be trusted"
+                f"the declared size {declared_width}x{declared_height} is not the image's {width}x{height}; the "
+                "boxes cannot be trusted"
             )
-        problems.append(Problem(str(xml), "error", "size-mismatch", message))
+        problems.append(Problem(str(where), "error", "size-mismatch", message))
     return problems
 
 
-def _check_lst_object(where, index, values, width, height, settings):
-    """A .lst object [class id, normalised box, difficult]: the class id must index the configured classes."""
-    class_id, *box, difficult = values
-    count = len(settings.classes)
-    if class_id != int(class_id) or not 0 <= class_id < count:
-        return None, [
-            Problem(
-                where,
-                "error",
-                "unknown-class",
-                f"object {index}: class id {class_id:g} is not one of the {count} configured classes "
-                f"(ids 0 to {count - 1}: {settings.classes})",
-            )
-        ]
-    obj = voc.VocObject(settings.classes[int(class_id)], *box, difficult=difficult >= 1)
-    return _check_object(where, index, obj, width, height, settings, normalised=True)
-
-
-def _check_object(file, index, obj, width, height, settings, normalised=False):
-    """Return ({class, name, box, difficult} or None, problems) for one object; a normalised box (0..1, as in a
-    .lst) is checked and reported in its own units and recorded in pixels."""
-    label = obj.name
+def _check_object(file, index, obj, width, height, settings):
+    """Return ({class, name, box, difficult} or None, problems) for one box; a normalised box (0..1: YOLO, Label
+    Studio, .lst) is checked and reported in its own units and recorded in pixels."""
+    label, normalised = obj.label, obj.normalised
     name = settings.class_map.get(label, label)
     where = f"object {index} ('{label}')"
     if name is None:
@@ -318,7 +302,8 @@ def _check_object(file, index, obj, width, height, settings, normalised=False):
         if max(abs(a - b) for a, b in zip(box, clipped)) > 2 and overshoot > CLIP_TOLERANCE:
             return None, [Problem(file, "error", "box-outside", f"{where}: box {_fmt(given)} lies outside {frame}")]
         problems.append(Problem(file, "warning", "box-clipped", f"{where}: box {_fmt(given)} clipped to {frame}"))
-    checked = {"class": settings.classes.index(name), "name": name, "box": clipped, "difficult": int(obj.difficult)}
+    box = [round(v, DIGITS) + 0.0 for v in clipped]
+    checked = {"class": settings.classes.index(name), "name": name, "box": box, "difficult": int(obj.difficult)}
     return checked, problems
 
 
@@ -346,8 +331,10 @@ def summarize(records, problems, classes, table):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, help="a VOC folder, or an im2rec detection list (.lst)")
-    parser.add_argument("--val-dataset", help="a second dataset (VOC folder or .lst) used whole as the validation set")
+    parser.add_argument("--dataset", required=True, help="a labelling tool's export (workflow/lib/forms.py)")
+    parser.add_argument("--val-dataset", help="a second export used whole as the validation set")
+    parser.add_argument("--dataset-format", choices=(forms.AUTO, *forms.FORMS), required=True)
+    parser.add_argument("--dataset-images", help="the folder a JSON or XML export's images are in, when not beside it")
     parser.add_argument(
         "--lst-root", help="folder the image paths of a .lst are relative to (default: the list's folder)"
     )
@@ -372,6 +359,7 @@ def main(argv=None):
         help='what an annotation marked verified="no" (a pre-label nobody confirmed) is',
     )
     parser.add_argument("--out", required=True, help="annotations JSON to write")
+    parser.add_argument("--splits", required=True, help="JSON to write: the splits the export carries")
     parser.add_argument("--table", required=True, help="problem table CSV to write")
     parser.add_argument(
         "--problems-log",
@@ -387,9 +375,11 @@ def main(argv=None):
         args.keep_empty_images,
         args.lst_root,
         args.unverified_annotations,
+        args.dataset_format,
+        args.dataset_images,
     )
 
-    records, problems = check_dataset(args.dataset, settings)
+    records, problems, splits = check_export(args.dataset, settings)
     if args.val_dataset:
         val_records, val_problems = check_dataset(args.val_dataset, settings, source="val_dataset")
         records, problems = records + val_records, problems + val_problems
@@ -408,6 +398,7 @@ def main(argv=None):
     if not records:
         raise UserError(f"no usable images in {args.dataset}")
     Path(args.out).write_text(json.dumps(records, indent=1))
+    Path(args.splits).write_text(json.dumps(splits, indent=1))
 
 
 if __name__ == "__main__":

@@ -103,12 +103,12 @@ def main(argv=None):
     parser.add_argument("--annotations", required=True)
     parser.add_argument("--train", required=True)
     parser.add_argument("--val", required=True)
-    parser.add_argument("--classes", required=True, help="comma-separated class names")
+    parser.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names")
     parser.add_argument("--network", required=True)
     parser.add_argument("--data-shape", type=int, required=True)
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
-    classes = args.classes.split(",")
+    classes = args.classes
     split_ids = {name: Path(path).read_text().splitlines() for name, path in (("train", args.train), ("val", args.val))}
     boxes = box_table(json.loads(Path(args.annotations).read_text()), split_ids, classes)
     boxes["best_anchor_iou"] = best_anchor_iou(

@@ -23,7 +23,7 @@ def export(args):
         folder,
         epoch,
         args.network,
-        len(args.classes.split(",")),
+        len(args.classes),
         args.data_shape,
         force_nms=args.force_nms,
         nms_threshold=args.nms_threshold,
@@ -43,7 +43,7 @@ def export(args):
         "val_map_at_epoch": val_map_at(segment_dirs[-1], epoch),
         "network": args.network,
         "data_shape": args.data_shape,
-        "classes": args.classes.split(","),
+        "classes": args.classes,
         "force_nms": args.force_nms,
         "nms_threshold": args.nms_threshold,
         "nms_topk": args.nms_topk,
@@ -65,7 +65,7 @@ def main(argv=None):
     parser.add_argument("--train-dirs", required=True, help="comma-separated training segment folders, in order")
     parser.add_argument("--epoch", required=True, help="last, best or an epoch number")
     parser.add_argument("--network", required=True)
-    parser.add_argument("--classes", required=True, help="comma-separated class names")
+    parser.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names")
     parser.add_argument("--data-shape", type=int, required=True)
     parser.add_argument(
         "--force-nms", action=argparse.BooleanOptionalAction, required=True, help="NMS across classes (else per class)"

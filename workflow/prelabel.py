@@ -1,10 +1,19 @@
-"""prelabel: the deployed model labels new photos as LabelImg files marked unreviewed, and ranks what to check first.
+"""prelabel: the deployed model labels new photos for the labelling tool the dataset came from, marked unreviewed,
+and ranks what to check first.
 
 Runs the IR through its contract with workflow/device/infer.py, the code the device runs (NMS as deployed), on
-every image of a folder and writes, in the output folder: Annotations/<stem>.xml in LabelImg's PASCAL VOC layout
-with verified="no" on <annotation> (LabelImg's mark for a file nobody has confirmed; its Verify key sets "yes"),
-classes.txt (LabelImg's predefined classes), labelimg_command.txt (the command that opens the images with these
-annotations), ranking.csv and index.html (the images a person's labelling helps most first), and manifest.json
+every image of a folder and writes, in the output folder, the pre-labels in the form --format names (the dataset's:
+docs/datasets.md says how each tool loads them):
+    voc          Annotations/<stem>.xml in LabelImg's PASCAL VOC layout with verified="no" on <annotation> (LabelImg's
+                 mark for a file nobody has confirmed; its Verify key sets "yes"), classes.txt (LabelImg's predefined
+                 classes), labelimg_command.txt (the command that opens the images with these annotations)
+    coco         prelabels.coco.json (category ids from 1 in the order of the classes, each box's score kept) for
+                 CVAT and Roboflow
+    yolo         CVAT's YOLO 1.1 layout: obj.names, obj.data, train.txt, obj_train_data/<stem>.txt (five columns),
+                 scores/<stem>.txt (each box's score, a line each, beside)
+    labelstudio  predictions.json, Label Studio tasks with predictions (model_version, scores, values in percent,
+                 from_name and to_name as --label-studio-names gives them), the images by local-files URL
+and in every form ranking.csv and index.html (the images a person's labelling helps most first), and manifest.json
 (the model's sha256, the thresholds, every image's sha256). Every detection the deployed graph keeps is cached by
 model and image sha256 in the cache folder and cut at the threshold when used (cutting before or after the NMS
 gives the same boxes, see infer.detect), so new images are the only ones run again until the model changes, and
@@ -28,10 +37,12 @@ import cv2
 import numpy as np
 
 from workflow.device import infer
+from workflow.lib import coco, forms, labelstudio, yolo
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.hashing import files_sha256
 from workflow.lib.metrics import above
 
+OUTPUTS = forms.PRELABEL_OUTPUTS
 MIRROR_IOU = 0.5
 NEAR_THRESHOLD = 0.2  # a detection within this of the threshold could as well have gone the other way
 VAL_F1 = "val-f1"
@@ -224,16 +235,16 @@ def write_ranking(path, ranked, classes):
 
 
 def prelabel(args):
-    classes = args.classes.split(",")
+    classes = args.classes
     metrics = json.loads(Path(args.metrics).read_text())
     weak, threshold = weak_classes(metrics), chosen_threshold(args.threshold, metrics)
     model = model_sha256(Path(args.ir))
     out, cache = Path(args.out_dir), Path(args.cache) / f"{model}-every-detection"
-    (out / "Annotations").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     compiled, contract = infer.load(args.ir)
     paths = image_paths(args.images)
-    entries, thumbnails = [], {}
+    entries, thumbnails, labelled = [], {}, []
     progress = Progress("prelabel", len(paths))
     for done, path in enumerate(paths, start=1):
         entry, image = label_image(path, compiled, contract, cache)
@@ -246,10 +257,7 @@ def prelabel(args):
             rows = entry["detections"] = [row for row, box in boxed if box]
             entry["set_aside"] = len(boxed) - len(rows)
             entry["review_score"], entry["near_threshold"] = review_score(found, threshold, weak)
-            objects = [(classes[int(row[0])], box) for row, box in boxed if box]
-            (out / "Annotations" / f"{path.stem}.xml").write_text(
-                labelimg_xml(path.resolve(), entry["width"], entry["height"], objects)
-            )
+            labelled.append((path, entry["width"], entry["height"], [(row, box) for row, box in boxed if box]))
             thumbnails[entry["image"]] = thumbnail(image, rows, classes)
         else:
             log(f"prelabel: {path}: {entry['error']}")
@@ -260,15 +268,11 @@ def prelabel(args):
         entry["rank"] = rank
     write_ranking(out / "ranking.csv", ranked, classes)
     write_index(out / "index.html", ranked, thumbnails)
-    (out / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
-    command = [
-        "labelImg",
-        str(Path(args.images).resolve()),
-        str((out / "classes.txt").resolve()),
-        str((out / "Annotations").resolve()),
-    ]
-    (out / "labelimg_command.txt").write_text(shlex.join(command) + "\n")
+    writers = {"voc": write_voc, "coco": write_coco, "yolo": write_yolo, "labelstudio": write_labelstudio}
+    opening = writers[args.format](out, labelled, classes, Path(args.images), args, model)
     manifest = {
+        "format": args.format,
+        "labels": OUTPUTS[args.format],
         "model_sha256": model,
         "threshold": threshold,
         "threshold_setting": args.threshold,
@@ -285,20 +289,88 @@ def prelabel(args):
     log(
         f"prelabel: {len(entries) - len(manifest['errors'])} images labelled ({boxes} boxes at score >= "
         f"{threshold:.3f}; {set_aside} with no area in whole pixels set aside), {len(manifest['errors'])} "
-        f"unreadable; check them first: {out / 'index.html'}; "
-        f"open them in LabelImg with: {shlex.join(command)}"
+        f"unreadable; check them first: {out / 'index.html'}; {opening}"
     )
+
+
+def write_voc(out, labelled, classes, images, args, model):
+    """LabelImg's XML files, its classes.txt and the command that opens them: how to open them, in words."""
+    (out / "Annotations").mkdir(exist_ok=True)
+    for path, width, height, boxed in labelled:
+        objects = [(classes[int(row[0])], box) for row, box in boxed]
+        (out / "Annotations" / f"{path.stem}.xml").write_text(labelimg_xml(path.resolve(), width, height, objects))
+    (out / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
+    command = ["labelImg", str(images.resolve()), str((out / "classes.txt").resolve())]
+    command.append(str((out / "Annotations").resolve()))
+    (out / "labelimg_command.txt").write_text(shlex.join(command) + "\n")
+    return f"open them in LabelImg with: {shlex.join(command)}"
+
+
+def normalised_boxes(boxed):
+    """[(class id, xmin, ymin, xmax, ymax, score)] of the kept detections, clipped to the image."""
+    return [(int(row[0]), *(min(max(v, 0.0), 1.0) for v in row[2:]), row[1]) for row, _ in boxed]
+
+
+def write_coco(out, labelled, classes, images, args, model):
+    coco_images = []
+    for path, width, height, boxed in labelled:
+        boxes = [
+            (c, xmin * width, ymin * height, xmax * width, ymax * height, score)
+            for c, xmin, ymin, xmax, ymax, score in normalised_boxes(boxed)
+        ]
+        coco_images.append((path.relative_to(images).as_posix(), width, height, boxes))
+    coco.write_coco(out / OUTPUTS["coco"], coco_images, classes)
+    return f"import {out / OUTPUTS['coco']} as COCO 1.0 annotations (CVAT) or with the images (Roboflow)"
+
+
+def write_yolo(out, labelled, classes, images, args, model):
+    """CVAT's YOLO 1.1 layout (its "Upload annotations", zipped): obj.names, obj.data, train.txt, a label file a
+    image in obj_train_data/ (five columns), and each box's score in scores/, beside."""
+    for folder in ("obj_train_data", "scores"):
+        (out / folder).mkdir(exist_ok=True)
+    listed = []
+    for path, _, _, boxed in labelled:
+        boxes = normalised_boxes(boxed)
+        yolo.write_labels(out / "obj_train_data" / f"{path.stem}.txt", [box[:5] for box in boxes])
+        (out / "scores" / f"{path.stem}.txt").write_text("".join(f"{box[5]:.4f}\n" for box in boxes))
+        listed.append(f"data/obj_train_data/{path.name}")
+    (out / "obj.names").write_text("".join(f"{name}\n" for name in classes))
+    obj_data = f"classes = {len(classes)}\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n"
+    (out / "obj.data").write_text(obj_data)
+    (out / "train.txt").write_text("".join(f"{line}\n" for line in listed))
+    return f"zip {out} (obj.names, obj.data, train.txt, obj_train_data/) and upload it as YOLO 1.1 annotations"
+
+
+def write_labelstudio(out, labelled, classes, images, args, model):
+    """Label Studio tasks with predictions, each image by a local-files URL relative to the images' parent folder."""
+    names = (args.label_studio_names["from_name"], args.label_studio_names["to_name"])
+    tasks = []
+    for path, width, height, boxed in labelled:
+        url = "/data/local-files/?d=" + path.relative_to(images.parent).as_posix()
+        version = f"deeplens-ssd {model[:12]}"
+        tasks.append(
+            labelstudio.task(url, width, height, normalised_boxes(boxed), classes, names, "predictions", version)
+        )
+    (out / OUTPUTS["labelstudio"]).write_text(json.dumps(tasks, indent=1))
+    return f"import {out / OUTPUTS['labelstudio']} into your Label Studio project (docs/datasets.md)"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.prelabel", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ir", required=True, help="the IR's .xml (its .bin and .contract.json beside it)")
     parser.add_argument("--images", required=True, help="the folder of unlabelled images (only read)")
-    parser.add_argument("--classes", required=True, help="class names, comma separated, in class-id order")
+    parser.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names, in class-id order")
     parser.add_argument(
         "--threshold", type=threshold_setting, required=True, help=f"keep boxes scoring at least this, or {VAL_F1}"
     )
     parser.add_argument("--metrics", required=True, help="evaluate's metrics.json: the classes val finds weak")
+    parser.add_argument("--format", choices=tuple(OUTPUTS), required=True, help="the form of the pre-labels")
+    parser.add_argument(
+        "--label-studio-names",
+        type=json.loads,
+        required=True,
+        help="JSON {from_name, to_name}: the Label Studio config's RectangleLabels and Image tags",
+    )
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--cache", required=True, help="detections by model and image sha256, kept between runs")
     parser.add_argument("--manifest", required=True)

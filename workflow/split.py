@@ -1,7 +1,9 @@
 """split: deterministic train/val image lists.
 
-In order of precedence: a separate validation dataset (val_dataset) is the val set; else the dataset's
-ImageSets/Main/{train,val}.txt; else each image goes to val when a stable hash of (seed, image id) falls
+In order of precedence: a separate validation dataset (val_dataset) is the val set; else the splits the export
+carries (the check's splits.json: a VOC folder's ImageSets/Main/{train,val}.txt, Roboflow's train/ and valid/,
+data.yaml's train and val ...), its test images left out (name them as val_dataset to evaluate on them); else each
+image (of the export's train split, when it names no val) goes to val when a stable hash of (seed, image id) falls
 below val_fraction, so adding new images never moves old ones between train and val. A class that the
 hash leaves without any val image gets its lowest-hash train image moved to val, where the data allows.
 
@@ -23,40 +25,32 @@ def stable_fraction(seed, image_id):
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_records(records, dataset, val_fraction, seed):
-    """Return (train ids, val ids, how) for the checked records."""
+def split_records(records, splits, val_fraction, seed):
+    """Return (train ids, val ids, how) for the checked records and the splits their export carries."""
     ids = [r["id"] for r in records]
     if len(set(ids)) != len(ids):
         raise UserError("two images share a file name (stem) across the dataset folders; rename one of them")
     if any(r["source"] == "val_dataset" for r in records):
         return _ids(records, "dataset"), _ids(records, "val_dataset"), "val_dataset"
-    image_sets = Path(dataset) / "ImageSets" / "Main"
-    if (image_sets / "train.txt").is_file() and (image_sets / "val.txt").is_file():
-        return _from_image_sets(image_sets, set(ids)) + (f"{image_sets}/{{train,val}}.txt",)
+    given = {i: splits["images"].get(i) for i in ids}
+    left_out = sorted(i for i, split in given.items() if split not in ("train", "val"))
+    if "val" in given.values():
+        if left_out:
+            log(
+                f"split: {len(left_out)} images in neither the export's train nor val are left out, e.g. {left_out[:3]}"
+            )
+        return [i for i in ids if given[i] == "train"], [i for i in ids if given[i] == "val"], "the export's splits"
+    if "train" in given.values():
+        records = [r for r in records if given[r["id"]] == "train"]
+        how = f"the export's train split (it names no val images), hash split: val_fraction {val_fraction}, seed {seed}"
+        if left_out:
+            log(f"split: {len(left_out)} images outside the export's train split are left out, e.g. {left_out[:3]}")
+        return _hash_split(records, val_fraction, seed) + (how,)
     return _hash_split(records, val_fraction, seed) + (f"hash split, val_fraction {val_fraction}, seed {seed}",)
 
 
 def _ids(records, source):
     return [r["id"] for r in records if r["source"] == source]
-
-
-def _from_image_sets(folder, usable):
-    lists = []
-    for name in ("train", "val"):
-        listed = [line.split()[0] for line in (folder / f"{name}.txt").read_text().splitlines() if line.strip()]
-        missing = [i for i in listed if i not in usable]
-        if missing:
-            log(
-                f"split: {len(missing)} ids in {folder / name}.txt have no usable image and are left out, "
-                f"e.g. {missing[:3]}"
-            )
-        lists.append([i for i in listed if i in usable])
-    overlap = set(lists[0]) & set(lists[1])
-    if overlap:
-        raise UserError(
-            f"{folder}: {len(overlap)} images are in both train.txt and val.txt, e.g. {sorted(overlap)[:3]}"
-        )
-    return tuple(lists)
 
 
 def _hash_split(records, val_fraction, seed):
@@ -74,7 +68,7 @@ def _hash_split(records, val_fraction, seed):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m workflow.split", description=__doc__.split("\n\n")[0])
     parser.add_argument("--annotations", required=True)
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--splits", required=True, help="the check's splits.json: the splits the export carries")
     parser.add_argument("--val-fraction", type=float, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--train-out", required=True)
@@ -83,7 +77,8 @@ def main(argv=None):
     parser.add_argument("--val-records", required=True, help="JSON of the val records, in val list order")
     args = parser.parse_args(argv)
     records = json.loads(Path(args.annotations).read_text())
-    train, val, how = split_records(records, args.dataset, args.val_fraction, args.seed)
+    splits = json.loads(Path(args.splits).read_text())
+    train, val, how = split_records(records, splits, args.val_fraction, args.seed)
     if not train or not val:
         raise UserError(f"split ({how}) gives {len(train)} train and {len(val)} val images; both need at least one")
     by_id = {r["id"]: r for r in records}

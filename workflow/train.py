@@ -71,7 +71,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-rec", required=True, help="training .rec (its .idx next to it)")
     parser.add_argument("--val-rec", help="validation .rec: val mAP (VOC07) is computed after every epoch")
-    parser.add_argument("--classes", required=True, help="class names, comma separated, in label order")
+    parser.add_argument("--classes", required=True, type=json.loads, help="JSON list of class names, in label order")
     parser.add_argument("--network", required=True, choices=networks.NETWORKS)
     parser.add_argument("--data-shape", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True)
@@ -142,7 +142,7 @@ def train(options):
     if reason:
         return _finish_without_training(options, earlier_rows, reason)
     _check_options(options)
-    num_classes = len(options.classes.split(","))
+    num_classes = len(options.classes)
     contexts = [mx.gpu(int(i)) for i in options.gpus.split(",")] if options.gpus else [mx.cpu()]
     mx.random.seed(options.seed)
     np.random.seed(options.seed)
@@ -205,7 +205,7 @@ def _finish_without_training(options, rows, reason):
     """An earlier segment ended training: this segment only carries its log over (deploy finds the checkpoint there)."""
     log(f"training ended after epoch {rows[-1]['epoch']}, {reason}: nothing to train")
     os.makedirs(options.out, exist_ok=True)
-    symbol, _ = _training_symbol(options, len(options.classes.split(",")))
+    symbol, _ = _training_symbol(options, len(options.classes))
     symbol.save(os.path.join(options.out, f"{PREFIX}-symbol.json"))
     _write_log(options.out, rows, PROGRESS_FILE)
     _write_log(options.out, rows, LOG_FILE)

@@ -29,6 +29,7 @@ def check_command(out, classes, *datasets):
     """`python -m workflow.check` on the --dataset (and --val-dataset) arguments `datasets`, with the default
     settings, writing a.json, t.csv and problems.csv in `out`; add --skip-bad-files or --no-skip-bad-files."""
     outputs = ["--out", str(out / "a.json"), "--table", str(out / "t.csv"), "--problems-log", str(out / "problems.csv")]
+    outputs += ["--splits", str(out / "splits.json")]
     settings = ["--class-map", "{}", "--max-image-pixels", "50000000", "--keep-empty-images"]
-    settings += ["--unverified-annotations", "warning"]
+    settings += ["--unverified-annotations", "warning", "--dataset-format", "auto"]
     return [sys.executable, "-m", "workflow.check", *datasets, "--classes", json.dumps(classes), *outputs, *settings]

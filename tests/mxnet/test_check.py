@@ -144,7 +144,7 @@ def test_size_mismatch_and_grayscale_png(voc):
     Image.new("L", (100, 80), 128).save(root / "JPEGImages" / "gray.png")
     write_xml(root, "gray", [("stripes", 1, 1, 50, 50)], size=(100, 80))
     records, problems = problems_of(root)
-    assert "<size> says 640x480 but the image is 320x240" in problems[("size-mismatch", "error")].message
+    assert "the declared size 640x480 is not the image's 320x240" in problems[("size-mismatch", "error")].message
     assert [r["id"] for r in records] == ["gray"]
 
 
@@ -272,8 +272,8 @@ def test_size_of_the_rotated_view_is_an_error(voc):
     records, problems = problems_of(root)
     assert records == [] and ("exif-rotation", "warning") in problems
     assert problems[("size-mismatch", "error")].message == (
-        "<size> 240x320 is the EXIF-rotated view of the 320x240 stored image: the boxes were drawn on a rotated image; "
-        "re-save the image without EXIF rotation and relabel"
+        "the declared size 240x320 is the EXIF-rotated view of the 320x240 stored image: the boxes were drawn on a "
+        "rotated image; re-save the image without EXIF rotation and relabel"
     )
 
 

@@ -133,14 +133,13 @@ def test_a_clean_list_gives_pixel_boxes_and_ids_by_relative_path(folder):
             [],
             "C:\\data\\VOC2017\\a.jpg",
             "image-path-invalid",
-            "image path 'C:\\data\\VOC2017\\a.jpg' is absolute; paths in a .lst must be relative to the image "
-            "root {root}",
+            "image path 'C:\\data\\VOC2017\\a.jpg' is absolute; it must be relative to the image root {root}",
         ),
         (
             [],
             "/etc/passwd",
             "image-path-invalid",
-            "image path '/etc/passwd' is absolute; paths in a .lst must be relative to the image root {root}",
+            "image path '/etc/passwd' is absolute; it must be relative to the image root {root}",
         ),
     ],
 )
@@ -211,8 +210,8 @@ def test_cli_checks_train_and_val_lists_and_split_takes_the_val_list(folder, tmp
         "workflow.split",
         "--annotations",
         str(out / "a.json"),
-        "--dataset",
-        str(folder / "train.lst"),
+        "--splits",
+        str(out / "splits.json"),
         "--val-fraction",
         "0.15",
         "--seed",

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from workflow import check, pack, split
-from workflow.lib.cli import UserError
 from workflow.lib.images import exif_orientation, jpeg_ends_early, load_rgb
 
 CLASSES = ["swoosh", "stripes"]
+NO_SPLITS = {"named": [], "images": {}}  # the check's splits.json of an export that carries none
 
 
 def checked(root):
@@ -27,30 +27,36 @@ def fake_records(n, cls=0):
 
 
 def test_hash_split_is_stable_when_images_are_added(tmp_path):
-    train, val, _ = split.split_records(fake_records(100), tmp_path, 0.2, seed=3)
+    train, val, _ = split.split_records(fake_records(100), NO_SPLITS, 0.2, seed=3)
     assert 10 < len(val) < 30 and not set(train) & set(val)
-    train2, val2, _ = split.split_records(fake_records(150), tmp_path, 0.2, seed=3)
+    train2, val2, _ = split.split_records(fake_records(150), NO_SPLITS, 0.2, seed=3)
     assert set(val) <= set(val2) and set(train) <= set(train2)
-    _, val_other_seed, _ = split.split_records(fake_records(100), tmp_path, 0.2, seed=4)
+    _, val_other_seed, _ = split.split_records(fake_records(100), NO_SPLITS, 0.2, seed=4)
     assert val_other_seed != val
 
 
 def test_every_class_gets_a_val_image_where_possible(tmp_path):
     records = fake_records(40) + [{"id": f"rare{i}", "source": "dataset", "objects": [{"class": 1}]} for i in range(2)]
-    _, val, _ = split.split_records(records, tmp_path, 0.05, seed=0)
+    _, val, _ = split.split_records(records, NO_SPLITS, 0.05, seed=0)
     assert any(i.startswith("rare") for i in val)
 
 
-def test_image_sets_are_used_when_present(tmp_path):
-    sets = tmp_path / "ImageSets" / "Main"
+def test_image_sets_are_used_when_present(voc):
+    root = voc(5)
+    ids = sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
+    sets = root / "ImageSets" / "Main"
     sets.mkdir(parents=True)
-    (sets / "train.txt").write_text("img000\nimg001\nimg002\n")
-    (sets / "val.txt").write_text("img003\n")
-    train, val, how = split.split_records(fake_records(5), tmp_path, 0.5, seed=0)
-    assert (train, val) == (["img000", "img001", "img002"], ["img003"]) and "ImageSets" in how
-    (sets / "val.txt").write_text("img003\nimg001\n")
-    with pytest.raises(UserError, match="in both train.txt and val.txt"):
-        split.split_records(fake_records(5), tmp_path, 0.5, seed=0)
+    (sets / "train.txt").write_text("".join(f"{i}\n" for i in ids[:3]))
+    (sets / "val.txt").write_text(f"{ids[3]}\n")
+    records, problems, splits = check.check_export(root, check.Settings(CLASSES, {}, 50_000_000, True))
+    assert problems == [] and splits["named"] == ["train", "val"]
+    train, val, how = split.split_records(records, splits, 0.5, seed=0)
+    assert (train, val) == (ids[:3], ids[3:4]) and how == "the export's splits"  # ids[4] is in neither: left out
+    (sets / "val.txt").write_text(f"{ids[3]}\n{ids[1]}\n")
+    _, problems, _ = check.check_export(root, check.Settings(CLASSES, {}, 50_000_000, True))
+    assert [(p.problem, p.message) for p in problems] == [
+        ("in-two-splits", f"image {ids[1]} is in train.txt and in val.txt")
+    ]
 
 
 def test_pack_is_byte_identical_and_reads_back_through_image_det_record_iter(voc, tmp_path):
@@ -210,7 +216,15 @@ def split_in(folder, root, records):
     {file name: path} of train.txt, val.txt, train.json and val.json (a.json holds the records)."""
     (folder / "a.json").write_text(json.dumps(records))
     outputs = {name: folder / name for name in ("train.txt", "val.txt", "train.json", "val.json")}
-    arguments = ["--annotations", str(folder / "a.json"), "--dataset", str(root), "--val-fraction", "0.3"]
+    (folder / "splits.json").write_text(json.dumps(NO_SPLITS))
+    arguments = [
+        "--annotations",
+        str(folder / "a.json"),
+        "--splits",
+        str(folder / "splits.json"),
+        "--val-fraction",
+        "0.3",
+    ]
     arguments += ["--seed", "0", "--train-out", str(outputs["train.txt"]), "--val-out", str(outputs["val.txt"])]
     arguments += ["--train-records", str(outputs["train.json"]), "--val-records", str(outputs["val.json"])]
     split.main(arguments)
@@ -262,7 +276,7 @@ def test_image_names_with_spaces_go_through_split_pack_and_the_dataset_report(vo
             "--val",
             str(outputs["val.txt"]),
             "--classes",
-            ",".join(CLASSES),
+            json.dumps(CLASSES),
             "--network",
             "tiny",
             "--data-shape",

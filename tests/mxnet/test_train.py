@@ -62,7 +62,7 @@ def records(tmp_path_factory):
 # The settings every test run shares (the rules pass every one of them from config.yaml)
 SETTINGS = [
     "--classes",
-    "red,blue",
+    '["red", "blue"]',
     "--network",
     "tiny",
     "--data-shape",
@@ -179,7 +179,7 @@ def test_pretrained_loads_what_fits_and_initialises_the_class_heads(records, tmp
             tmp_path / "six",
             end_epoch=1,
             val_rec=None,
-            classes="a,b,c,d,e,f",
+            classes=["a", "b", "c", "d", "e", "f"],
             learning_rate=0.0,
             pretrained=str(pretrained),
         )

@@ -19,7 +19,7 @@ from conftest import REPO, snakemake
             {"network": "lite", "pretrained": "imagenet"},
             "pretrained: imagenet is the ImageNet backbone of efficientnet",
         ),
-        ({"dataset": "/nonexistent"}, "dataset: '/nonexistent' is not a VOC folder"),
+        ({"dataset": "/nonexistent"}, "dataset: '/nonexistent' does not exist"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(tiny_run, change, message):

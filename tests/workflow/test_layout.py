@@ -73,7 +73,7 @@ def test_what_the_snakefile_imports_needs_nothing_but_the_standard_library():
         for module, listed, inline in found:
             names = [name.strip() for name in (listed or inline).split(",") if name.strip()]
             imported += [module_file(f"{module}.{name}") for name in names]
-    assert WORKFLOW / "lib" / "voc.py" in imported  # `from workflow.lib import voc` names the module voc.py
+    assert WORKFLOW / "lib" / "forms.py" in imported  # `from workflow.lib import forms` names the module forms.py
     for file in imported:
         assert outside_the_standard_library(file, module_level_only=True) == set(), file
 
@@ -101,7 +101,7 @@ def test_the_image_suffixes_of_the_workflow_and_the_device_agree():
                 return ast.literal_eval(node.value)
         raise AssertionError(f"no IMAGE_SUFFIXES in {path}")
 
-    assert suffixes(WORKFLOW / "lib" / "voc.py") == suffixes(WORKFLOW / "device" / "infer.py")
+    assert suffixes(WORKFLOW / "lib" / "labelled.py") == suffixes(WORKFLOW / "device" / "infer.py")
 
 
 def test_every_stage_a_rule_runs_is_a_module_of_workflow():

@@ -189,3 +189,43 @@ def test_without_an_unlabelled_folder_prelabel_says_what_to_set(tiny_run):
     result = snakemake(workdir, "-n", "prelabel", "--cores", "1", check=False)
     assert result.returncode != 0
     assert "prelabel: set unlabelled to a folder of images to pre-label" in result.stdout + result.stderr
+
+
+CHECK_EXPORT = """
+import json, sys
+from workflow import check
+settings = check.Settings(json.loads(sys.argv[2]), {}, 10**8, True, images=sys.argv[3])
+records, problems = check.check_dataset(sys.argv[1], settings)
+print(json.dumps([{r["id"]: [[o["class"], *o["box"]] for o in r["objects"]] for r in records},
+                  sorted({(p.problem, p.severity) for p in problems})]))
+"""
+
+
+@pytest.mark.parametrize(
+    "form, dataset", [("coco", "prelabels.coco.json"), ("yolo", "."), ("labelstudio", "predictions.json")]
+)
+def test_the_prelabels_in_each_tools_form_read_back_with_the_boxes_labelimgs_files_hold(prelabelled, form, dataset):
+    """prelabel_format coco, yolo or labelstudio: the same boxes as the LabelImg files (which hold them in whole
+    pixels: to a pixel), read back by our check as that tool's export, unverified where the form can say so."""
+    snakefile, workdir, config, unlabelled, _ = prelabelled
+    out = workdir / "results" / "tiny" / "prelabel"
+    voc_boxes = {path.stem: xml_boxes(path, config["classes"])[1] for path in (out / "Annotations").glob("*.xml")}
+    write_config(workdir, unlabelled=str(unlabelled), prelabel_threshold=THRESHOLD, prelabel_format=form)
+    snakemake(workdir, "prelabel", "--cores", "2", snakefile=snakefile)
+    assert json.loads((out / "manifest.json").read_text())["format"] == form
+    records, problems = in_env("mxnet", CHECK_EXPORT, out / dataset, json.dumps(config["classes"]), unlabelled)
+    assert not [problem for problem in problems if problem[1] == "error"], problems
+    if form != "yolo":  # a YOLO label file has no place for a score: its scores are in scores/, beside
+        assert ["unverified", "warning"] in problems
+    assert records.keys() == voc_boxes.keys()
+    for stem, boxes in records.items():
+        assert [box[0] for box in boxes] == [box[0] for box in voc_boxes[stem]]
+        for box, pixels in zip(boxes, voc_boxes[stem]):
+            assert max(abs(a - b) for a, b in zip(box[1:], pixels[1:])) <= 1.0
+    if form == "labelstudio":
+        task = json.loads((out / dataset).read_text())[0]
+        prediction = task["predictions"][0]
+        assert prediction["model_version"].startswith("deeplens-ssd ") and task["data"]["image"].startswith(
+            f"/data/local-files/?d={unlabelled.name}/"
+        )
+        assert {(r["from_name"], r["to_name"]) for r in prediction["result"]} <= {("label", "image")}

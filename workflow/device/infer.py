@@ -208,7 +208,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     compiled, contract = load(args.model, args.device, args.precision_hint)
     print(f"{args.model} on {args.device}, computing in {precision_ran(compiled)}", file=sys.stderr, flush=True)
-    labels = Path(args.labels).read_text().split()
+    labels = Path(args.labels).read_text(encoding="utf-8").splitlines()  # a name a line: names may hold spaces
     if args.out_dir:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     for path in image_paths(args.images):

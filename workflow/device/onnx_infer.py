@@ -94,7 +94,7 @@ def report(args, detect_frame):
     """One JSON line of detect_frame(image)'s detections per frame, and the frames drawn in --out-dir."""
     from infer import draw  # beside this file in the artifact folder
 
-    labels = Path(args.labels).read_text().split()
+    labels = Path(args.labels).read_text(encoding="utf-8").splitlines()  # a name a line: names may hold spaces
     if args.out_dir:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     for name, image in frames(args):

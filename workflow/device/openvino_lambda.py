@@ -33,8 +33,8 @@ NO_FRAME_PAUSE_SECONDS = 1
 def load_model(device):
     precision = os.environ.get("INFERENCE_PRECISION", "f16" if device == "GPU" else None)
     compiled, contract = infer.load(os.path.join(HERE, "model.xml"), device=device, precision=precision)
-    with open(os.path.join(HERE, "labels.txt")) as handle:
-        labels = handle.read().split()
+    with open(os.path.join(HERE, "labels.txt"), encoding="utf-8") as handle:
+        labels = handle.read().splitlines()  # a name a line: names may hold spaces
     return compiled, contract, labels
 
 

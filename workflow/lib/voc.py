@@ -1,5 +1,5 @@
 """Reading annotated datasets safely: PASCAL VOC folders (LabelImg, CVAT, Roboflow ...) and the original
-project's im2rec detection lists (.lst).
+project's im2rec detection lists (.lst), as the entries every reader yields (workflow/lib/labelled.py).
 
 Untrusted input stays harmless: XML is parsed with defusedxml (no entity expansion, no external
 entities, no DTD retrieval); images are paired with their XML by file stem inside the dataset's
@@ -10,16 +10,11 @@ The .lst helpers use the standard library only: the Snakefile lists a .lst's ima
 """
 
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-class AnnotationError(Exception):
-    """The XML cannot be used at all (does not parse, or lacks a required field)."""
+from workflow.lib.labelled import IMAGE_SUFFIXES, AnnotationError, Box, Entry, Export, Problem, inside
 
 
 @dataclass
@@ -40,6 +35,95 @@ class VocAnnotation:
     height: int = 0
     objects: list = field(default_factory=list)
     verified: str = None  # LabelImg's mark on <annotation>: "yes", "no" (a pre-label nobody confirmed) or absent
+
+
+def read_voc(dataset):
+    """The entries of a VOC folder (an XML paired with each image by file stem), the split its
+    ImageSets/Main/{train,val}.txt give."""
+    splits = image_sets(Path(dataset))
+    entries, problems = [], []
+    for stem, (xml, image) in find_pairs(dataset).items():
+        if xml is None:
+            problems.append(Problem(str(image), "warning", "xml-missing", "image has no Annotations/*.xml; left out"))
+            continue
+        entry = Entry(stem, image, str(xml), split=splits.get(stem))
+        if image is None:
+            entry.problems.append(
+                Problem(str(xml), "error", "image-missing", f"no image named {stem}.* in JPEGImages/")
+            )
+        else:
+            try:
+                annotation = parse_annotation(xml)
+            except AnnotationError as error:
+                entry.problems.append(Problem(str(xml), "error", "xml-invalid", str(error)))
+            else:
+                entry.width, entry.height = annotation.width, annotation.height
+                entry.verified, entry.filename = annotation.verified, annotation.filename
+                entry.boxes = [
+                    Box(o.name, o.xmin, o.ymin, o.xmax, o.ymax, difficult=o.difficult) for o in annotation.objects
+                ]
+        entries.append(entry)
+    return Export(entries, problems + image_set_problems(Path(dataset), splits), sorted(set(splits.values())))
+
+
+def image_sets(dataset):
+    """{image id: train or val} from ImageSets/Main/train.txt and val.txt, when both are there."""
+    folder = dataset / "ImageSets" / "Main"
+    if not ((folder / "train.txt").is_file() and (folder / "val.txt").is_file()):
+        return {}
+    splits = {}
+    for name in ("val", "train"):
+        for line in (folder / f"{name}.txt").read_text().splitlines():
+            if line.strip():
+                splits.setdefault(line.split()[0], name)
+    return splits
+
+
+def image_set_problems(dataset, splits):
+    """An id in both train.txt and val.txt is an error: the image would leak into val."""
+    folder = dataset / "ImageSets" / "Main"
+    if not splits:
+        return []
+    train = {line.split()[0] for line in (folder / "train.txt").read_text().splitlines() if line.strip()}
+    both = sorted(i for i, name in splits.items() if name == "val" and i in train)
+    return [
+        Problem(str(folder / "val.txt"), "error", "in-two-splits", f"image {i} is in train.txt and in val.txt")
+        for i in both
+    ]
+
+
+def read_lst(lst, root, classes):
+    """The entries of an im2rec .lst (class ids index `classes`; boxes normalised), its images under root."""
+    entries = []
+    for number, line in lst_lines(lst):
+        where = f"{lst}:{number}"
+        try:
+            item = parse_lst_line(line)
+        except AnnotationError as error:
+            entries.append(Entry(where, None, where, problems=[Problem(where, "error", "lst-invalid", str(error))]))
+            continue
+        try:
+            image = lst_image_path(root, item.path)
+        except AnnotationError as error:
+            problem = Problem(where, "error", "image-path-invalid", str(error))
+            entries.append(Entry(where, None, where, problems=[problem]))
+            continue
+        entry = Entry(image.relative_to(root).with_suffix("").as_posix(), image, where)
+        if not image.is_file():
+            entry.problems.append(
+                Problem(where, "error", "image-missing", f"no image at {image} (written '{item.path}')")
+            )
+        for index, (class_id, *box, difficult) in enumerate(item.objects, start=1):
+            if class_id != int(class_id) or not 0 <= class_id < len(classes):
+                message = (
+                    f"object {index}: class id {class_id:g} is not one of the {len(classes)} configured classes "
+                    f"(ids 0 to {len(classes) - 1}: {classes})"
+                )
+                entry.problems.append(Problem(where, "error", "unknown-class", message))
+                continue
+            entry.boxes.append(Box(classes[int(class_id)], *box, normalised=True, difficult=difficult >= 1))
+        entries.append(entry)
+    return Export(entries)
 
 
 def find_pairs(dataset):
@@ -164,19 +248,8 @@ def parse_lst_line(line):
 
 
 def lst_image_path(root, written):
-    """The image a list names, inside `root`: '\\' read as '/' (lists written on Windows); AnnotationError for a
-    path that is empty, absolute or leads out of root."""
-    relative = written.strip().replace("\\", "/")
-    if PurePosixPath(relative).is_absolute() or relative[1:2] == ":":
-        raise AnnotationError(
-            f"image path '{written}' is absolute; paths in a .lst must be relative to the image root {root}"
-        )
-    normal = os.path.normpath(relative)
-    if normal == ".":
-        raise AnnotationError("image path is empty")
-    if normal == ".." or normal.startswith("../"):
-        raise AnnotationError(f"image path '{written}' leads outside the image root {root}")
-    return Path(root) / normal
+    """The image a list names, inside `root` (labelled.inside: never absolute, never out of it)."""
+    return inside(root, written, "image path")
 
 
 def lst_images(lst, root=None):

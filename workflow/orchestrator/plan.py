@@ -1,13 +1,14 @@
 """What the Snakefile needs to plan a run: config checks beyond the schema, input file lists, training segments.
 
-Standard library only (and workflow.lib.voc's standard-library part): it runs inside Snakemake's own interpreter.
+Standard library only (and workflow.lib.forms, standard library too): it runs inside Snakemake's own interpreter.
 """
 
 import ast
 import functools
 from pathlib import Path
 
-from workflow.lib.voc import IMAGE_SUFFIXES
+from workflow.lib import forms
+from workflow.lib.labelled import IMAGE_SUFFIXES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,29 +34,29 @@ def check_config(config):
             "has none (null trains it from scratch)"
         )
     for key in ("dataset", "val_dataset"):
-        path = config.get(key)
-        if path and str(path).lower().endswith(".lst"):
-            if not Path(path).is_file():
-                raise ConfigError(
-                    f"{key}: '{path}' is not a file (a dataset ending in .lst is an im2rec detection list)"
-                )
-        elif path and not (Path(path) / "Annotations").is_dir():
-            raise ConfigError(f"{key}: '{path}' is not a VOC folder (no Annotations/ inside) nor a .lst list")
+        if config.get(key):
+            check_dataset_path(key, config[key], config["dataset_format"] if key == "dataset" else forms.AUTO)
+
+
+def check_dataset_path(key, path, form):
+    """The dataset is an export of a form this workflow reads (or the one dataset_format names)."""
+    if not Path(path).exists():
+        raise ConfigError(f"{key}: '{path}' does not exist")
+    if form == "lst" or (form == forms.AUTO and str(path).lower().endswith(".lst")):
+        if not Path(path).is_file():
+            raise ConfigError(f"{key}: '{path}' is not a file (a dataset ending in .lst is an im2rec detection list)")
+        return
+    try:
+        found = forms.recognise(path, form)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    if found == "voc" and not (Path(path) / "Annotations").is_dir():
+        raise ConfigError(f"{key}: '{path}' is not a VOC folder (no Annotations/ inside)")
 
 
 def model_config(config):
     """The config without the keys that only change the demo: what the artifacts' manifest records."""
     return {key: value for key, value in config.items() if key not in DEMO_ONLY_KEYS}
-
-
-def dataset_files(folder):
-    """Every file the check reads from a VOC folder, so adding or editing one reruns the check."""
-    if not folder:
-        return []
-    folder = Path(folder)
-    files = [str(p) for p in sorted((folder / "Annotations").glob("*.xml"))]
-    files += image_files(folder / "JPEGImages")
-    return files + [str(p) for p in sorted((folder / "ImageSets" / "Main").glob("*.txt"))]
 
 
 def image_files(folder):

@@ -43,7 +43,7 @@ def read_settings():
     with open(os.path.join(HERE, "model.json")) as handle:
         settings = json.load(handle)
     with open(os.path.join(HERE, "labels.txt")) as handle:
-        settings["labels"] = handle.read().split()
+        settings["labels"] = [line.strip() for line in handle.read().splitlines() if line.strip()]  # may hold spaces
     threshold = os.environ.get("DETECTION_THRESHOLD")
     settings["threshold"] = float(threshold) if threshold else settings["score_threshold"]
     settings["label_offset"] = int(os.environ.get("LABEL_OFFSET", "0"))
