@@ -54,22 +54,25 @@ def read_export(dataset, settings):
     """The entries of a dataset in any form; UserError when the form is not recognised or the export unreadable."""
     try:
         form = forms.recognise(dataset, settings.form)
-        if form == "lst":
-            if not Path(dataset).is_file():
-                raise UserError(f"{dataset}: no such list file")
-            root = voc.lst_root(dataset, settings.lst_root)
-            if not root.is_dir():
-                raise UserError(f"{root}: the image root of {dataset} is not a folder")
-            return voc.read_lst(dataset, root, settings.classes)
-        if form == "voc":
-            if not (Path(dataset) / "Annotations").is_dir():
-                message = "no Annotations/ folder; a VOC dataset holds Annotations/*.xml and JPEGImages/*"
-                raise UserError(f"{dataset}: {message}")
-            return voc.read_voc(dataset)
-        readers = {"coco": coco.read_coco, "yolo": yolo.read_yolo, "cvat": cvat.read_cvat}
-        readers["labelstudio"] = labelstudio.read_labelstudio
+    except ValueError as error:
+        raise UserError(f"dataset {dataset}: {error}") from None
+    if form == "lst":
+        if not Path(dataset).is_file():
+            raise UserError(f"{dataset}: no such list file")
+        root = voc.lst_root(dataset, settings.lst_root)
+        if not root.is_dir():
+            raise UserError(f"{root}: the image root of {dataset} is not a folder")
+        return voc.read_lst(dataset, root, settings.classes)
+    if form == "voc":
+        if not (Path(dataset) / "Annotations").is_dir():
+            message = "no Annotations/ folder; a VOC dataset holds Annotations/*.xml and JPEGImages/*"
+            raise UserError(f"{dataset}: {message}")
+        return voc.read_voc(dataset)
+    readers = {"coco": coco.read_coco, "yolo": yolo.read_yolo, "cvat": cvat.read_cvat}
+    readers["labelstudio"] = labelstudio.read_labelstudio
+    try:
         return readers[form](dataset, settings.images)
-    except (ValueError, AnnotationError, OSError) as error:
+    except (AnnotationError, OSError) as error:
         raise UserError(f"dataset {dataset}: {error}") from None
 
 

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 from workflow.lib.forms import ROBOFLOW_COCO, coco_files
-from workflow.lib.labelled import AnnotationError, Box, Entry, Export, Problem, inside, split_name
+from workflow.lib.labelled import AnnotationError, Box, Entry, Export, Problem, declared_size, inside, split_name
 
 
 def read_coco(dataset, images=None):
@@ -67,6 +67,10 @@ def read_file(path, split, folder, export):
         entries[image_id] = entry_of(path, image_id, image, split, folder)
     seen = set()
     for annotation in data["annotations"]:
+        if not isinstance(annotation, dict):
+            message = f"an annotation that is no object: {str(annotation)[:80]}"
+            export.problems.append(Problem(str(path), "error", "annotation-invalid", message))
+            continue
         where = f"{path}: annotation {annotation.get('id')}"
         if annotation.get("id") in seen:
             export.problems.append(Problem(where, "error", "duplicate-id", "this annotation id is used twice"))
@@ -98,7 +102,7 @@ def by_id(path, items, kind, problems):
 def entry_of(path, image_id, image, split, folder):
     written = str(image.get("file_name", ""))
     entry = Entry(Path(written).stem, None, f"{path}: image {image_id} ({written})", split=split)
-    entry.width, entry.height = (int(image.get(key) or 0) for key in ("width", "height"))
+    entry.width, entry.height = (declared_size(image.get(key)) for key in ("width", "height"))
     try:
         entry.image = inside(folder, written, "file_name")
     except AnnotationError as error:

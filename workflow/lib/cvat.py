@@ -9,7 +9,7 @@ a video task's <track> elements are refused (CVAT for video: export as CVAT for 
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
-from workflow.lib.labelled import AnnotationError, Box, Entry, Export, Problem, inside, split_name
+from workflow.lib.labelled import AnnotationError, Box, Entry, Export, Problem, declared_size, inside, split_name
 
 POINT_SHAPES = ("polygon", "polyline", "points")
 
@@ -41,7 +41,7 @@ def entry_of(xml, image, folder):
     name = image.get("name", "")
     where = f"{xml}: image {image.get('id')} ({name})"
     entry = Entry(Path(name).stem, None, where, split=split_name(image.get("subset", "")))
-    entry.width, entry.height = (int(float(image.get(key) or 0)) for key in ("width", "height"))
+    entry.width, entry.height = (declared_size(image.get(key)) for key in ("width", "height"))
     try:
         entry.image = inside(folder, name, "image name")
     except AnnotationError as error:

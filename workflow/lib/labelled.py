@@ -63,6 +63,15 @@ class Export:
     named_splits: list = field(default_factory=list)  # the splits the export names, in its words
 
 
+def declared_size(value):
+    """A width or height an export declares, as an int; 0 (none declared) for anything but a positive number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0
+    return int(number) if number == number and 0 < number < float("inf") else 0
+
+
 def split_name(text):
     """train, val or test for a split folder or key as tools name them (Roboflow's valid, CVAT's Train), else None."""
     return SPLIT_NAMES.get(str(text).strip().lower())

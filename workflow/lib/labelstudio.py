@@ -16,7 +16,7 @@ import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlparse
 
-from workflow.lib.labelled import AnnotationError, Box, Entry, Export, Problem, images_in
+from workflow.lib.labelled import AnnotationError, Box, Entry, Export, Problem, declared_size, images_in
 
 UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 RECTANGLE = "rectanglelabels"
@@ -105,8 +105,8 @@ def add_box(entry, result, where):
     if not labels or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
         entry.problems.append(Problem(where, "error", "box-invalid", f"a rectangle without label or box: {value}"))
         return
-    entry.width = entry.width or int(result.get("original_width") or 0)
-    entry.height = entry.height or int(result.get("original_height") or 0)
+    entry.width = entry.width or declared_size(result.get("original_width"))
+    entry.height = entry.height or declared_size(result.get("original_height"))
     x, y, width, height = (v / 100 for v in numbers)
     corners = [x, y, x + width, y + height]
     if value.get("rotation"):
