@@ -30,6 +30,7 @@ import hashlib
 import html
 import json
 import shlex
+import shutil
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -43,6 +44,14 @@ from workflow.lib.hashing import files_sha256
 from workflow.lib.metrics import above
 
 OUTPUTS = forms.PRELABEL_OUTPUTS
+# every file each form writes: a run in one form removes them all first, so that the folder a person hands to a
+# tool holds one form, of this run
+FORM_FILES = {
+    "voc": ("Annotations", "classes.txt", "labelimg_command.txt"),
+    "coco": (OUTPUTS["coco"],),
+    "yolo": ("obj_train_data", "scores", "obj.names", "obj.data", "train.txt"),
+    "labelstudio": (OUTPUTS["labelstudio"],),
+}
 MIRROR_IOU = 0.5
 NEAR_THRESHOLD = 0.2  # a detection within this of the threshold could as well have gone the other way
 VAL_F1 = "val-f1"
@@ -268,6 +277,7 @@ def prelabel(args):
         entry["rank"] = rank
     write_ranking(out / "ranking.csv", ranked, classes)
     write_index(out / "index.html", ranked, thumbnails)
+    remove_written_labels(out)
     writers = {"voc": write_voc, "coco": write_coco, "yolo": write_yolo, "labelstudio": write_labelstudio}
     opening = writers[args.format](out, labelled, classes, Path(args.images), args, model)
     manifest = {
@@ -291,6 +301,15 @@ def prelabel(args):
         f"{threshold:.3f}; {set_aside} with no area in whole pixels set aside), {len(manifest['errors'])} "
         f"unreadable; check them first: {out / 'index.html'}; {opening}"
     )
+
+
+def remove_written_labels(out):
+    for name in (name for names in FORM_FILES.values() for name in names):
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def write_voc(out, labelled, classes, images, args, model):

@@ -206,13 +206,15 @@ print(json.dumps([{r["id"]: [[o["class"], *o["box"]] for o in r["objects"]] for 
 )
 def test_the_prelabels_in_each_tools_form_read_back_with_the_boxes_labelimgs_files_hold(prelabelled, form, dataset):
     """prelabel_format coco, yolo or labelstudio: the same boxes as the LabelImg files (which hold them in whole
-    pixels: to a pixel), read back by our check as that tool's export, unverified where the form can say so."""
+    pixels: to a pixel), read back by our check as that tool's export, unverified where the form can say so; the
+    folder holds that form alone (the LabelImg files written before are gone, so the check recognises the form)."""
     snakefile, workdir, config, unlabelled, _ = prelabelled
     out = workdir / "results" / "tiny" / "prelabel"
     voc_boxes = {path.stem: xml_boxes(path, config["classes"])[1] for path in (out / "Annotations").glob("*.xml")}
     write_config(workdir, unlabelled=str(unlabelled), prelabel_threshold=THRESHOLD, prelabel_format=form)
     snakemake(workdir, "prelabel", "--cores", "2", snakefile=snakefile)
     assert json.loads((out / "manifest.json").read_text())["format"] == form
+    assert not (out / "Annotations").exists() and not (out / "classes.txt").exists()  # the voc run's: one form
     records, problems = in_env("mxnet", CHECK_EXPORT, out / dataset, json.dumps(config["classes"]), unlabelled)
     assert not [problem for problem in problems if problem[1] == "error"], problems
     if form != "yolo":  # a YOLO label file has no place for a score: its scores are in scores/, beside
