@@ -64,7 +64,7 @@ test-fresh-machine:
 	tests/fresh_machine/debian13.sh
 
 envs: $(ORCHESTRATOR)
-	$(VENV)/bin/python -m workflow.orchestrator.envs build $(RUN_ENVS) labelimg
+	$(VENV)/bin/python -m workflow.orchestrator.envs build $(RUN_ENVS) labelimg readers
 
 $(ORCHESTRATOR): envs/orchestrator.txt
 	@test -n "$(PYTHON)" || { echo "ERROR: Snakemake 9 needs Python 3.11 or newer, and this machine's python3 is" \

@@ -200,6 +200,28 @@ print(json.dumps([{r["id"]: [[o["class"], *o["box"]] for o in r["objects"]] for 
                   sorted({(p.problem, p.severity) for p in problems})]))
 """
 
+# readers independent of ours (envs/readers.txt): each box as [class name, xmin, ymin, xmax, ymax] in pixels
+READ_INDEPENDENTLY = """
+import json, sys
+from pathlib import Path
+form, path, images = sys.argv[1:4]
+if form == "coco":
+    from pycocotools.coco import COCO
+    coco = COCO(path)
+    names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    boxes = {}
+    for image in coco.loadImgs(coco.getImgIds()):
+        found = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+        boxes[Path(image["file_name"]).stem] = [[names[a["category_id"]], x, y, x + w, y + h]
+                                                for a in found for x, y, w, h in [a["bbox"]]]
+else:
+    import globox
+    names = Path(path, "obj.names").read_text().splitlines()
+    annotations = globox.AnnotationSet.from_yolo_darknet(Path(path, "obj_train_data"), image_folder=images)
+    boxes = {Path(a.image_id).stem: [[names[int(b.label)], *b.ltrb] for b in a.boxes] for a in annotations}
+print(json.dumps(boxes))
+"""
+
 
 @pytest.mark.parametrize(
     "form, dataset", [("coco", "prelabels.coco.json"), ("yolo", "."), ("labelstudio", "predictions.json")]
@@ -207,7 +229,8 @@ print(json.dumps([{r["id"]: [[o["class"], *o["box"]] for o in r["objects"]] for 
 def test_the_prelabels_in_each_tools_form_read_back_with_the_boxes_labelimgs_files_hold(prelabelled, form, dataset):
     """prelabel_format coco, yolo or labelstudio: the same boxes as the LabelImg files (which hold them in whole
     pixels: to a pixel), read back by our check as that tool's export, unverified where the form can say so; the
-    folder holds that form alone (the LabelImg files written before are gone, so the check recognises the form)."""
+    folder holds that form alone (the LabelImg files written before are gone, so the check recognises the form);
+    COCO and YOLO load in pycocotools and globox with the boxes our check reads, to a thousandth of a pixel."""
     snakefile, workdir, config, unlabelled, _ = prelabelled
     out = workdir / "results" / "tiny" / "prelabel"
     voc_boxes = {path.stem: xml_boxes(path, config["classes"])[1] for path in (out / "Annotations").glob("*.xml")}
@@ -224,6 +247,14 @@ def test_the_prelabels_in_each_tools_form_read_back_with_the_boxes_labelimgs_fil
         assert [box[0] for box in boxes] == [box[0] for box in voc_boxes[stem]]
         for box, pixels in zip(boxes, voc_boxes[stem]):
             assert max(abs(a - b) for a, b in zip(box[1:], pixels[1:])) <= 1.0
+    if form != "labelstudio":  # no light reader of Label Studio's predictions exists (its converter: 250 MB)
+        theirs = in_env("readers", READ_INDEPENDENTLY, form, out / dataset, unlabelled)
+        ours = {stem: [[config["classes"][box[0]], *box[1:]] for box in boxes] for stem, boxes in records.items()}
+        assert theirs.keys() == ours.keys() and any(ours.values())
+        for stem, boxes in ours.items():
+            assert len(theirs[stem]) == len(boxes)
+            for mine, read in zip(sorted(boxes), sorted(theirs[stem])):
+                assert mine[0] == read[0] and max(abs(a - b) for a, b in zip(mine[1:], read[1:])) < 1e-3, (mine, read)
     if form == "labelstudio":
         task = json.loads((out / dataset).read_text())[0]
         prediction = task["predictions"][0]

@@ -36,7 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "envs"
-ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "mxnet012", "litert", "labelimg")
+ENV_NAMES = ("mxnet", "mxnet-cuda", "optimizer", "mxnet012", "litert", "labelimg", "readers")
 COMPLETE_MARK = ".complete"
 NUMPY_COMPAT = LOCKS / "mxnet_numpy_compat.py"
 PYTHONS_LINE = re.compile(r"^# Pythons: ([0-9. ]+)(.*)$", re.M)
