@@ -175,6 +175,20 @@ def test_a_coco_files_traps_are_named_with_the_file_and_the_entry(tmp_path, data
     assert problems[(problem, severity)][0].file.endswith(f"_annotations.coco.json: {where}")
 
 
+def test_ids_that_are_lists_or_objects_are_problems_not_a_crash(tmp_path):
+    annotations = [box([1]), box(2, image=[1]), box(3, category={"id": 3}), box(4)]
+    images = [{"id": [2], "file_name": "b.jpg"}, {"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}]
+    records, problems, _ = checked(write_coco(tmp_path, coco_file(annotations, images=images)))
+    assert set(problems) == {
+        ("annotation-invalid", "error"),
+        ("image-invalid", "error"),
+        ("image-unknown", "error"),
+        ("unknown-category", "error"),
+    }
+    assert problems[("image-unknown", "error")][0].file.endswith("annotation 2")
+    assert problems[("unknown-category", "error")][0].file.endswith("annotation 3")
+
+
 def test_an_image_without_annotations_is_kept_as_a_background(tmp_path):
     records, problems, _ = checked(write_coco(tmp_path, coco_file([])))
     assert problems == {} and records[0]["objects"] == []

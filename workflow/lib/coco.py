@@ -52,7 +52,7 @@ def sources_of(folder):
 def load(path):
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise AnnotationError(f"{path} is not JSON: {error}") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in ("images", "annotations")):
         raise AnnotationError(f"{path} is no COCO file: it needs the lists images and annotations (and categories)")
@@ -72,11 +72,15 @@ def read_file(path, split, folder, export):
             export.problems.append(Problem(str(path), "error", "annotation-invalid", message))
             continue
         where = f"{path}: annotation {annotation.get('id')}"
-        if annotation.get("id") in seen:
+        if not is_id(annotation.get("id")):
+            message = f"an annotation whose id is no number or string: {str(annotation)[:80]}"
+            export.problems.append(Problem(str(path), "error", "annotation-invalid", message))
+            continue
+        if annotation["id"] in seen:
             export.problems.append(Problem(where, "error", "duplicate-id", "this annotation id is used twice"))
             continue
-        seen.add(annotation.get("id"))
-        entry = entries.get(annotation.get("image_id"))
+        seen.add(annotation["id"])
+        entry = entries.get(annotation.get("image_id")) if is_id(annotation.get("image_id")) else None
         if entry is None:
             message = f"names image id {annotation.get('image_id')!r}, which the file lists no image for"
             export.problems.append(Problem(where, "error", "image-unknown", message))
@@ -89,8 +93,15 @@ def by_id(path, items, kind, problems):
     """{id: item} of a file's images or categories; an id used twice is an error, and the first one is kept."""
     found = {}
     for item in items:
-        if not isinstance(item, dict) or "id" not in item:
-            problems.append(Problem(str(path), "error", f"{kind}-invalid", f"a {kind} without an id: {str(item)[:80]}"))
+        if not isinstance(item, dict) or not is_id(item.get("id")):
+            problems.append(
+                Problem(
+                    str(path),
+                    "error",
+                    f"{kind}-invalid",
+                    f"a {kind} without an id (a number or a string): {str(item)[:60]}",
+                )
+            )
         elif item["id"] in found:
             message = f"{kind} id {item['id']!r} is used twice"
             problems.append(Problem(f"{path}: {kind} {item['id']}", "error", "duplicate-id", message))
@@ -111,7 +122,7 @@ def entry_of(path, image_id, image, split, folder):
 
 
 def add_box(entry, annotation, categories, where):
-    category = categories.get(annotation.get("category_id"))
+    category = categories.get(annotation.get("category_id")) if is_id(annotation.get("category_id")) else None
     bbox = annotation.get("bbox")
     if category is None:
         message = f"category id {annotation.get('category_id')!r} is none of the file's categories"
@@ -127,6 +138,11 @@ def add_box(entry, annotation, categories, where):
         entry.boxes.append(Box(str(category.get("name")), x, y, x + width, y + height, where=where))
         if "score" in annotation:
             entry.verified = "no"
+
+
+def is_id(value):
+    """An id a COCO file may use: a number or a string (a list or an object would not even compare)."""
+    return isinstance(value, (int, float, str)) and not isinstance(value, bool)
 
 
 def is_number(value):
