@@ -258,6 +258,21 @@ def test_label_studios_traps_are_named_with_the_task(tmp_path):
     )
     assert problems[("unverified", "warning")][0].file.endswith("export.json: task 3")  # predictions, no annotation
     assert "rotated by 90 degrees: its bounding box is used" in problems[("rotated-box", "warning")][0].message
+    assert problems[("unlabelled", "warning")][0].file.endswith("export.json: task 2")
+
+
+def test_label_studio_results_of_any_shape_are_problems_not_a_crash(tmp_path):
+    results = [rectangle(rotation="90"), {"type": "rectanglelabels", "value": [1, 2]}, rectangle()]
+    results[2]["value"]["rectanglelabels"] = "swoosh"  # a string, not a list of names
+    tasks = [
+        {"id": 1, "data": {"image": "photo.jpg"}, "annotations": [{"result": results}]},
+        {"id": 2, "data": {"image": "photo.jpg"}, "annotations": 7},
+    ]
+    records, problems, _ = checked(write_tasks(tmp_path, tasks))
+    assert [p.file for p in problems[("box-invalid", "error")]] == [
+        f"{tmp_path / 'export.json'}: task 1, result {i}" for i in (1, 2, 3)
+    ]
+    assert problems[("unlabelled", "warning")][0].file.endswith("export.json: task 2")
 
 
 def test_cvat_polygons_become_boxes_and_a_video_export_is_refused(tmp_path):

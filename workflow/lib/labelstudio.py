@@ -38,12 +38,16 @@ def read_labelstudio(path, images=None):
     export = Export([])
     for task in tasks:
         entry = entry_of(path, task, by_name, folder)
-        if entry is not None:
+        if entry.boxes is None:
+            message = "no annotation nor prediction (unlabelled): left out"
+            export.problems.append(Problem(entry.annotation, "warning", "unlabelled", message))
+        else:
             export.entries.append(entry)
     return export
 
 
 def entry_of(path, task, by_name, folder):
+    """The task's entry; its boxes None when the task is unlabelled."""
     where = f"{path}: task {task.get('id')}" if isinstance(task, dict) else f"{path}: a task"
     url = image_url(task)
     if url is None:
@@ -57,7 +61,8 @@ def entry_of(path, task, by_name, folder):
         return entry
     results = chosen_results(entry, task)
     if results is None:
-        return None
+        entry.boxes = None
+        return entry
     for index, result in enumerate(results, start=1):
         add_box(entry, result, f"{where}, result {index}")
     return entry
@@ -82,32 +87,44 @@ def file_name(url):
 
 def chosen_results(entry, task):
     """The results of the task's first annotation not cancelled; of its first prediction when it has none (the
-    entry then marked unverified); None (and a warning) for an unlabelled task."""
-    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    entry then marked unverified); None for an unlabelled task."""
+    annotations = [a for a in listed(task, "annotations") if isinstance(a, dict) and not a.get("was_cancelled")]
     if len(annotations) > 1:
         message = f"{len(annotations)} annotations; the first (id {annotations[0].get('id')}) is used"
         entry.problems.append(Problem(entry.annotation, "warning", "several-annotations", message))
     if annotations:
-        return annotations[0].get("result") or []
-    predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+        return listed(annotations[0], "result")
+    predictions = [p for p in listed(task, "predictions") if isinstance(p, dict)]
     if predictions:
         entry.verified = "no"
-        return predictions[0].get("result") or []
+        return listed(predictions[0], "result")
     return None
+
+
+def listed(item, key):
+    """item[key] when it is a list, else [] (a hand-edited export may hold anything there)."""
+    value = item.get(key)
+    return value if isinstance(value, list) else []
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def add_box(entry, result, where):
     if not isinstance(result, dict) or result.get("type") != RECTANGLE:
         return
-    value = result.get("value") or {}
-    labels = value.get(RECTANGLE) or []
-    numbers = [value.get(key) for key in ("x", "y", "width", "height")]
-    if not labels or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
-        entry.problems.append(Problem(where, "error", "box-invalid", f"a rectangle without label or box: {value}"))
+    value = result.get("value") if isinstance(result.get("value"), dict) else {}
+    labels = listed(value, RECTANGLE)
+    numbers = [value.get(key) for key in ("x", "y", "width", "height", "rotation")]
+    numbers[4] = numbers[4] or 0
+    if not labels or not all(is_number(v) for v in numbers):
+        message = f"a rectangle without label or box: {str(result.get('value'))[:80]}"
+        entry.problems.append(Problem(where, "error", "box-invalid", message))
         return
     entry.width = entry.width or declared_size(result.get("original_width"))
     entry.height = entry.height or declared_size(result.get("original_height"))
-    x, y, width, height = (v / 100 for v in numbers)
+    x, y, width, height = (v / 100 for v in numbers[:4])
     corners = [x, y, x + width, y + height]
     if value.get("rotation"):
         corners = rotated_bounds(x, y, width, height, value["rotation"], entry.width, entry.height)
