@@ -288,6 +288,20 @@ def test_cvat_polygons_become_boxes_and_a_video_export_is_refused(tmp_path):
         checked(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "shape",
+    ['<box label="swoosh" xtl="nan" ytl="1" xbr="inf" ybr="5"/>', '<polygon label="swoosh" points="1,2;nan,4;5,6"/>'],
+)
+def test_a_cvat_coordinate_that_is_not_finite_is_an_error(tmp_path, shape):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (100, 80)).save(tmp_path / "images" / "a.jpg")
+    image = f'<image id="0" name="a.jpg" width="100" height="80">{shape}</image>'
+    (tmp_path / "annotations.xml").write_text(f"<annotations>{image}</annotations>")
+    _, problems, _ = checked(tmp_path)
+    assert list(problems) == [("box-invalid", "error")]
+    assert problems[("box-invalid", "error")][0].file.endswith("annotations.xml: image 0 (a.jpg), shape 1")
+
+
 def test_class_names_keep_their_spaces(tmp_path):
     categories = [{"id": 1, "name": "traffic light"}, {"id": 2, "name": "rice bug -hama padi-"}]
     data = coco_file([box(1, category=2), box(2, category=1)], categories=categories)

@@ -6,6 +6,7 @@ with defusedxml (no entities, no DTDs). A polygon, polyline or points shape beco
 a video task's <track> elements are refused (CVAT for video: export as CVAT for images 1.1).
 """
 
+import math
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
@@ -55,9 +56,9 @@ def box_of(entry, shape, where):
     label = shape.get("label", "")
     try:
         if shape.tag == "box":
-            corners = [float(shape.get(key)) for key in ("xtl", "ytl", "xbr", "ybr")]
+            corners = [coordinate(shape.get(key)) for key in ("xtl", "ytl", "xbr", "ybr")]
         elif shape.tag in POINT_SHAPES:
-            points = [[float(v) for v in point.split(",")] for point in shape.get("points", "").split(";")]
+            points = [[coordinate(v) for v in point.split(",")] for point in shape.get("points", "").split(";")]
             xs, ys = [x for x, _ in points], [y for _, y in points]
             corners = [min(xs), min(ys), max(xs), max(ys)]
             message = f"a {shape.tag} of {len(points)} points is not a box: its bounding box is used"
@@ -65,6 +66,16 @@ def box_of(entry, shape, where):
         else:
             return
     except (TypeError, ValueError):
-        entry.problems.append(Problem(where, "error", "box-invalid", f"<{shape.tag}> has no numeric coordinates"))
+        entry.problems.append(
+            Problem(where, "error", "box-invalid", f"<{shape.tag}> has no finite numeric coordinates")
+        )
         return
     entry.boxes.append(Box(label, *corners, where=where))
+
+
+def coordinate(text):
+    """A coordinate CVAT wrote; ValueError unless it is a finite number (TypeError when missing)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not finite")
+    return value
