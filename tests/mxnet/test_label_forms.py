@@ -116,6 +116,14 @@ def test_a_yolo_polygon_becomes_its_bounding_box_and_an_image_without_labels_is_
     assert "a polygon of 4 points" in problems[("polygon", "warning")][0].message
 
 
+@pytest.mark.parametrize("names", ["[]", "[[swoosh, stripes]]", "{0: {a: 1}}", "swoosh"])
+def test_a_data_yaml_without_a_list_of_names_is_refused_naming_it(tmp_path, names):
+    folder = write_yolo(tmp_path, [])
+    (folder / "data.yaml").write_text(f"train: images/train\nnames: {names}\n")
+    with pytest.raises(check.UserError, match="data.yaml names no classes: it needs names, a list or"):
+        checked(folder)
+
+
 def write_coco(folder, data, images=("a.jpg",), size=(100, 80)):
     folder.mkdir(parents=True, exist_ok=True)
     for name in images:

@@ -59,12 +59,12 @@ def read_data_yaml(path):
 
 
 def class_names(path, names):
-    """data.yaml's names: a list, or {index: name}."""
+    """data.yaml's names: a list, or {index: name}, of strings (or numbers: YAML reads a class named 1 so)."""
     if isinstance(names, dict) and all(isinstance(k, int) for k in names):
-        return [str(names[k]) for k in sorted(names)]
-    if isinstance(names, list) and names:
+        names = [names[k] for k in sorted(names)]
+    if isinstance(names, list) and names and all(isinstance(n, (str, int, float)) for n in names):
         return [str(name) for name in names]
-    raise AnnotationError(f"{path} names no classes: it needs names, a list or {{index: name}}")
+    raise AnnotationError(f"{path} names no classes: it needs names, a list or {{index: name}} of names")
 
 
 def data_root(path, written, problems):
