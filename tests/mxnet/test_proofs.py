@@ -19,6 +19,9 @@ from workflow.lib.mxnet012 import SUMMARY
 from workflow.lib.networks import VARIANCES
 
 SETTINGS = {"model_score_threshold": 0.01, "nms_threshold": 0.45, "nms_topk": 40, "force_nms": True}
+# the orchestrator's Python (make builds it) has uv beside it, to build the mxnet012 environment on the Python this
+# suite runs on when it is not built yet (make test-pythons); this environment's own Python has no uv
+ORCHESTRATOR = next((str(p) for p in [REPO / ".venv" / "bin" / "python"] if p.exists()), sys.executable)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +141,7 @@ def mxnet012_export(voc, tmp_path):
 
 def verify_mxnet012(folder):
     """verify_mxnet012 in its environment (MXNet 0.12): (exit status, its output, verify.json or None)."""
-    command = [sys.executable, "-m", "workflow.orchestrator.envs", "exec", "mxnet012", "--", "python", "-m"]
+    command = [ORCHESTRATOR, "-m", "workflow.orchestrator.envs", "exec", "mxnet012", "--", "python", "-m"]
     command += ["workflow.verify_mxnet012", "--dir", str(folder), "--out", str(folder / "verify.json")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     check = json.loads((folder / "verify.json").read_text()) if (folder / "verify.json").exists() else None
