@@ -67,9 +67,8 @@ def read_export(dataset, settings):
         if not (Path(dataset) / "Annotations").is_dir():
             message = "no Annotations/ folder; a VOC dataset holds Annotations/*.xml and JPEGImages/*"
             raise UserError(f"{dataset}: {message}")
-        return voc.read_voc(dataset)
-    readers = {"coco": coco.read_coco, "yolo": yolo.read_yolo, "cvat": cvat.read_cvat}
-    readers["labelstudio"] = labelstudio.read_labelstudio
+    readers = {"voc": lambda dataset, _images: voc.read_voc(dataset), "coco": coco.read_coco, "yolo": yolo.read_yolo}
+    readers.update(cvat=cvat.read_cvat, labelstudio=labelstudio.read_labelstudio)
     try:
         return readers[form](dataset, settings.images)
     except (AnnotationError, OSError) as error:

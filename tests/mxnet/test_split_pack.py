@@ -57,6 +57,9 @@ def test_image_sets_are_used_when_present(voc):
     assert [(p.problem, p.message) for p in problems] == [
         ("in-two-splits", f"image {ids[1]} is in train.txt and in val.txt")
     ]
+    (sets / "train.txt").write_bytes(b"\xff\xfe\x00 not text")
+    with pytest.raises(check.UserError, match=f"{sets / 'train.txt'} is no UTF-8 text list of image ids"):
+        check.check_export(root, check.Settings(CLASSES, {}, 50_000_000, True))
 
 
 def test_pack_is_byte_identical_and_reads_back_through_image_det_record_iter(voc, tmp_path):

@@ -40,8 +40,8 @@ class VocAnnotation:
 def read_voc(dataset):
     """The entries of a VOC folder (an XML paired with each image by file stem), the split its
     ImageSets/Main/{train,val}.txt give."""
-    splits = image_sets(Path(dataset))
-    entries, problems = [], []
+    splits, problems = image_sets(Path(dataset))
+    entries = []
     for stem, (xml, image) in find_pairs(dataset).items():
         if xml is None:
             problems.append(Problem(str(image), "warning", "xml-missing", "image has no Annotations/*.xml; left out"))
@@ -63,33 +63,31 @@ def read_voc(dataset):
                     Box(o.name, o.xmin, o.ymin, o.xmax, o.ymax, difficult=o.difficult) for o in annotation.objects
                 ]
         entries.append(entry)
-    return Export(entries, problems + image_set_problems(Path(dataset), splits), sorted(set(splits.values())))
+    return Export(entries, problems, sorted(set(splits.values())))
 
 
 def image_sets(dataset):
-    """{image id: train or val} from ImageSets/Main/train.txt and val.txt, when both are there."""
+    """({image id: train or val}, problems) from ImageSets/Main/train.txt and val.txt, when both are there; an id in
+    both is an error (the image would leak into val). AnnotationError when a list is no text."""
     folder = dataset / "ImageSets" / "Main"
     if not ((folder / "train.txt").is_file() and (folder / "val.txt").is_file()):
-        return {}
-    splits = {}
-    for name in ("val", "train"):
-        for line in (folder / f"{name}.txt").read_text().splitlines():
-            if line.strip():
-                splits.setdefault(line.split()[0], name)
-    return splits
-
-
-def image_set_problems(dataset, splits):
-    """An id in both train.txt and val.txt is an error: the image would leak into val."""
-    folder = dataset / "ImageSets" / "Main"
-    if not splits:
-        return []
-    train = {line.split()[0] for line in (folder / "train.txt").read_text().splitlines() if line.strip()}
-    both = sorted(i for i, name in splits.items() if name == "val" and i in train)
-    return [
+        return {}, []
+    listed = {name: listed_ids(folder / f"{name}.txt") for name in ("train", "val")}
+    splits = {**{i: "train" for i in listed["train"]}, **{i: "val" for i in listed["val"]}}
+    problems = [
         Problem(str(folder / "val.txt"), "error", "in-two-splits", f"image {i} is in train.txt and in val.txt")
-        for i in both
+        for i in sorted(set(listed["train"]) & set(listed["val"]))
     ]
+    return splits, problems
+
+
+def listed_ids(path):
+    """The image ids of an ImageSets list: the first word of each line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise AnnotationError(f"{path} is no UTF-8 text list of image ids: {error}") from None
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
 
 
 def read_lst(lst, root, classes):
