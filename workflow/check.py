@@ -62,13 +62,17 @@ def read_export(dataset, settings):
         root = voc.lst_root(dataset, settings.lst_root)
         if not root.is_dir():
             raise UserError(f"{root}: the image root of {dataset} is not a folder")
-        return voc.read_lst(dataset, root, settings.classes)
-    if form == "voc":
-        if not (Path(dataset) / "Annotations").is_dir():
-            message = "no Annotations/ folder; a VOC dataset holds Annotations/*.xml and JPEGImages/*"
-            raise UserError(f"{dataset}: {message}")
-    readers = {"voc": lambda dataset, _images: voc.read_voc(dataset), "coco": coco.read_coco, "yolo": yolo.read_yolo}
-    readers.update(cvat=cvat.read_cvat, labelstudio=labelstudio.read_labelstudio)
+    if form == "voc" and not (Path(dataset) / "Annotations").is_dir():
+        message = "no Annotations/ folder; a VOC dataset holds Annotations/*.xml and JPEGImages/*"
+        raise UserError(f"{dataset}: {message}")
+    readers = {
+        "lst": lambda dataset, _images: voc.read_lst(dataset, root, settings.classes),
+        "voc": lambda dataset, _images: voc.read_voc(dataset),
+        "coco": coco.read_coco,
+        "yolo": yolo.read_yolo,
+        "cvat": cvat.read_cvat,
+        "labelstudio": labelstudio.read_labelstudio,
+    }
     try:
         return readers[form](dataset, settings.images)
     except (AnnotationError, OSError) as error:

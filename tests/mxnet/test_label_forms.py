@@ -124,6 +124,13 @@ def test_a_data_yaml_without_a_list_of_names_is_refused_naming_it(tmp_path, name
         checked(folder)
 
 
+def test_a_yolo_file_that_is_no_text_is_refused_naming_it(tmp_path):
+    folder = write_yolo(tmp_path, [])
+    (folder / "data.yaml").write_bytes(b"\xff\xfe\x00names: [a]")
+    with pytest.raises(check.UserError, match=f"{folder / 'data.yaml'} is no UTF-8 text"):
+        checked(folder)
+
+
 def write_coco(folder, data, images=("a.jpg",), size=(100, 80)):
     folder.mkdir(parents=True, exist_ok=True)
     for name in images:

@@ -58,7 +58,7 @@ def test_image_sets_are_used_when_present(voc):
         ("in-two-splits", f"image {ids[1]} is in train.txt and in val.txt")
     ]
     (sets / "train.txt").write_bytes(b"\xff\xfe\x00 not text")
-    with pytest.raises(check.UserError, match=f"{sets / 'train.txt'} is no UTF-8 text list of image ids"):
+    with pytest.raises(check.UserError, match=f"{sets / 'train.txt'} is no UTF-8 text"):
         check.check_export(root, check.Settings(CLASSES, {}, 50_000_000, True))
 
 

@@ -91,6 +91,14 @@ def inside(root, written, what="image path"):
     return Path(root) / normal
 
 
+def text_of(path):
+    """The text of an export's file; AnnotationError naming it when it is no UTF-8 text."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise AnnotationError(f"{path} is no UTF-8 text: {error}") from None
+
+
 def images_in(folder):
     """The image files in a folder and its subfolders, sorted (none when it does not exist)."""
     folder = Path(folder)

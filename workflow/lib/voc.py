@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
-from workflow.lib.labelled import IMAGE_SUFFIXES, AnnotationError, Box, Entry, Export, Problem, inside
+from workflow.lib.labelled import IMAGE_SUFFIXES, AnnotationError, Box, Entry, Export, Problem, inside, text_of
 
 
 @dataclass
@@ -83,11 +83,7 @@ def image_sets(dataset):
 
 def listed_ids(path):
     """The image ids of an ImageSets list: the first word of each line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise AnnotationError(f"{path} is no UTF-8 text list of image ids: {error}") from None
-    return [line.split()[0] for line in text.splitlines() if line.strip()]
+    return [line.split()[0] for line in text_of(path).splitlines() if line.strip()]
 
 
 def read_lst(lst, root, classes):
@@ -220,7 +216,7 @@ def lst_root(lst, root=None):
 
 def lst_lines(lst):
     """(line number, text) of every non-empty line of a list."""
-    lines = Path(lst).read_text(encoding="utf-8").splitlines()
+    lines = text_of(lst).splitlines()
     return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
 
 

@@ -15,7 +15,7 @@ exports often ship train/ alone) gets a warning: the split stage then draws val 
 
 from pathlib import Path
 
-from workflow.lib.labelled import AnnotationError, Box, Entry, Export, Problem, images_in, inside, split_name
+from workflow.lib.labelled import AnnotationError, Box, Entry, Export, Problem, images_in, inside, split_name, text_of
 
 DATA_YAML = ("data.yaml", "data.yml")
 SPLIT_KEYS = ("train", "val", "test")
@@ -38,8 +38,8 @@ def read_data_yaml(path):
     import yaml  # here: the Snakefile imports workflow.lib modules that import this one without PyYAML
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
+        data = yaml.safe_load(text_of(path))
+    except yaml.YAMLError as error:
         raise AnnotationError(f"{path} is not YAML: {error}") from None
     names = class_names(path, data.get("names") if isinstance(data, dict) else None)
     export = Export([])
@@ -96,7 +96,7 @@ def split_images(root, written):
 
 def listed_images(root, listing):
     images = []
-    for line in listing.read_text(encoding="utf-8").splitlines():
+    for line in text_of(listing).splitlines():
         if line.strip():
             try:
                 images.append(inside(root, line.strip()))
@@ -122,7 +122,7 @@ def read_cvat_yolo(folder, images=None):
     names_file = folder / "obj.names"
     if not names_file.is_file():
         raise AnnotationError(f"{folder} holds neither data.yaml nor obj.names: no YOLO export")
-    names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = [line.strip() for line in text_of(names_file).splitlines() if line.strip()]
     settings = obj_data(folder / "obj.data")
     export = Export([])
     for key, written in settings.items():
@@ -134,7 +134,7 @@ def read_cvat_yolo(folder, images=None):
             export.problems.append(Problem(str(folder / "obj.data"), "warning", "split-missing", f"no {written}"))
             continue
         export.named_splits.append(split)
-        for line in listing.read_text(encoding="utf-8").splitlines():
+        for line in text_of(listing).splitlines():
             written = line.strip()
             if not written:
                 continue
@@ -148,7 +148,7 @@ def obj_data(path):
     """obj.data's key = value lines ({} when there is none: then train.txt)."""
     if not path.is_file():
         return {"train": "data/train.txt"}
-    pairs = [line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if "=" in line]
+    pairs = [line.split("=", 1) for line in text_of(path).splitlines() if "=" in line]
     return {key.strip(): value.strip() for key, value in pairs}
 
 
