@@ -63,6 +63,8 @@ rule train_segment:
         momentum=config["momentum"],
         weight_decay=config["weight_decay"],
         warmup=config["warmup_epochs"],
+        final_epoch=config["epochs"][-1],
+        ema_epochs=config["ema_epochs"],
         lr_steps=",".join(map(str, config["lr_steps"])),
         lr_factor=config["lr_factor"],
         seed=config["seed"],
@@ -82,6 +84,7 @@ rule train_segment:
             " --begin-epoch {params.begin} --end-epoch {wildcards.end} {params.resume} {params.pretrained}"
             " --learning-rate {params.learning_rate} --momentum {params.momentum} --wd {params.weight_decay}"
             " --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}' --lr-factor {params.lr_factor}"
+            " --final-epoch {params.final_epoch} --ema-epochs {params.ema_epochs}"
             " --freeze={params.freeze:q} {params.mirror} --budget-minutes {params.budget} --patience {params.patience}"
             " --patience-smoothing {params.smoothing} --seed {params.seed} --threads {threads}"
             " --gpus '{params.gpus}' --out {params.out}",

@@ -1,7 +1,8 @@
 """Train an SSD detector from RecordIO files: python -m workflow.train --train-rec ... --out DIR
 
-Writes into --out: ssd-symbol.json (training graph), ssd-NNNN.params after every epoch,
-ssd-NNNN.states (optimizer state) for the last epoch, progress.csv with one row per finished epoch
+Writes into --out: ssd-symbol.json (training graph), ssd-NNNN.params after every epoch (the moving average of the
+weights when --ema-epochs is above 0, else SGD's own), and for the last epoch ssd-NNNN.states (optimizer state) and
+ssd-NNNN.sgd.params (SGD's own weights, with a moving average), progress.csv with one row per finished epoch
 (including the rows of the segment it resumed from), and log.csv, the same table, once the segment is done.
 A run that was killed continues after its last finished epoch when started again with the same --out.
 
@@ -28,11 +29,11 @@ import numpy as np
 
 from workflow.lib import networks
 from workflow.lib.cli import Progress, UserError, log, run_main
-from workflow.lib.stopping import stop_reason
+from workflow.lib.stopping import plan_epochs, planned_epochs, stop_reason
 
 PREFIX = "ssd"
 PROGRESS_FILE, LOG_FILE = "progress.csv", "log.csv"
-LOG_COLUMNS = ("epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds", "val_map")
+LOG_COLUMNS = ("epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds", "val_map", "planned_epochs")
 # Random crops with IoU constraints, zoom-out padding and colour jitter, as in apache/mxnet example/ssd
 # config.py (crop samplers: min object overlap .1 ... .9), milder for small datasets and networks trained
 # from scratch: crop half of the images, zoom out 30% by up to 2x. Mirroring is --mirror's choice.
@@ -97,9 +98,26 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, required=True)
     parser.add_argument("--momentum", type=float, required=True)
     parser.add_argument("--wd", type=float, required=True)
-    parser.add_argument("--lr-steps", required=True, help="epochs (absolute) where the lr is multiplied by --lr-factor")
+    parser.add_argument(
+        "--lr-steps",
+        required=True,
+        help="epochs (absolute) where the lr is multiplied by --lr-factor; with --budget-minutes the lr decays "
+        "instead along a cosine to the epoch the budget allows",
+    )
     parser.add_argument("--lr-factor", type=float, required=True)
     parser.add_argument("--warmup-epochs", type=float, required=True)
+    parser.add_argument(
+        "--final-epoch",
+        type=int,
+        required=True,
+        help="the last epoch of the whole training (its last segment's --end-epoch): the budget's plan ends by it",
+    )
+    parser.add_argument(
+        "--ema-epochs",
+        type=float,
+        required=True,
+        help="validate and save an exponential moving average of the weights over about this many epochs (0: none)",
+    )
     parser.add_argument(
         "--seed",
         type=int,
@@ -111,7 +129,8 @@ def parse_args(argv=None):
         "--budget-minutes",
         type=float,
         required=True,
-        help="stop after the epoch that brings the run's total epoch time past this (0: no budget)",
+        help="the run's total epoch time: the lr decays over the epochs that fit in it, estimated after the warm-up, "
+        "and training stops after the epoch that brings it past this (0: no budget)",
     )
     parser.add_argument(
         "--patience",
@@ -158,26 +177,28 @@ def train(options):
     if options.resume:
         module.load_optimizer_states(_checkpoint_path(options.resume, options.begin_epoch, "states"))
         rows = [row for row in earlier_rows if int(row["epoch"]) <= options.begin_epoch]
+        schedule.decay_end = _decay_end(planned_epochs(rows), batches_per_epoch)
+    average = _weight_average(module, options, frozen, batches_per_epoch)
     validator = Validator(options, num_classes, contexts) if options.val_rec else None
 
     records = _record_iter(options.train_rec, options, seed=options.seed, augment=True, max_objects=max_objects)
     _replay_epochs(records, options.begin_epoch)
-    prefix = os.path.join(options.out, PREFIX)
     for epoch in range(options.begin_epoch, options.end_epoch):
         started = time.monotonic()
-        row = _train_epoch(module, records, options, epoch, batches_per_epoch)
+        row = _train_epoch(module, records, options, epoch, batches_per_epoch, average)
         records.reset()
         row["lr"] = schedule((epoch + 1) * batches_per_epoch)
+        weights = average.params() if average else module.get_params()
         if validator:
-            row["val_map"] = validator.mean_ap(*module.get_params())
+            row["val_map"] = validator.mean_ap(*weights)
         row["seconds"] = time.monotonic() - started
-        module.save_checkpoint(prefix, epoch + 1, save_optimizer_states=True)
+        _save_checkpoint(module, weights, options.out, epoch + 1, average is not None)
         rows.append(row)
+        row["planned_epochs"] = _plan_decay(options, rows, schedule, batches_per_epoch)
         _write_log(options.out, rows, PROGRESS_FILE)
-        _remove_states(options.out, epoch)
         log(_format_row(row))
         reason = _stop_reason(options, rows)
-        if reason:
+        if reason and epoch + 1 < options.end_epoch:
             log(f"stopping after epoch {epoch + 1}: {reason}")
             break
     _write_log(options.out, rows, LOG_FILE)
@@ -194,6 +215,23 @@ def _training_symbol(options, num_classes):
         if node["op"] == "BatchNorm" and f"{node['name']}_gamma" in frozen:
             node["attrs"]["use_global_stats"] = "True"
     return mx.sym.load_json(json.dumps(graph)), frozen
+
+
+def _plan_decay(options, rows, schedule, batches_per_epoch):
+    """The budget's plan, made once after the warm-up: the lr's cosine decay ends at the epoch the budget allows.
+    Returns the log row's planned_epochs value ('' before the plan or without a budget)."""
+    planned = plan_epochs(rows, options.budget_minutes, options.final_epoch, options.warmup_epochs)
+    if planned:
+        schedule.decay_end = _decay_end(planned, batches_per_epoch)
+        log(
+            f"training budget of {options.budget_minutes:g} min: about {planned} epochs fit, "
+            f"the learning rate decays to 0 by epoch {planned}"
+        )
+    return planned or ""
+
+
+def _decay_end(planned, batches_per_epoch):
+    return planned * batches_per_epoch if planned else None
 
 
 def _stop_reason(options, rows):
@@ -280,11 +318,13 @@ def _bind_module(symbol, contexts, options, max_objects, frozen):
 
 
 def _init_optimizer(module, options, num_devices, batches_per_epoch):
-    """SGD with warm-up and steps counted in updates, continuing at --begin-epoch; returns the schedule."""
-    schedule = WarmupStepSchedule(
+    """SGD with warm-up, then steps or (with a budget) a cosine decay, counted in updates and continuing at
+    --begin-epoch; returns the schedule."""
+    steps = [] if options.budget_minutes > 0 else [int(epoch) for epoch in options.lr_steps.split(",") if epoch.strip()]
+    schedule = WarmupSchedule(
         options.learning_rate,
         round(options.warmup_epochs * batches_per_epoch),
-        [int(epoch) * batches_per_epoch for epoch in options.lr_steps.split(",") if epoch.strip()],
+        [epoch * batches_per_epoch for epoch in steps],
         options.lr_factor,
     )
     module.init_optimizer(
@@ -308,7 +348,7 @@ def _init_params(module, symbol, options):
     """Xavier initialisation; then the resumed checkpoint, or the fitting arrays of --pretrained."""
     initializer = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
     if options.resume:
-        args, auxs = _load_params(_checkpoint_path(options.resume, options.begin_epoch, "params"))
+        args, auxs = _load_params(_trained_weights_path(options.resume, options.begin_epoch))
         module.init_params(initializer, args, auxs, allow_missing=False)
     elif options.pretrained:
         args, auxs = _fitting_params(symbol, options)
@@ -355,14 +395,17 @@ def _replay_epochs(records, epochs):
         progress.update(epoch + 1)
 
 
-def _train_epoch(module, records, options, epoch, batches_per_epoch):
-    """One pass over the training records; returns the epoch's log row without lr and val_map."""
+def _train_epoch(module, records, options, epoch, batches_per_epoch, average):
+    """One pass over the training records, updating the weight average after each step when there is one;
+    returns the epoch's log row without lr and val_map."""
     progress = Progress(f"epoch {epoch + 1}/{options.end_epoch}", batches_per_epoch, every=10)
     losses = LossTotals()
     start = time.monotonic()
     for done, batch in enumerate(records, start=1):
         module.forward_backward(mx.io.DataBatch(batch.data, [_objects(batch.label[0])]))
         module.update()
+        if average:
+            average.update(*_current_params(module))
         losses.add(*module.get_outputs())
         samples_per_s = done * options.batch_size / (time.monotonic() - start)
         progress.update(
@@ -377,6 +420,50 @@ def _train_epoch(module, records, options, epoch, batches_per_epoch):
         seconds=seconds,
         val_map="",
     )
+
+
+def _current_params(module):
+    """The module's weights and BatchNorm statistics after the step in flight has finished: MXNet's engine does
+    not order a BatchNorm's in-place update of its moving statistics before a copy of them."""
+    mx.nd.waitall()
+    return module.get_params()
+
+
+def _weight_average(module, options, frozen, batches_per_epoch):
+    """The moving average of the weights for --ema-epochs > 0 (None otherwise): started from the weights when
+    training starts, or the resumed segment's average with its count of updates."""
+    if options.ema_epochs <= 0:
+        return None
+    args, auxs = _current_params(module)
+    if options.resume and os.path.exists(_checkpoint_path(options.resume, options.begin_epoch, "sgd.params")):
+        args, auxs = _load_params(_checkpoint_path(options.resume, options.begin_epoch, "params"))
+    trained = [name for name in args if name not in frozen]
+    trained += [name for name in auxs if f"{name.rsplit('_moving_', 1)[0]}_gamma" not in frozen]
+    return WeightAverage(
+        args, auxs, trained, options.ema_epochs * batches_per_epoch, options.begin_epoch * batches_per_epoch
+    )
+
+
+class WeightAverage:
+    """An exponential moving average of the trained weights and of the statistics of the BatchNorms that train,
+    as TensorFlow's ExponentialMovingAverage keeps it: decay exp(-1 / horizon) per update, held at
+    (1 + n) / (10 + n) while the count of updates n is small so the start weighs little."""
+
+    def __init__(self, args, auxs, trained, horizon_updates, updates=0):
+        self.args = {name: array.copy() for name, array in args.items()}
+        self.auxs = {name: array.copy() for name, array in auxs.items()}
+        self.trained, self.updates = trained, updates
+        self.decay = math.exp(-1 / horizon_updates)
+
+    def update(self, args, auxs):
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name in self.trained:
+            average, current = (self.args, args) if name in self.args else (self.auxs, auxs)
+            average[name][:] = decay * average[name] + (1 - decay) * current[name]
+
+    def params(self):
+        return self.args, self.auxs
 
 
 class LossTotals:
@@ -471,19 +558,24 @@ def _objects(raw_label):
     return raw_label[:, start : start + max_objects * 6].reshape((0, max_objects, 6))
 
 
-class WarmupStepSchedule(mx.lr_scheduler.LRScheduler):
-    """Linear warm-up to base_lr, then base_lr * factor per step passed.
+class WarmupSchedule(mx.lr_scheduler.LRScheduler):
+    """Linear warm-up to base_lr, then base_lr * factor per step passed; once decay_end (an update count) is set,
+    a cosine from base_lr at the warm-up's end to 0 at decay_end instead.
 
-    A function of the update count alone, so a resumed run continues it exactly.
+    A function of the update count and decay_end alone, so a resumed run continues it exactly.
     """
 
     def __init__(self, base_lr, warmup_updates, step_updates, factor):
         super().__init__(base_lr)
         self.warmup_updates, self.step_updates, self.factor = warmup_updates, step_updates, factor
+        self.decay_end = None
 
     def __call__(self, num_update):
         if num_update < self.warmup_updates:
             return self.base_lr * (num_update + 1) / (self.warmup_updates + 1)
+        if self.decay_end is not None:
+            progress = min(1.0, (num_update - self.warmup_updates) / max(1, self.decay_end - self.warmup_updates))
+            return self.base_lr * 0.5 * (1 + math.cos(math.pi * progress))
         return self.base_lr * self.factor ** sum(num_update > step for step in self.step_updates)
 
 
@@ -520,11 +612,27 @@ def _load_params(path):
     return args, auxs
 
 
-def _remove_states(folder, epoch):
-    """Keep only the newest optimizer state in the folder (each is as large as the params)."""
-    path = _checkpoint_path(folder, epoch, "states")
-    if os.path.exists(path):
-        os.remove(path)
+def _trained_weights_path(folder, epoch):
+    """SGD's own weights of a checkpoint: its .sgd.params when it kept a moving average in .params."""
+    path = _checkpoint_path(folder, epoch, "sgd.params")
+    return path if os.path.exists(path) else _checkpoint_path(folder, epoch, "params")
+
+
+def _save_checkpoint(module, weights, folder, epoch, averaged):
+    """ssd-NNNN.params (the weights validated and deployed), the optimizer state and, with a moving average in
+    .params, SGD's own weights as .sgd.params; the state and SGD's weights only of the newest epoch (each is as
+    large as the params)."""
+    module.save_checkpoint(os.path.join(folder, PREFIX), epoch, save_optimizer_states=True)
+    if averaged:
+        os.replace(_checkpoint_path(folder, epoch, "params"), _checkpoint_path(folder, epoch, "sgd.params"))
+        args, auxs = weights
+        arrays = {f"arg:{name}": array for name, array in args.items()}
+        arrays.update({f"aux:{name}": array for name, array in auxs.items()})
+        mx.nd.save(_checkpoint_path(folder, epoch, "params"), arrays)
+    for kind in ("states", "sgd.params"):
+        path = _checkpoint_path(folder, epoch - 1, kind)
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def _read_log(folder):

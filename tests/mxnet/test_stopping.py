@@ -4,7 +4,7 @@ import pytest
 
 from workflow.lib.cli import UserError
 from workflow.deploy import choose_epoch
-from workflow.lib.stopping import best_epoch, stop_reason
+from workflow.lib.stopping import best_epoch, plan_epochs, planned_epochs, stop_reason
 
 
 def rows(*val_maps, seconds=10.0):
@@ -22,6 +22,32 @@ def test_patience_counts_epochs_since_the_first_epoch_with_the_best_val_map():
     )
     assert stop_reason(rows(0.1, 0.3, 0.3, 0.31), patience=2) is None
     assert stop_reason(rows(0.5, 0.1, 0.1, 0.1), patience=0) is None
+
+
+def timed(*seconds):
+    return [{"epoch": str(i), "seconds": str(s), "val_map": ""} for i, s in enumerate(seconds, start=1)]
+
+
+def test_the_budget_is_planned_once_after_the_warm_up_from_the_epochs_after_the_first():
+    # 1 minute: 40 s spent after epoch 2, 20 s left at 10 s per epoch (the first epoch's set-up time left out)
+    assert plan_epochs(timed(30, 10), budget_minutes=1, final_epoch=10, warmup_epochs=1) == 4
+    assert plan_epochs(timed(30, 10), budget_minutes=1, final_epoch=3, warmup_epochs=1) == 3
+    assert plan_epochs(timed(30), budget_minutes=1, final_epoch=10, warmup_epochs=0) is None
+    assert plan_epochs(timed(30, 10, 10), budget_minutes=1, final_epoch=10, warmup_epochs=1) is None
+    assert plan_epochs(timed(10, 10, 11), budget_minutes=1, final_epoch=10, warmup_epochs=2.5) == 5
+    assert plan_epochs(timed(30, 40), budget_minutes=1, final_epoch=10, warmup_epochs=2) == 2
+    assert plan_epochs(timed(30, 10), budget_minutes=0, final_epoch=10, warmup_epochs=1) is None
+
+
+def test_the_plan_ends_training_at_its_epoch_and_is_read_from_the_log():
+    planned = timed(30, 10, 10, 9)
+    planned[1]["planned_epochs"] = "4"
+    assert planned_epochs(planned) == 4 and planned_epochs(timed(30, 10)) is None
+    assert stop_reason(planned[:3], budget_minutes=1) is None
+    assert stop_reason(planned, budget_minutes=1) == (
+        "the learning rate's decay over the training budget of 1 minutes ended at epoch 4 (1.0 min spent)"
+    )
+    assert planned_epochs([{"epoch": 1, "planned_epochs": float("nan")}]) is None
 
 
 def test_epochs_without_val_map_never_end_training_by_patience():

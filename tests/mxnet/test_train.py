@@ -12,7 +12,8 @@ import pytest
 
 from workflow.lib import networks
 from workflow.lib.cli import UserError
-from workflow.train import Validator, WarmupStepSchedule, _objects, _record_iter, parse_args, train
+from workflow.lib.stopping import plan_epochs
+from workflow.train import Validator, WarmupSchedule, WeightAverage, _objects, _record_iter, parse_args, train
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_LAYOUT = REPO.parent / "shared" / "reference" / "resnet50_ssd_voc0712_params.json"
@@ -83,6 +84,10 @@ SETTINGS = [
     "3",
     "--lr-factor",
     "0.1",
+    "--final-epoch",
+    "6",
+    "--ema-epochs",
+    "0",
     "--freeze=",
     "--mirror",
     "--threads",
@@ -131,7 +136,16 @@ def test_training_writes_checkpoints_and_log_and_learns(records, tmp_path):
     ]
     assert (tmp_path / "log.csv").read_text() == (tmp_path / "progress.csv").read_text()
     log = read_log(tmp_path)
-    assert list(log[0]) == ["epoch", "lr", "cls_loss", "loc_loss", "samples_per_s", "seconds", "val_map"]
+    assert list(log[0]) == [
+        "epoch",
+        "lr",
+        "cls_loss",
+        "loc_loss",
+        "samples_per_s",
+        "seconds",
+        "val_map",
+        "planned_epochs",
+    ]
     assert [int(row["epoch"]) for row in log] == [1, 2, 3, 4]
     assert [float(row["lr"]) for row in log] == pytest.approx([0.05, 0.05, 0.05, 0.005])
     assert float(log[-1]["cls_loss"]) < float(log[0]["cls_loss"])
@@ -255,10 +269,85 @@ def test_mistakes_are_user_errors(records, tmp_path):
         train(options(records, tmp_path, train_rec=str(tmp_path / "bad.rec")))
 
 
-def test_schedule_warms_up_then_steps():
-    schedule = WarmupStepSchedule(0.1, warmup_updates=4, step_updates=[10, 20], factor=0.1)
+def test_schedule_warms_up_then_steps_or_once_planned_decays_along_a_cosine():
+    schedule = WarmupSchedule(0.1, warmup_updates=4, step_updates=[10, 20], factor=0.1)
     assert [schedule(n) for n in (0, 3)] == pytest.approx([0.02, 0.08])
     assert [schedule(n) for n in (4, 10, 11, 20, 21)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+    schedule.decay_end = 14
+    assert [schedule(n) for n in (0, 3)] == pytest.approx([0.02, 0.08])
+    assert [schedule(n) for n in (4, 9, 14, 20)] == pytest.approx([0.1, 0.05, 0.0, 0.0])
+
+
+def test_with_a_budget_the_lr_decays_to_zero_by_the_epoch_the_measured_pace_allows(records, tmp_path, monkeypatch):
+    """A clock that advances one second per reading: every epoch takes the same few seconds, so the plan made after
+    the 1-epoch warm-up's second epoch is 6 of the final 10 epochs, and training ends there with lr 0."""
+
+    class Clock:
+        now = 0.0
+
+        @classmethod
+        def monotonic(cls):
+            cls.now += 1
+            return cls.now
+
+    monkeypatch.setattr("workflow.train.time", Clock)
+    budget = train(options(records, tmp_path / "probe", end_epoch=2, budget_minutes=100))
+    epoch_seconds = float(budget[1]["seconds"])
+    minutes = (sum(float(row["seconds"]) for row in budget) + 4.5 * epoch_seconds) / 60
+    assert plan_epochs(budget, minutes, final_epoch=10, warmup_epochs=1) == 6
+    rows = train(options(records, tmp_path / "run", end_epoch=10, final_epoch=10, budget_minutes=minutes))
+    assert [row["planned_epochs"] for row in rows] == ["", 6, "", "", "", ""]
+    lrs = [row["lr"] for row in rows]
+    assert lrs[-1] == 0 and lrs[1] > lrs[2] > lrs[3] > lrs[4] > lrs[5]
+    assert [row["seconds"] for row in rows[1:]] == [epoch_seconds] * 5
+
+
+def test_a_resumed_run_continues_the_budget_plan_and_the_weight_average_exactly(records, tmp_path):
+    def run(out, **changes):
+        return train(options(records, out, final_epoch=4, budget_minutes=100, ema_epochs=1, **changes))
+
+    straight, first, second = tmp_path / "straight", tmp_path / "first", tmp_path / "second"
+    run(straight)
+    run(first, end_epoch=3)
+    run(second, begin_epoch=3, resume=str(first))
+    assert sorted(p.name for p in second.glob("ssd-0004.*")) == [
+        "ssd-0004.params",
+        "ssd-0004.sgd.params",
+        "ssd-0004.states",
+    ]
+    assert [p.name for p in straight.glob("*.sgd.params")] == ["ssd-0004.sgd.params"]
+    for kind in ("params", "sgd.params"):
+        resumed, reference = load_params(second / f"ssd-0004.{kind}"), load_params(straight / f"ssd-0004.{kind}")
+        assert resumed.keys() == reference.keys()
+        for name in reference:
+            np.testing.assert_allclose(resumed[name], reference[name], rtol=1e-4, atol=1e-5, err_msg=f"{kind} {name}")
+    log = read_log(second)
+    assert [row["planned_epochs"] for row in log] == ["", "4", "", ""]
+    assert [row["lr"] for row in log] == [row["lr"] for row in read_log(straight)] and float(log[-1]["lr"]) == 0
+    # the weights validated and deployed are the average, which is not SGD's last step
+    averaged, own = load_params(straight / "ssd-0004.params"), load_params(straight / "ssd-0004.sgd.params")
+    assert not np.allclose(averaged["arg:tiny3_conv_weight"], own["arg:tiny3_conv_weight"])
+    _, args, auxs = mx.model.load_checkpoint(str(straight / "ssd"), 4)
+    offline = Validator(options(records, straight), 2, [mx.cpu()]).mean_ap(args, auxs)
+    assert float(log[-1]["val_map"]) == pytest.approx(offline)
+
+
+def test_the_weight_average_follows_the_trained_arrays_with_a_short_memory_at_first():
+    ones = {"w": mx.nd.ones(2), "fixed": mx.nd.ones(1)}
+    average = WeightAverage(
+        {"w": mx.nd.zeros(2), "fixed": mx.nd.zeros(1)},
+        {"bn_moving_mean": mx.nd.zeros(1)},
+        ["w", "bn_moving_mean"],
+        horizon_updates=4,
+    )
+    average.update(ones, {"bn_moving_mean": mx.nd.full(1, 2)})
+    args, auxs = average.params()
+    assert args["w"].asnumpy().tolist() == pytest.approx([1 - 2 / 11] * 2)  # decay (1 + 1) / (10 + 1)
+    assert auxs["bn_moving_mean"].asnumpy().tolist() == pytest.approx([2 * (1 - 2 / 11)])
+    assert args["fixed"].asnumpy().tolist() == [0]
+    late = WeightAverage({"w": mx.nd.zeros(2)}, {}, ["w"], horizon_updates=4, updates=1000)
+    late.update(ones, {})
+    assert late.params()[0]["w"].asnumpy().tolist() == pytest.approx([1 - np.exp(-1 / 4)] * 2)
 
 
 def test_frozen_parameters_do_not_change(records, tmp_path):

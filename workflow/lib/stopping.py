@@ -1,7 +1,8 @@
-"""Why training ends before its last configured epoch: a wall-clock budget or a val-mAP plateau.
+"""When training ends: its last configured epoch, a wall-clock budget (and the epoch it planned for it) or a val-mAP
+plateau.
 
-Functions of the training log rows alone (dicts with 'epoch', 'seconds' and 'val_map'), so that train.py
-decides with them and the report explains the same decision.
+Functions of the training log rows alone (dicts with 'epoch', 'seconds', 'val_map' and 'planned_epochs'), so that
+train.py decides with them, a resumed segment continues the same plan, and the report explains the same decision.
 """
 
 import math
@@ -18,6 +19,12 @@ def stop_reason(rows, budget_minutes=0, patience=0, smoothing=1):
     spent = sum(float(row["seconds"]) for row in rows)
     if budget_minutes > 0 and spent >= 60 * budget_minutes:
         return f"the training budget of {budget_minutes:g} minutes was reached ({spent / 60:.1f} min)"
+    planned = planned_epochs(rows)
+    if planned and int(rows[-1]["epoch"]) >= planned:
+        return (
+            f"the learning rate's decay over the training budget of {budget_minutes:g} minutes ended at epoch "
+            f"{planned} ({spent / 60:.1f} min spent)"
+        )
     if patience > 0:
         best = best_epoch(rows, smoothing)
         if best and int(rows[-1]["epoch"]) - best[1] >= patience:
@@ -48,3 +55,26 @@ def val_map(row):
     if value in ("", None) or math.isnan(float(value)):
         return None
     return float(value)
+
+
+def plan_epochs(rows, budget_minutes, final_epoch, warmup_epochs):
+    """The epoch by which the learning rate has decayed, chosen once so that training ends within the budget.
+
+    It is planned after epoch max(2, warm-up epochs), from the mean time of the epochs after the first (whose time
+    includes one-off set-up), and is at most final_epoch; None before then, or without a budget.
+    """
+    done = int(rows[-1]["epoch"]) if rows else 0
+    if budget_minutes <= 0 or done != max(2, math.ceil(warmup_epochs)) or done >= final_epoch:
+        return None
+    seconds = [float(row["seconds"]) for row in rows]
+    pace = sum(seconds[1:]) / (len(seconds) - 1)
+    left = 60 * budget_minutes - sum(seconds)
+    return min(final_epoch, done + max(0, math.floor(left / pace)))
+
+
+def planned_epochs(rows):
+    """The epoch the budget's plan chose (the log's planned_epochs column), or None when there is no plan."""
+    for row in rows:
+        if row.get("planned_epochs") not in ("", None) and not math.isnan(float(row["planned_epochs"])):
+            return int(float(row["planned_epochs"]))
+    return None
