@@ -70,6 +70,8 @@ rule train_segment:
         seed=config["seed"],
         freeze=config["freeze"] if config["pretrained"] else "",
         mirror=switch("mirror", config["mirror"]),
+        mosaic=config["mosaic"],
+        mosaic_close=config["mosaic_close_epochs"],
         budget=config["train_budget_minutes"],
         patience=config["early_stop_patience"],
         smoothing=config["early_stop_smoothing"],
@@ -85,7 +87,8 @@ rule train_segment:
             " --learning-rate {params.learning_rate} --momentum {params.momentum} --wd {params.weight_decay}"
             " --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}' --lr-factor {params.lr_factor}"
             " --final-epoch {params.final_epoch} --ema-epochs {params.ema_epochs}"
-            " --freeze={params.freeze:q} {params.mirror} --budget-minutes {params.budget} --patience {params.patience}"
+            " --freeze={params.freeze:q} {params.mirror} --mosaic {params.mosaic}"
+            " --mosaic-close-epochs {params.mosaic_close} --budget-minutes {params.budget} --patience {params.patience}"
             " --patience-smoothing {params.smoothing} --seed {params.seed} --threads {threads}"
             " --gpus '{params.gpus}' --out {params.out}",
         )

@@ -27,7 +27,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-from workflow.lib import networks
+from workflow.lib import mosaic, networks
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.stopping import plan_epochs, planned_epochs, stop_reason
 
@@ -94,6 +94,18 @@ def parse_args(argv=None):
         action=argparse.BooleanOptionalAction,
         required=True,
         help="flip half of the training images left-right",
+    )
+    parser.add_argument(
+        "--mosaic",
+        type=float,
+        required=True,
+        help="the share of training images made a mosaic of four (0: none)",
+    )
+    parser.add_argument(
+        "--mosaic-close-epochs",
+        type=int,
+        required=True,
+        help="no mosaics in this many last epochs (of the budget's plan, else of --final-epoch)",
     )
     parser.add_argument("--learning-rate", type=float, required=True)
     parser.add_argument("--momentum", type=float, required=True)
@@ -170,7 +182,8 @@ def train(options):
     symbol, frozen = _training_symbol(options, num_classes)
     num_records, max_objects = _scan_records(options.train_rec)
     batches_per_epoch = math.ceil(num_records / options.batch_size)
-    module = _bind_module(symbol, contexts, options, max_objects, frozen)
+    label_objects = max_objects * (mosaic.OBJECTS_FACTOR if options.mosaic > 0 else 1)
+    module = _bind_module(symbol, contexts, options, label_objects, frozen)
     _init_params(module, symbol, options)
     schedule = _init_optimizer(module, options, len(contexts), batches_per_epoch)
     rows = []
@@ -185,7 +198,8 @@ def train(options):
     _replay_epochs(records, options.begin_epoch)
     for epoch in range(options.begin_epoch, options.end_epoch):
         started = time.monotonic()
-        row = _train_epoch(module, records, options, epoch, batches_per_epoch, average)
+        share = _mosaic_share(options, epoch, planned_epochs(rows))
+        row = _train_epoch(module, records, options, epoch, batches_per_epoch, average, share)
         records.reset()
         row["lr"] = schedule((epoch + 1) * batches_per_epoch)
         weights = average.params() if average else module.get_params()
@@ -395,14 +409,31 @@ def _replay_epochs(records, epochs):
         progress.update(epoch + 1)
 
 
-def _train_epoch(module, records, options, epoch, batches_per_epoch, average):
+def _mosaic_share(options, epoch, planned):
+    """The share of mosaics in the epoch after `epoch`: --mosaic, but none in the last --mosaic-close-epochs."""
+    closed_from = (planned or options.final_epoch) - options.mosaic_close_epochs
+    return options.mosaic if epoch < closed_from else 0.0
+
+
+def _training_batch(batch, options, rng, share):
+    """The module's input for a batch of the record iterator: its images and object rows, made mosaics at the share
+    (seeded per epoch, so that a resumed run makes the same ones), padded to the rows mosaics need."""
+    objects = _objects(batch.label[0])
+    if options.mosaic <= 0:
+        return mx.io.DataBatch(batch.data, [objects])
+    images, objects = mosaic.mosaic_batch(batch.data[0].asnumpy(), objects.asnumpy(), share, rng)
+    return mx.io.DataBatch([mx.nd.array(images)], [mx.nd.array(objects)])
+
+
+def _train_epoch(module, records, options, epoch, batches_per_epoch, average, mosaic_share):
     """One pass over the training records, updating the weight average after each step when there is one;
     returns the epoch's log row without lr and val_map."""
     progress = Progress(f"epoch {epoch + 1}/{options.end_epoch}", batches_per_epoch, every=10)
     losses = LossTotals()
+    rng = np.random.default_rng([options.seed, epoch])
     start = time.monotonic()
     for done, batch in enumerate(records, start=1):
-        module.forward_backward(mx.io.DataBatch(batch.data, [_objects(batch.label[0])]))
+        module.forward_backward(_training_batch(batch, options, rng, mosaic_share))
         module.update()
         if average:
             average.update(*_current_params(module))

@@ -13,7 +13,16 @@ import pytest
 from workflow.lib import networks
 from workflow.lib.cli import UserError
 from workflow.lib.stopping import plan_epochs
-from workflow.train import Validator, WarmupSchedule, WeightAverage, _objects, _record_iter, parse_args, train
+from workflow.train import (
+    Validator,
+    WarmupSchedule,
+    WeightAverage,
+    _mosaic_share,
+    _objects,
+    _record_iter,
+    parse_args,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_LAYOUT = REPO.parent / "shared" / "reference" / "resnet50_ssd_voc0712_params.json"
@@ -87,6 +96,10 @@ SETTINGS = [
     "--final-epoch",
     "6",
     "--ema-epochs",
+    "0",
+    "--mosaic",
+    "0",
+    "--mosaic-close-epochs",
     "0",
     "--freeze=",
     "--mirror",
@@ -330,6 +343,27 @@ def test_a_resumed_run_continues_the_budget_plan_and_the_weight_average_exactly(
     _, args, auxs = mx.model.load_checkpoint(str(straight / "ssd"), 4)
     offline = Validator(options(records, straight), 2, [mx.cpu()]).mean_ap(args, auxs)
     assert float(log[-1]["val_map"]) == pytest.approx(offline)
+
+
+def test_mosaics_train_and_resume_exactly_and_close_for_the_last_epochs(records, tmp_path):
+    def run(out, **changes):
+        return train(options(records, out, mosaic=0.5, mosaic_close_epochs=1, val_rec=None, **changes))
+
+    straight, first, second = tmp_path / "straight", tmp_path / "first", tmp_path / "second"
+    run(straight)
+    run(first, end_epoch=2)
+    run(second, begin_epoch=2, resume=str(first))
+    resumed, reference = load_params(second / "ssd-0004.params"), load_params(straight / "ssd-0004.params")
+    for name in reference:
+        np.testing.assert_allclose(resumed[name], reference[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    plain = tmp_path / "plain"
+    train(options(records, plain, val_rec=None))
+    assert not np.allclose(
+        load_params(plain / "ssd-0004.params")["arg:tiny3_conv_weight"], reference["arg:tiny3_conv_weight"]
+    )
+    settings = options(records, tmp_path, mosaic=0.5, mosaic_close_epochs=2, final_epoch=10)
+    assert [_mosaic_share(settings, epoch, None) for epoch in (0, 7, 8, 9)] == [0.5, 0.5, 0, 0]
+    assert [_mosaic_share(settings, epoch, 6) for epoch in (3, 4, 5)] == [0.5, 0, 0]
 
 
 def test_the_weight_average_follows_the_trained_arrays_with_a_short_memory_at_first():
