@@ -202,7 +202,7 @@ def train(options):
         row = _train_epoch(module, records, options, epoch, batches_per_epoch, average, share)
         records.reset()
         row["lr"] = schedule((epoch + 1) * batches_per_epoch)
-        weights = average.params() if average else module.get_params()
+        weights = average.params(*module.get_params()) if average else module.get_params()
         if validator:
             row["val_map"] = validator.mean_ap(*weights)
         row["seconds"] = time.monotonic() - started
@@ -436,7 +436,7 @@ def _train_epoch(module, records, options, epoch, batches_per_epoch, average, mo
         module.forward_backward(_training_batch(batch, options, rng, mosaic_share))
         module.update()
         if average:
-            average.update(*_current_params(module))
+            average.update(_live_arrays(module))
         losses.add(*module.get_outputs())
         samples_per_s = done * options.batch_size / (time.monotonic() - start)
         progress.update(
@@ -453,11 +453,13 @@ def _train_epoch(module, records, options, epoch, batches_per_epoch, average, mo
     )
 
 
-def _current_params(module):
-    """The module's weights and BatchNorm statistics after the step in flight has finished: MXNet's engine does
-    not order a BatchNorm's in-place update of its moving statistics before a copy of them."""
+def _live_arrays(module):
+    """The arrays the module trains, by name (weights and BatchNorm statistics), after the step in flight: those of
+    its first device, which holds the same weights as every other after an update. MXNet's engine does not order a
+    BatchNorm's in-place update of its moving statistics before a read of them, hence the wait."""
     mx.nd.waitall()
-    return module.get_params()
+    executor = module._exec_group.execs[0]  # Module has no public view of its arrays that does not copy them
+    return {**executor.arg_dict, **executor.aux_dict}
 
 
 def _weight_average(module, options, frozen, batches_per_epoch):
@@ -465,36 +467,54 @@ def _weight_average(module, options, frozen, batches_per_epoch):
     training starts, or the resumed segment's average with its count of updates."""
     if options.ema_epochs <= 0:
         return None
-    args, auxs = _current_params(module)
+    args, auxs = module.get_params()
     if options.resume and os.path.exists(_checkpoint_path(options.resume, options.begin_epoch, "sgd.params")):
         args, auxs = _load_params(_checkpoint_path(options.resume, options.begin_epoch, "params"))
     trained = [name for name in args if name not in frozen]
     trained += [name for name in auxs if f"{name.rsplit('_moving_', 1)[0]}_gamma" not in frozen]
     return WeightAverage(
-        args, auxs, trained, options.ema_epochs * batches_per_epoch, options.begin_epoch * batches_per_epoch
+        {**args, **auxs},
+        trained,
+        options.ema_epochs * batches_per_epoch,
+        options.begin_epoch * batches_per_epoch,
+        context=_live_arrays(module)[trained[0]].context,
     )
 
 
 class WeightAverage:
-    """An exponential moving average of the trained weights and of the statistics of the BatchNorms that train,
-    as TensorFlow's ExponentialMovingAverage keeps it: decay exp(-1 / horizon) per update, held at
-    (1 + n) / (10 + n) while the count of updates n is small so the start weighs little."""
+    """An exponential moving average of the trained arrays (weights, and the statistics of the BatchNorms that
+    train), as TensorFlow's ExponentialMovingAverage keeps it: decay exp(-1 / horizon) per update, held at
+    (1 + n) / (10 + n) while the count of updates n is small so the start weighs little.
 
-    def __init__(self, args, auxs, trained, horizon_updates, updates=0):
-        self.args = {name: array.copy() for name, array in args.items()}
-        self.auxs = {name: array.copy() for name, array in auxs.items()}
-        self.trained, self.updates = trained, updates
+    The arrays are averaged as one flat vector: a handful of operations per update instead of a few per array."""
+
+    def __init__(self, start, trained, horizon_updates, updates=0, context=None):
+        self.trained = [(name, start[name].shape) for name in trained]
+        self.flat = self._flatten(start).as_in_context(context or mx.cpu())
+        self.updates = updates
         self.decay = math.exp(-1 / horizon_updates)
 
-    def update(self, args, auxs):
+    def update(self, arrays):
+        """Move the average towards `arrays` (by name, as the start)."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for name in self.trained:
-            average, current = (self.args, args) if name in self.args else (self.auxs, auxs)
-            average[name][:] = decay * average[name] + (1 - decay) * current[name]
+        current = self._flatten(arrays)
+        self.flat *= decay
+        self.flat += (1 - decay) * current
 
-    def params(self):
-        return self.args, self.auxs
+    def params(self, args, auxs):
+        """(args, auxs) with each trained array replaced by its average (on the CPU)."""
+        args, auxs = dict(args), dict(auxs)
+        offset = 0
+        for name, shape in self.trained:
+            size = int(np.prod(shape))
+            average = self.flat[offset : offset + size].reshape(shape).copyto(mx.cpu())
+            (args if name in args else auxs)[name] = average
+            offset += size
+        return args, auxs
+
+    def _flatten(self, arrays):
+        return mx.nd.concat(*(arrays[name].reshape(-1) for name, _ in self.trained), dim=0)
 
 
 class LossTotals:

@@ -367,21 +367,17 @@ def test_mosaics_train_and_resume_exactly_and_close_for_the_last_epochs(records,
 
 
 def test_the_weight_average_follows_the_trained_arrays_with_a_short_memory_at_first():
-    ones = {"w": mx.nd.ones(2), "fixed": mx.nd.ones(1)}
-    average = WeightAverage(
-        {"w": mx.nd.zeros(2), "fixed": mx.nd.zeros(1)},
-        {"bn_moving_mean": mx.nd.zeros(1)},
-        ["w", "bn_moving_mean"],
-        horizon_updates=4,
-    )
-    average.update(ones, {"bn_moving_mean": mx.nd.full(1, 2)})
-    args, auxs = average.params()
-    assert args["w"].asnumpy().tolist() == pytest.approx([1 - 2 / 11] * 2)  # decay (1 + 1) / (10 + 1)
+    start = {"w": mx.nd.zeros((2, 2)), "bn_moving_mean": mx.nd.zeros(1)}
+    average = WeightAverage(start, ["w", "bn_moving_mean"], horizon_updates=4)
+    average.update({"w": mx.nd.ones((2, 2)), "bn_moving_mean": mx.nd.full(1, 2)})
+    sgd_args, sgd_auxs = {"w": mx.nd.ones((2, 2)), "fixed": mx.nd.full(1, 5)}, {"bn_moving_mean": mx.nd.full(1, 2)}
+    args, auxs = average.params(sgd_args, sgd_auxs)
+    np.testing.assert_allclose(args["w"].asnumpy(), np.full((2, 2), 1 - 2 / 11), rtol=1e-6)  # decay 2 / 11
     assert auxs["bn_moving_mean"].asnumpy().tolist() == pytest.approx([2 * (1 - 2 / 11)])
-    assert args["fixed"].asnumpy().tolist() == [0]
-    late = WeightAverage({"w": mx.nd.zeros(2)}, {}, ["w"], horizon_updates=4, updates=1000)
-    late.update(ones, {})
-    assert late.params()[0]["w"].asnumpy().tolist() == pytest.approx([1 - np.exp(-1 / 4)] * 2)
+    assert args["fixed"].asnumpy().tolist() == [5] and sgd_args["w"].asnumpy().min() == 1
+    late = WeightAverage({"w": mx.nd.zeros(2)}, ["w"], horizon_updates=4, updates=1000)
+    late.update({"w": mx.nd.ones(2)})
+    assert late.params({"w": mx.nd.ones(2)}, {})[0]["w"].asnumpy().tolist() == pytest.approx([1 - np.exp(-1 / 4)] * 2)
 
 
 def test_frozen_parameters_do_not_change(records, tmp_path):
