@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 
 from workflow.lib import cpu  # noqa: E402
 from workflow.lib.cli import log, run_main, with_interval  # noqa: E402
-from workflow.lib.stopping import stop_reason  # noqa: E402
+from workflow.lib.stopping import planned_epochs, stop_reason  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto}
@@ -69,7 +69,8 @@ def training_section(inputs, config, deploy, metrics):
     for axis in (loss_axis, map_axis):
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    return figure_tag(figure) + stop_note(frame, config) + map_note(deploy, metrics) + table_html(frame.tail(10))
+    notes = stop_note(frame, config) + schedule_note(frame, config) + map_note(deploy, metrics)
+    return figure_tag(figure) + notes + table_html(frame.tail(10))
 
 
 def stop_note(frame, config):
@@ -84,6 +85,26 @@ def stop_note(frame, config):
         config["early_stop_smoothing"],
     )
     return f"<p>Training stopped after epoch {trained} of {planned}: {html.escape(reason or 'unknown reason')}.</p>"
+
+
+def schedule_note(frame, config):
+    """How the learning rate went, and which weights each epoch's val mAP and the deployed model are."""
+    planned = planned_epochs(frame.to_dict("records")) if "planned_epochs" in frame else None
+    if planned:
+        schedule = (
+            f"After the warm-up the plan for the training budget fitted {planned} epochs, and the learning rate "
+            f"decayed along a cosine to 0 by epoch {planned}."
+        )
+    else:
+        schedule = (
+            f"The learning rate stepped by {config['lr_factor']:g} at epochs {config['lr_steps']} after the warm-up."
+        )
+    if config["ema_epochs"] > 0:
+        schedule += (
+            f" The val mAP of every epoch and the deployed model are of the moving average of the weights over about "
+            f"{config['ema_epochs']:g} epochs (ema_epochs)."
+        )
+    return f"<p>{html.escape(schedule)}</p>"
 
 
 def map_note(deploy, metrics):

@@ -105,6 +105,23 @@ def test_the_report_says_why_training_ended_early():
     assert stop_note(pd.DataFrame(rows(*[0.1] * 6)).astype(float), config) == "<p>Trained all 6 epochs.</p>"
 
 
+def test_the_report_says_how_the_learning_rate_went_and_which_weights_are_deployed():
+    import pandas as pd
+
+    from workflow.report import schedule_note
+
+    config = {"lr_factor": 0.1, "lr_steps": [26], "ema_epochs": 0}
+    assert schedule_note(pd.DataFrame(timed(30, 10)), config) == (
+        "<p>The learning rate stepped by 0.1 at epochs [26] after the warm-up.</p>"
+    )
+    planned = pd.DataFrame(timed(30, 10, 10)).assign(planned_epochs=[None, 3, None])
+    assert schedule_note(planned, {**config, "ema_epochs": 2}) == (
+        "<p>After the warm-up the plan for the training budget fitted 3 epochs, and the learning rate decayed along a "
+        "cosine to 0 by epoch 3. The val mAP of every epoch and the deployed model are of the moving average of the "
+        "weights over about 2 epochs (ema_epochs).</p>"
+    )
+
+
 def test_smoothed_patience_watches_the_moving_average_of_the_val_map():
     # one lucky epoch (0.9 at epoch 4) restarts the raw count; the 3-epoch average is 0.6333 at epochs 4 and 5,
     # peaks at epoch 6 ((0.9 + 0.5 + 0.6) / 3) and is 0.5333 after
