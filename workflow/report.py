@@ -90,15 +90,15 @@ def stop_note(frame, config):
 def schedule_note(frame, config):
     """How the learning rate went, and which weights each epoch's val mAP and the deployed model are."""
     planned = planned_epochs(frame.to_dict("records")) if "planned_epochs" in frame else None
+    steps = config["lr_steps"]
     if planned:
+        steps = [round(step * planned / config["epochs"][-1], 1) for step in steps]
         schedule = (
-            f"After the warm-up the plan for the training budget fitted {planned} epochs, and the learning rate "
-            f"decayed along a cosine to 0 by epoch {planned}."
+            f"After the warm-up the plan for the training budget fitted {planned} of {config['epochs'][-1]} epochs, "
+            f"and the learning rate stepped by {config['lr_factor']:g} at epochs {steps} (lr_steps scaled to them)."
         )
     else:
-        schedule = (
-            f"The learning rate stepped by {config['lr_factor']:g} at epochs {config['lr_steps']} after the warm-up."
-        )
+        schedule = f"The learning rate stepped by {config['lr_factor']:g} at epochs {steps} after the warm-up."
     if config["ema_epochs"] > 0:
         schedule += (
             f" The val mAP of every epoch and the deployed model are of the moving average of the weights over about "

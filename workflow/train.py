@@ -113,8 +113,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--lr-steps",
         required=True,
-        help="epochs (absolute) where the lr is multiplied by --lr-factor; with --budget-minutes the lr decays "
-        "instead along a cosine to the epoch the budget allows",
+        help="epochs (absolute) where the lr is multiplied by --lr-factor; when the budget's plan fits fewer epochs "
+        "than --final-epoch, they move in proportion",
     )
     parser.add_argument("--lr-factor", type=float, required=True)
     parser.add_argument("--warmup-epochs", type=float, required=True)
@@ -141,8 +141,8 @@ def parse_args(argv=None):
         "--budget-minutes",
         type=float,
         required=True,
-        help="the run's total epoch time: the lr decays over the epochs that fit in it, estimated after the warm-up, "
-        "and training stops after the epoch that brings it past this (0: no budget)",
+        help="the run's total epoch time: after the warm-up, training plans the epochs that fit in it (the lr steps "
+        "move with them), and it stops after the epoch that brings it past this (0: no budget)",
     )
     parser.add_argument(
         "--patience",
@@ -190,7 +190,7 @@ def train(options):
     if options.resume:
         module.load_optimizer_states(_checkpoint_path(options.resume, options.begin_epoch, "states"))
         rows = [row for row in earlier_rows if int(row["epoch"]) <= options.begin_epoch]
-        schedule.decay_end = _decay_end(planned_epochs(rows), batches_per_epoch)
+        schedule.step_updates = _step_updates(options, batches_per_epoch, planned_epochs(rows))
     average = _weight_average(module, options, frozen, batches_per_epoch)
     validator = Validator(options, num_classes, contexts) if options.val_rec else None
 
@@ -208,7 +208,7 @@ def train(options):
         row["seconds"] = time.monotonic() - started
         _save_checkpoint(module, weights, options.out, epoch + 1, average is not None)
         rows.append(row)
-        row["planned_epochs"] = _plan_decay(options, rows, schedule, batches_per_epoch)
+        row["planned_epochs"] = _plan_steps(options, rows, schedule, batches_per_epoch)
         _write_log(options.out, rows, PROGRESS_FILE)
         log(_format_row(row))
         reason = _stop_reason(options, rows)
@@ -231,21 +231,25 @@ def _training_symbol(options, num_classes):
     return mx.sym.load_json(json.dumps(graph)), frozen
 
 
-def _plan_decay(options, rows, schedule, batches_per_epoch):
-    """The budget's plan, made once after the warm-up: the lr's cosine decay ends at the epoch the budget allows.
+def _plan_steps(options, rows, schedule, batches_per_epoch):
+    """The budget's plan, made once after the warm-up: the epochs that fit, with the lr steps moved into them.
     Returns the log row's planned_epochs value ('' before the plan or without a budget)."""
     planned = plan_epochs(rows, options.budget_minutes, options.final_epoch, options.warmup_epochs)
     if planned:
-        schedule.decay_end = _decay_end(planned, batches_per_epoch)
+        schedule.step_updates = _step_updates(options, batches_per_epoch, planned)
+        steps = ", ".join(f"{update / batches_per_epoch:.1f}" for update in schedule.step_updates) or "none"
         log(
-            f"training budget of {options.budget_minutes:g} min: about {planned} epochs fit, "
-            f"the learning rate decays to 0 by epoch {planned}"
+            f"training budget of {options.budget_minutes:g} min: about {planned} of {options.final_epoch} epochs fit; "
+            f"learning-rate steps at epochs {steps}"
         )
     return planned or ""
 
 
-def _decay_end(planned, batches_per_epoch):
-    return planned * batches_per_epoch if planned else None
+def _step_updates(options, batches_per_epoch, planned=None):
+    """The update counts of the lr steps: --lr-steps, or with a plan those epochs scaled by planned / final epoch,
+    so that a budget that fits fewer epochs gets the same schedule in fewer of them."""
+    scale = planned / options.final_epoch if planned else 1
+    return [round(int(epoch) * scale * batches_per_epoch) for epoch in options.lr_steps.split(",") if epoch.strip()]
 
 
 def _stop_reason(options, rows):
@@ -332,13 +336,11 @@ def _bind_module(symbol, contexts, options, max_objects, frozen):
 
 
 def _init_optimizer(module, options, num_devices, batches_per_epoch):
-    """SGD with warm-up, then steps or (with a budget) a cosine decay, counted in updates and continuing at
-    --begin-epoch; returns the schedule."""
-    steps = [] if options.budget_minutes > 0 else [int(epoch) for epoch in options.lr_steps.split(",") if epoch.strip()]
-    schedule = WarmupSchedule(
+    """SGD with warm-up and steps counted in updates, continuing at --begin-epoch; returns the schedule."""
+    schedule = WarmupStepSchedule(
         options.learning_rate,
         round(options.warmup_epochs * batches_per_epoch),
-        [epoch * batches_per_epoch for epoch in steps],
+        _step_updates(options, batches_per_epoch),
         options.lr_factor,
     )
     module.init_optimizer(
@@ -609,24 +611,20 @@ def _objects(raw_label):
     return raw_label[:, start : start + max_objects * 6].reshape((0, max_objects, 6))
 
 
-class WarmupSchedule(mx.lr_scheduler.LRScheduler):
-    """Linear warm-up to base_lr, then base_lr * factor per step passed; once decay_end (an update count) is set,
-    a cosine from base_lr at the warm-up's end to 0 at decay_end instead.
+class WarmupStepSchedule(mx.lr_scheduler.LRScheduler):
+    """Linear warm-up to base_lr, then base_lr * factor per step passed.
 
-    A function of the update count and decay_end alone, so a resumed run continues it exactly.
+    A function of the update count alone (and of step_updates, which the budget's plan may move), so a resumed run
+    continues it exactly.
     """
 
     def __init__(self, base_lr, warmup_updates, step_updates, factor):
         super().__init__(base_lr)
         self.warmup_updates, self.step_updates, self.factor = warmup_updates, step_updates, factor
-        self.decay_end = None
 
     def __call__(self, num_update):
         if num_update < self.warmup_updates:
             return self.base_lr * (num_update + 1) / (self.warmup_updates + 1)
-        if self.decay_end is not None:
-            progress = min(1.0, (num_update - self.warmup_updates) / max(1, self.decay_end - self.warmup_updates))
-            return self.base_lr * 0.5 * (1 + math.cos(math.pi * progress))
         return self.base_lr * self.factor ** sum(num_update > step for step in self.step_updates)
 
 

@@ -45,7 +45,7 @@ def test_the_plan_ends_training_at_its_epoch_and_is_read_from_the_log():
     assert planned_epochs(planned) == 4 and planned_epochs(timed(30, 10)) is None
     assert stop_reason(planned[:3], budget_minutes=1) is None
     assert stop_reason(planned, budget_minutes=1) == (
-        "the learning rate's decay over the training budget of 1 minutes ended at epoch 4 (1.0 min spent)"
+        "the plan for the training budget of 1 minutes ended at epoch 4 (1.0 min spent)"
     )
     assert planned_epochs([{"epoch": 1, "planned_epochs": float("nan")}]) is None
 
@@ -110,15 +110,15 @@ def test_the_report_says_how_the_learning_rate_went_and_which_weights_are_deploy
 
     from workflow.report import schedule_note
 
-    config = {"lr_factor": 0.1, "lr_steps": [26], "ema_epochs": 0}
+    config = {"epochs": [8], "lr_factor": 0.1, "lr_steps": [6], "ema_epochs": 0}
     assert schedule_note(pd.DataFrame(timed(30, 10)), config) == (
-        "<p>The learning rate stepped by 0.1 at epochs [26] after the warm-up.</p>"
+        "<p>The learning rate stepped by 0.1 at epochs [6] after the warm-up.</p>"
     )
     planned = pd.DataFrame(timed(30, 10, 10)).assign(planned_epochs=[None, 3, None])
     assert schedule_note(planned, {**config, "ema_epochs": 2}) == (
-        "<p>After the warm-up the plan for the training budget fitted 3 epochs, and the learning rate decayed along a "
-        "cosine to 0 by epoch 3. The val mAP of every epoch and the deployed model are of the moving average of the "
-        "weights over about 2 epochs (ema_epochs).</p>"
+        "<p>After the warm-up the plan for the training budget fitted 3 of 8 epochs, and the learning rate stepped "
+        "by 0.1 at epochs [2.2] (lr_steps scaled to them). The val mAP of every epoch and the deployed model are of "
+        "the moving average of the weights over about 2 epochs (ema_epochs).</p>"
     )
 
 

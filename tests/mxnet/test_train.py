@@ -15,7 +15,7 @@ from workflow.lib.cli import UserError
 from workflow.lib.stopping import plan_epochs
 from workflow.train import (
     Validator,
-    WarmupSchedule,
+    WarmupStepSchedule,
     WeightAverage,
     _mosaic_share,
     _objects,
@@ -282,65 +282,73 @@ def test_mistakes_are_user_errors(records, tmp_path):
         train(options(records, tmp_path, train_rec=str(tmp_path / "bad.rec")))
 
 
-def test_schedule_warms_up_then_steps_or_once_planned_decays_along_a_cosine():
-    schedule = WarmupSchedule(0.1, warmup_updates=4, step_updates=[10, 20], factor=0.1)
+def test_schedule_warms_up_then_steps():
+    schedule = WarmupStepSchedule(0.1, warmup_updates=4, step_updates=[10, 20], factor=0.1)
     assert [schedule(n) for n in (0, 3)] == pytest.approx([0.02, 0.08])
     assert [schedule(n) for n in (4, 10, 11, 20, 21)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
-    schedule.decay_end = 14
-    assert [schedule(n) for n in (0, 3)] == pytest.approx([0.02, 0.08])
-    assert [schedule(n) for n in (4, 9, 14, 20)] == pytest.approx([0.1, 0.05, 0.0, 0.0])
 
 
-def test_with_a_budget_the_lr_decays_to_zero_by_the_epoch_the_measured_pace_allows(records, tmp_path, monkeypatch):
-    """A clock that advances one second per reading: every epoch takes the same few seconds, so the plan made after
-    the 1-epoch warm-up's second epoch is 6 of the final 10 epochs, and training ends there with lr 0."""
+class TickingClock:
+    """A clock that advances one second per reading: every epoch of the tests' records takes the same seconds."""
 
-    class Clock:
-        now = 0.0
+    now = 0.0
 
-        @classmethod
-        def monotonic(cls):
-            cls.now += 1
-            return cls.now
+    @classmethod
+    def monotonic(cls):
+        cls.now += 1
+        return cls.now
 
-    monkeypatch.setattr("workflow.train.time", Clock)
-    budget = train(options(records, tmp_path / "probe", end_epoch=2, budget_minutes=100))
-    epoch_seconds = float(budget[1]["seconds"])
-    minutes = (sum(float(row["seconds"]) for row in budget) + 4.5 * epoch_seconds) / 60
-    assert plan_epochs(budget, minutes, final_epoch=10, warmup_epochs=1) == 6
-    rows = train(options(records, tmp_path / "run", end_epoch=10, final_epoch=10, budget_minutes=minutes))
+
+def budget_for_six_of_ten_epochs(records, tmp_path):
+    """Minutes of budget that the plan made after the second epoch (1-epoch warm-up) turns into 6 of 10 epochs."""
+    probe = train(options(records, tmp_path / "probe", end_epoch=2, budget_minutes=100))
+    epoch_seconds = float(probe[1]["seconds"])
+    minutes = (sum(float(row["seconds"]) for row in probe) + 4.5 * epoch_seconds) / 60
+    assert plan_epochs(probe, minutes, final_epoch=10, warmup_epochs=1) == 6
+    return minutes, epoch_seconds
+
+
+def test_with_a_budget_the_lr_steps_move_into_the_epochs_the_measured_pace_allows(records, tmp_path, monkeypatch):
+    monkeypatch.setattr("workflow.train.time", TickingClock)
+    minutes, epoch_seconds = budget_for_six_of_ten_epochs(records, tmp_path)
+    rows = train(options(records, tmp_path / "run", end_epoch=10, final_epoch=10, lr_steps="8", budget_minutes=minutes))
     assert [row["planned_epochs"] for row in rows] == ["", 6, "", "", "", ""]
-    lrs = [row["lr"] for row in rows]
-    assert lrs[-1] == 0 and lrs[1] > lrs[2] > lrs[3] > lrs[4] > lrs[5]
+    # lr step 8 of 10 epochs becomes 4.8 of 6: the lr after epoch 4 is the full one, after epoch 5 a tenth of it
+    assert [row["lr"] for row in rows] == pytest.approx([0.05, 0.05, 0.05, 0.05, 0.005, 0.005])
     assert [row["seconds"] for row in rows[1:]] == [epoch_seconds] * 5
 
 
-def test_a_resumed_run_continues_the_budget_plan_and_the_weight_average_exactly(records, tmp_path):
+def test_a_resumed_run_continues_the_budget_plan_and_the_weight_average_exactly(records, tmp_path, monkeypatch):
+    monkeypatch.setattr("workflow.train.time", TickingClock)
+    minutes, _ = budget_for_six_of_ten_epochs(records, tmp_path)
+
     def run(out, **changes):
-        return train(options(records, out, final_epoch=4, budget_minutes=100, ema_epochs=1, **changes))
+        return train(
+            options(records, out, lr_steps="8", final_epoch=10, budget_minutes=minutes, ema_epochs=1, **changes)
+        )
 
     straight, first, second = tmp_path / "straight", tmp_path / "first", tmp_path / "second"
-    run(straight)
+    run(straight, end_epoch=10)
     run(first, end_epoch=3)
-    run(second, begin_epoch=3, resume=str(first))
-    assert sorted(p.name for p in second.glob("ssd-0004.*")) == [
-        "ssd-0004.params",
-        "ssd-0004.sgd.params",
-        "ssd-0004.states",
+    run(second, begin_epoch=3, end_epoch=10, resume=str(first))
+    assert sorted(p.name for p in second.glob("ssd-0006.*")) == [
+        "ssd-0006.params",
+        "ssd-0006.sgd.params",
+        "ssd-0006.states",
     ]
-    assert [p.name for p in straight.glob("*.sgd.params")] == ["ssd-0004.sgd.params"]
+    assert [p.name for p in straight.glob("*.sgd.params")] == ["ssd-0006.sgd.params"]
     for kind in ("params", "sgd.params"):
-        resumed, reference = load_params(second / f"ssd-0004.{kind}"), load_params(straight / f"ssd-0004.{kind}")
+        resumed, reference = load_params(second / f"ssd-0006.{kind}"), load_params(straight / f"ssd-0006.{kind}")
         assert resumed.keys() == reference.keys()
         for name in reference:
             np.testing.assert_allclose(resumed[name], reference[name], rtol=1e-4, atol=1e-5, err_msg=f"{kind} {name}")
     log = read_log(second)
-    assert [row["planned_epochs"] for row in log] == ["", "4", "", ""]
-    assert [row["lr"] for row in log] == [row["lr"] for row in read_log(straight)] and float(log[-1]["lr"]) == 0
+    assert [row["planned_epochs"] for row in log] == ["", "6", "", "", "", ""]
+    assert [row["lr"] for row in log] == [row["lr"] for row in read_log(straight)] and float(log[-1]["lr"]) < 0.01
     # the weights validated and deployed are the average, which is not SGD's last step
-    averaged, own = load_params(straight / "ssd-0004.params"), load_params(straight / "ssd-0004.sgd.params")
+    averaged, own = load_params(straight / "ssd-0006.params"), load_params(straight / "ssd-0006.sgd.params")
     assert not np.allclose(averaged["arg:tiny3_conv_weight"], own["arg:tiny3_conv_weight"])
-    _, args, auxs = mx.model.load_checkpoint(str(straight / "ssd"), 4)
+    _, args, auxs = mx.model.load_checkpoint(str(straight / "ssd"), 6)
     offline = Validator(options(records, straight), 2, [mx.cpu()]).mean_ap(args, auxs)
     assert float(log[-1]["val_map"]) == pytest.approx(offline)
 

@@ -22,8 +22,8 @@ def stop_reason(rows, budget_minutes=0, patience=0, smoothing=1):
     planned = planned_epochs(rows)
     if planned and int(rows[-1]["epoch"]) >= planned:
         return (
-            f"the learning rate's decay over the training budget of {budget_minutes:g} minutes ended at epoch "
-            f"{planned} ({spent / 60:.1f} min spent)"
+            f"the plan for the training budget of {budget_minutes:g} minutes ended at epoch {planned} "
+            f"({spent / 60:.1f} min spent)"
         )
     if patience > 0:
         best = best_epoch(rows, smoothing)
@@ -58,7 +58,7 @@ def val_map(row):
 
 
 def plan_epochs(rows, budget_minutes, final_epoch, warmup_epochs):
-    """The epoch by which the learning rate has decayed, chosen once so that training ends within the budget.
+    """The epoch training ends at, chosen once so that it ends within the budget (the lr steps move with it).
 
     It is planned after epoch max(2, warm-up epochs), from the mean time of the epochs after the first (whose time
     includes one-off set-up), and is at most final_epoch; None before then, or without a budget.
