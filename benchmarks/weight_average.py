@@ -76,9 +76,10 @@ def main():
         interval = f"{difference['difference']:+.3f} ({difference['low']:+.3f} to {difference['high']:+.3f})"
         print(f"| {run.name} | {epoch} | {averaged:.3f} | {own:.3f} | {interval} |")
     averaged, own = np.array(figures).T
+    spread = 1 if len(runs) > 1 else 0  # the sample standard deviation, as the sweep's table gives it
     print(
-        f"| mean +- spread (std) of {len(runs)} | | {averaged.mean():.3f} +- {averaged.std():.3f} | "
-        f"{own.mean():.3f} +- {own.std():.3f} | {np.mean(averaged - own):+.3f} |"
+        f"| mean +- sd of {len(runs)} | | {averaged.mean():.3f} +- {averaged.std(ddof=spread):.3f} | "
+        f"{own.mean():.3f} +- {own.std(ddof=spread):.3f} | {np.mean(averaged - own):+.3f} |"
     )
     print(f"CPU: {cpu_line()}")
 
