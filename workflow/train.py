@@ -412,7 +412,7 @@ def _replay_epochs(records, epochs):
 
 
 def _mosaic_share(options, epoch, planned):
-    """The share of mosaics in the epoch after `epoch`: --mosaic, but none in the last --mosaic-close-epochs."""
+    """The share of mosaics in epoch number epoch + 1: --mosaic, but none in the last --mosaic-close-epochs."""
     closed_from = (planned or options.final_epoch) - options.mosaic_close_epochs
     return options.mosaic if epoch < closed_from else 0.0
 
