@@ -63,7 +63,11 @@ rule train_segment:
         momentum=config["momentum"],
         weight_decay=config["weight_decay"],
         warmup=config["warmup_epochs"],
-        final_epoch=config["epochs"][-1],
+        # the last epoch shapes a segment's training only through the budget's plan and the mosaics' close: without
+        # them a segment's own end stands in, so that appending a segment leaves the earlier ones as they are
+        final_epoch=lambda wildcards: (
+            config["epochs"][-1] if config["train_budget_minutes"] or config["mosaic"] else wildcards.end
+        ),
         ema_epochs=config["ema_epochs"],
         lr_steps=",".join(map(str, config["lr_steps"])),
         lr_factor=config["lr_factor"],
