@@ -15,14 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-import mxnet as mx
 import numpy as np
 from common import cpu_line
 
 from workflow.evaluate import BATCH, detect_records, record_names
+from workflow.lib.checkpoints import deploy_graph
 from workflow.lib.detector import Detector
 from workflow.lib.metrics import MatchedImages, paired_difference
-from workflow.lib.networks import build_deploy_symbol
 
 
 def sgd_detector(run, info):
@@ -30,18 +29,16 @@ def sgd_detector(run, info):
     found = sorted(run.glob(f"train/epoch_*/ssd-{info['epoch']:04d}.sgd.params"))
     if not found:
         sys.exit(f"{run}: no ssd-{info['epoch']:04d}.sgd.params (trained with ema_epochs 0, or not the last epoch)")
-    arrays = mx.nd.load(str(found[0]))
-    symbol = build_deploy_symbol(
+    detection = {key: info[key] for key in ("force_nms", "nms_threshold", "nms_topk", "threshold")}
+    symbol, args, auxs = deploy_graph(
+        found[0].parent,
+        info["epoch"],
         info["network"],
         len(info["classes"]),
         info["data_shape"],
-        force_nms=info["force_nms"],
-        nms_threshold=info["nms_threshold"],
-        nms_topk=info["nms_topk"],
-        threshold=info["threshold"],
+        weights="sgd.params",
+        **detection,
     )
-    args = {name: arrays[f"arg:{name}"] for name in symbol.list_arguments() if name != "data"}
-    auxs = {name: arrays[f"aux:{name}"] for name in symbol.list_auxiliary_states()}
     return Detector.from_graph(info, symbol, args, auxs, batch_size=BATCH)
 
 

@@ -28,6 +28,7 @@ import mxnet as mx
 import numpy as np
 
 from workflow.lib import mosaic, networks
+from workflow.lib.checkpoints import load_params
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.stopping import plan_epochs, planned_epochs, stop_reason
 
@@ -364,7 +365,7 @@ def _init_params(module, symbol, options):
     """Xavier initialisation; then the resumed checkpoint, or the fitting arrays of --pretrained."""
     initializer = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
     if options.resume:
-        args, auxs = _load_params(_trained_weights_path(options.resume, options.begin_epoch))
+        args, auxs = load_params(_trained_weights_path(options.resume, options.begin_epoch))
         module.init_params(initializer, args, auxs, allow_missing=False)
     elif options.pretrained:
         args, auxs = _fitting_params(symbol, options)
@@ -379,7 +380,7 @@ def _fitting_params(symbol, options):
     args, _, auxs = symbol.infer_shape(data=(1, 3, shape, shape), label=(1, 1, 6))
     wanted = dict(zip(symbol.list_arguments(), args))
     wanted.update(zip(symbol.list_auxiliary_states(), auxs))
-    loaded_args, loaded_auxs = _load_params(options.pretrained)
+    loaded_args, loaded_auxs = load_params(options.pretrained)
     fitting, left_out = [{}, {}], []
     for kind, arrays in enumerate((loaded_args, loaded_auxs)):
         for name, array in arrays.items():
@@ -471,7 +472,7 @@ def _weight_average(module, options, frozen, batches_per_epoch):
         return None
     args, auxs = module.get_params()
     if options.resume and os.path.exists(_checkpoint_path(options.resume, options.begin_epoch, "sgd.params")):
-        args, auxs = _load_params(_checkpoint_path(options.resume, options.begin_epoch, "params"))
+        args, auxs = load_params(_checkpoint_path(options.resume, options.begin_epoch, "params"))
     trained = [name for name in args if name not in frozen]
     trained += [name for name in auxs if f"{name.rsplit('_moving_', 1)[0]}_gamma" not in frozen]
     return WeightAverage(
@@ -652,13 +653,6 @@ def _idx_path(rec_path):
 
 def _checkpoint_path(folder, epoch, kind):
     return os.path.join(folder, f"{PREFIX}-{epoch:04d}.{kind}")
-
-
-def _load_params(path):
-    arrays = mx.nd.load(path)
-    args = {name[4:]: array for name, array in arrays.items() if name.startswith("arg:")}
-    auxs = {name[4:]: array for name, array in arrays.items() if name.startswith("aux:")}
-    return args, auxs
 
 
 def _trained_weights_path(folder, epoch):

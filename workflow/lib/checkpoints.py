@@ -42,17 +42,26 @@ def val_map_at(segment_dir, epoch):
     return next((val_map(row) for row in read_log(segment_dir) if int(row["epoch"]) == epoch), None)
 
 
-def deploy_graph(folder, epoch, network, num_classes, data_shape, **detection):
+def load_params(path):
+    """(arg params, aux params) of a .params file, by name without MXNet's 'arg:' and 'aux:' prefixes."""
+    arrays = mx.nd.load(str(path))
+    args = {name[4:]: array for name, array in arrays.items() if name.startswith("arg:")}
+    auxs = {name[4:]: array for name, array in arrays.items() if name.startswith("aux:")}
+    return args, auxs
+
+
+def deploy_graph(folder, epoch, network, num_classes, data_shape, weights="params", **detection):
     """(deploy symbol, its arg params, its aux params) of the training checkpoint of `epoch` in `folder`.
 
-    detection: force_nms, nms_threshold, nms_topk and threshold of build_deploy_symbol.
+    weights: the checkpoint's file of weights, "params" (those validated and deployed) or "sgd.params" (SGD's own
+    weights, beside a moving average). detection: force_nms, nms_threshold, nms_topk and threshold of
+    build_deploy_symbol.
     """
-    _, arg_params, aux_params = mx.model.load_checkpoint(str(Path(folder) / CHECKPOINT_PREFIX), epoch)
+    path = Path(folder) / f"{CHECKPOINT_PREFIX}-{epoch:04d}.{weights}"
+    arg_params, aux_params = load_params(path)
     symbol = build_deploy_symbol(network, num_classes, data_shape, **detection)
     needed_args = [n for n in symbol.list_arguments() if n != "data"]
     missing = [n for n in needed_args if n not in arg_params]
     if missing:
-        raise UserError(
-            f"checkpoint {folder}/{CHECKPOINT_PREFIX}-{epoch:04d}.params lacks {missing[:5]} for network {network}"
-        )
+        raise UserError(f"checkpoint {path} lacks {missing[:5]} for network {network}")
     return symbol, {n: arg_params[n] for n in needed_args}, {n: aux_params[n] for n in symbol.list_auxiliary_states()}
