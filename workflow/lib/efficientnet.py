@@ -24,7 +24,10 @@ INPUT_MEAN, INPUT_STD = 127.0, 128.0
 # (repeats, kernel, stride, expansion, input channels, output channels) of each stage
 STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80))
 STAGES += ((3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
-FEATURE_BLOCKS = (4, 10, 15)  # the last blocks at strides 8, 16 and 32
+# The detector's feature layers at strides 8, 16 and 32: block 4's output; block 11's expansion, 672 channels after
+# ReLU at stride 16 (its depthwise convolution strides), where SSDLite attaches its stride-16 head to MobileNetV2;
+# block 15's output.
+FEATURE_LAYERS = ("effnet_block4_add", "effnet_block11_expand_relu", "effnet_block15_project_bn")
 # PyTorch name (lukemelas/EfficientNet-PyTorch) -> MXNet name, applied in order
 RENAMES = (
     (r"^_conv_stem\.weight$", "effnet_stem_conv_weight"),
@@ -61,9 +64,8 @@ def input_layer(data):
 
 
 def backbone(data, activation="relu"):
-    """{block index: output} of the 16 blocks (stem included in block 0's input)."""
+    """The output of the last of the 16 blocks (the stem before the first)."""
     body = conv_bn(data, "effnet_stem", 32, 3, 2, activation)
-    outputs = {}
     for index, (kernel, stride, expansion, channels_in, channels_out) in enumerate(block_settings()):
         name = f"effnet_block{index}"
         block = body
@@ -74,13 +76,19 @@ def backbone(data, activation="relu"):
         block = conv_bn(block, name + "_project", channels_out, 1, 1, None)
         if stride == 1 and channels_in == channels_out:
             block = mx.sym.elemwise_add(block, body, name=name + "_add")
-        body = outputs[index] = block
-    return outputs
+        body = block
+    return body
+
+
+def features(data):
+    """The FEATURE_LAYERS of the detector's backbone (ReLU) on data."""
+    internals = backbone(data, "relu").get_internals()
+    return [internals[name + "_output"] for name in FEATURE_LAYERS]
 
 
 def classifier(activation="relu6"):
     """The ImageNet classifier (1000 softmax probabilities): the check that the converted weights are right."""
-    body = backbone(input_layer(mx.sym.Variable("data")), activation)[FEATURE_BLOCKS[-1]]
+    body = backbone(input_layer(mx.sym.Variable("data")), activation)
     body = conv_bn(body, "effnet_head", 1280, 1, 1, activation)
     body = mx.sym.Pooling(body, kernel=(1, 1), global_pool=True, pool_type="avg", name="effnet_pool")
     body = mx.sym.FullyConnected(mx.sym.Flatten(body), num_hidden=1000, name="effnet_fc")

