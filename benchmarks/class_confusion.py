@@ -70,7 +70,8 @@ def diagnose(run):
         sys.exit(
             f"{run}: the deploy graph has {len(anchors)} anchors, {info['network']} in this checkout {layer_ends[-1]}"
         )
-    truths, deployed, per_class, counts = [], [], [], collections.Counter()
+    truths, deployed, per_class = [], [], []
+    by_layer, right_best_at = collections.Counter(), collections.Counter()
     for rgb, truth in read_records(run / "pack" / "val.rec"):
         class_prob, offsets = detector.network_outputs(rgb)
         truths.append(truth)
@@ -79,15 +80,16 @@ def diagnose(run):
         for layer, right, right_layer in winners(
             truth, class_prob, offsets, anchors, layer_ends, settings["variances"]
         ):
-            counts[layer, right] += 1
+            by_layer[layer, right] += 1
             if not right:
-                counts["right class best at", right_layer] += 1
+                right_best_at[right_layer] += 1
     classes = len(info["classes"])
     return {
         "images": len(truths),
         "force_nms": evaluate_detections(truths, deployed, classes).map_voc07,
         "per_class": evaluate_detections(truths, per_class, classes).map_voc07,
-        "counts": counts,
+        "by_layer": by_layer,
+        "right_best_at": right_best_at,
     }
 
 
@@ -102,11 +104,10 @@ def main():
     print("|---|---|---|---|---|---|")
     for run in args.runs:
         result = diagnose(run)
-        counts = result["counts"]
-        layers = sorted({key[0] for key in counts if key[0] != "right class best at"})
+        counts = result["by_layer"]
+        layers = sorted({layer for layer, _ in counts})
         by_layer = ", ".join(f"{layer}: {counts[layer, True]} / {counts[layer, False]}" for layer in layers)
-        right_at = collections.Counter({key[1]: n for key, n in counts.items() if key[0] == "right class best at"})
-        where = ", ".join(f"{layer or 'none'}: {n}" for layer, n in sorted(right_at.items(), key=str))
+        where = ", ".join(f"{layer or 'none'}: {n}" for layer, n in sorted(result["right_best_at"].items(), key=str))
         print(
             f"| {run.name} | {result['images']} | {result['force_nms']:.3f} | {result['per_class']:.3f} | "
             f"{by_layer} | {where or '-'} |"
