@@ -19,7 +19,6 @@ import numpy as np
 from common import cpu_line
 
 from workflow.evaluate import BATCH, detect_records, record_names
-from workflow.lib.checkpoints import deploy_graph
 from workflow.lib.detector import Detector
 from workflow.lib.metrics import MatchedImages, paired_difference
 
@@ -29,17 +28,7 @@ def sgd_detector(run, info):
     found = sorted(run.glob(f"train/epoch_*/ssd-{info['epoch']:04d}.sgd.params"))
     if not found:
         sys.exit(f"{run}: no ssd-{info['epoch']:04d}.sgd.params (trained with ema_epochs 0, or not the last epoch)")
-    detection = {key: info[key] for key in ("force_nms", "nms_threshold", "nms_topk", "threshold")}
-    symbol, args, auxs = deploy_graph(
-        found[0].parent,
-        info["epoch"],
-        info["network"],
-        len(info["classes"]),
-        info["data_shape"],
-        weights="sgd.params",
-        **detection,
-    )
-    return Detector.from_graph(info, symbol, args, auxs, batch_size=BATCH)
+    return Detector.from_checkpoint(info, found[0].parent, info["epoch"], weights="sgd.params", batch_size=BATCH)
 
 
 def matched(detector, run, settings):

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow.lib.cli import Progress, UserError, run_main, log, with_interval  # noqa: E402
-from workflow.lib.checkpoints import choose_epoch, deploy_graph  # noqa: E402
+from workflow.lib.checkpoints import choose_epoch  # noqa: E402
 from workflow.lib.drawing import render, truth_rows  # noqa: E402
 from workflow.lib.detector import Detector, read_records  # noqa: E402
 from workflow.lib.metrics import (
@@ -205,18 +205,7 @@ def last_epoch_detector(info, segment_dirs):
     epoch, folder, _ = choose_epoch(segment_dirs, "last")
     if epoch == info["epoch"]:
         return None
-    symbol, args, aux = deploy_graph(
-        folder,
-        epoch,
-        info["network"],
-        len(info["classes"]),
-        info["data_shape"],
-        force_nms=info["force_nms"],
-        nms_threshold=info["nms_threshold"],
-        nms_topk=info["nms_topk"],
-        threshold=info["threshold"],
-    )
-    return Detector.from_graph({**info, "epoch": epoch}, symbol, args, aux, batch_size=BATCH)
+    return Detector.from_checkpoint(info, folder, epoch, batch_size=BATCH)
 
 
 def compare_with_last(deployed, detector, rec_path, images, settings):

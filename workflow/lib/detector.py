@@ -11,7 +11,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from workflow.lib import deploy_graph
+from workflow.lib import checkpoints, deploy_graph
 from workflow.lib.networks import MEAN_RGB
 
 
@@ -52,6 +52,16 @@ class Detector:
         detector = cls.__new__(cls)
         detector._bind(info, symbol, args, aux, batch_size, context)
         return detector
+
+    @classmethod
+    def from_checkpoint(cls, info, folder, epoch, weights="params", batch_size=1):
+        """A detector of a training checkpoint (checkpoints.deploy_graph: weights "params" or "sgd.params"), with
+        the network, classes and post-processing of info as in deploy.json."""
+        detection = {key: info[key] for key in ("force_nms", "nms_threshold", "nms_topk", "threshold")}
+        graph = checkpoints.deploy_graph(
+            folder, epoch, info["network"], len(info["classes"]), info["data_shape"], weights=weights, **detection
+        )
+        return cls.from_graph({**info, "epoch": epoch}, *graph, batch_size=batch_size)
 
     def _bind(self, info, symbol, args, aux, batch_size, context):
         self.info, self.data_shape, self.batch_size = info, info["data_shape"], batch_size
