@@ -233,11 +233,13 @@ def _training_symbol(options, num_classes):
 
 
 def _plan_steps(options, rows, schedule, batches_per_epoch):
-    """The budget's plan, made once after the warm-up: the epochs that fit, with the lr steps moved into them.
-    Returns the log row's planned_epochs value ('' before the plan or without a budget)."""
-    planned = plan_epochs(rows, options.budget_minutes, options.final_epoch, options.warmup_epochs)
+    """The budget's plan, made after the warm-up and again after every epoch until its first lr step: the epochs
+    that fit, with the lr steps moved into them. Returns the log row's planned_epochs value ('' when not planned)."""
+    earlier = planned_epochs(rows[:-1])
+    planned = plan_epochs(rows, options.budget_minutes, options.final_epoch, options.warmup_epochs, _lr_steps(options))
     if planned:
         schedule.step_updates = _step_updates(options, batches_per_epoch, planned)
+    if planned and planned != earlier:
         steps = ", ".join(f"{update / batches_per_epoch:.1f}" for update in schedule.step_updates) or "none"
         log(
             f"training budget of {options.budget_minutes:g} min: about {planned} of {options.final_epoch} epochs fit; "
@@ -246,11 +248,15 @@ def _plan_steps(options, rows, schedule, batches_per_epoch):
     return planned or ""
 
 
+def _lr_steps(options):
+    return [int(epoch) for epoch in options.lr_steps.split(",") if epoch.strip()]
+
+
 def _step_updates(options, batches_per_epoch, planned=None):
     """The update counts of the lr steps: --lr-steps, or with a plan those epochs scaled by planned / final epoch,
     so that a budget that fits fewer epochs gets the same schedule in fewer of them."""
     scale = planned / options.final_epoch if planned else 1
-    return [round(int(epoch) * scale * batches_per_epoch) for epoch in options.lr_steps.split(",") if epoch.strip()]
+    return [round(epoch * scale * batches_per_epoch) for epoch in _lr_steps(options)]
 
 
 def _stop_reason(options, rows):

@@ -28,15 +28,38 @@ def timed(*seconds):
     return [{"epoch": str(i), "seconds": str(s), "val_map": ""} for i, s in enumerate(seconds, start=1)]
 
 
-def test_the_budget_is_planned_once_after_the_warm_up_from_the_epochs_after_the_first():
+def test_the_budget_is_planned_after_the_warm_up_from_the_epochs_after_the_first():
     # 1 minute: 40 s spent after epoch 2, 20 s left at 10 s per epoch (the first epoch's set-up time left out)
     assert plan_epochs(timed(30, 10), budget_minutes=1, final_epoch=10, warmup_epochs=1) == 4
     assert plan_epochs(timed(30, 10), budget_minutes=1, final_epoch=3, warmup_epochs=1) == 3
     assert plan_epochs(timed(30), budget_minutes=1, final_epoch=10, warmup_epochs=0) is None
-    assert plan_epochs(timed(30, 10, 10), budget_minutes=1, final_epoch=10, warmup_epochs=1) is None
+    assert plan_epochs(timed(30, 10, 10), budget_minutes=1, final_epoch=10, warmup_epochs=1) == 4
+    assert plan_epochs(timed(10, 10), budget_minutes=1, final_epoch=10, warmup_epochs=2.5) is None
     assert plan_epochs(timed(10, 10, 11), budget_minutes=1, final_epoch=10, warmup_epochs=2.5) == 5
     assert plan_epochs(timed(30, 40), budget_minutes=1, final_epoch=10, warmup_epochs=2) == 2
     assert plan_epochs(timed(30, 10), budget_minutes=0, final_epoch=10, warmup_epochs=1) is None
+
+
+def plan_after(seconds, plans, lr_steps=(8,)):
+    rows = timed(*seconds)
+    for row, planned in zip(rows, plans):
+        row["planned_epochs"] = planned
+    return plan_epochs(rows, budget_minutes=2, final_epoch=10, warmup_epochs=1, lr_steps=lr_steps)
+
+
+def test_the_plan_is_made_again_after_every_epoch_until_its_first_lr_step_is_reached():
+    # 2 minutes; the first epochs are the slowest: after epoch 2, 70 s left at 20 s per epoch: 5 epochs, the
+    # step (8 of 10) at 4.0; after epoch 3, 60 s left at 15 s: 7 epochs, the step at 5.6; ...; 8 epochs after
+    # epoch 5, the step at 6.4, so the plan holds after epoch 7
+    assert plan_after((30, 20), ()) == 5
+    assert plan_after((30, 20, 10), ("", 5)) == 7
+    assert plan_after((30, 20, 10, 10), ("", 5, 7)) == 7
+    assert plan_after((30, 20, 10, 10, 10), ("", 5, 7, 7)) == 8
+    assert plan_after((30, 20, 10, 10, 10, 10), ("", 5, 7, 7, 8)) == 8
+    assert plan_after((30, 20, 10, 10, 10, 10, 10), ("", 5, 7, 7, 8, 8)) is None
+    assert plan_after((30, 20, 10, 10, 10), ("", 5, 7, 4), lr_steps=(8,)) is None
+    # without lr steps the plan follows the pace to the end
+    assert plan_after((30, 20, 10, 10, 10, 10), ("", 5, 7, 7, 8), lr_steps=()) == 8
 
 
 def test_the_plan_ends_training_at_its_epoch_and_is_read_from_the_log():
@@ -48,6 +71,8 @@ def test_the_plan_ends_training_at_its_epoch_and_is_read_from_the_log():
         "the plan for the training budget of 1 minutes ended at epoch 4 (1.0 min spent)"
     )
     assert planned_epochs([{"epoch": 1, "planned_epochs": float("nan")}]) is None
+    planned[2]["planned_epochs"] = "5"
+    assert planned_epochs(planned) == 5  # the last plan
 
 
 def test_epochs_without_val_map_never_end_training_by_patience():

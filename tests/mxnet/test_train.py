@@ -312,7 +312,7 @@ def test_with_a_budget_the_lr_steps_move_into_the_epochs_the_measured_pace_allow
     monkeypatch.setattr("workflow.train.time", TickingClock)
     minutes, epoch_seconds = budget_for_six_of_ten_epochs(records, tmp_path)
     rows = train(options(records, tmp_path / "run", end_epoch=10, final_epoch=10, lr_steps="8", budget_minutes=minutes))
-    assert [row["planned_epochs"] for row in rows] == ["", 6, "", "", "", ""]
+    assert [row["planned_epochs"] for row in rows] == ["", 6, 6, 6, "", ""]  # planned until the step at 4.8
     # lr step 8 of 10 epochs becomes 4.8 of 6: the lr after epoch 4 is the full one, after epoch 5 a tenth of it
     assert [row["lr"] for row in rows] == pytest.approx([0.05, 0.05, 0.05, 0.05, 0.005, 0.005])
     assert [row["seconds"] for row in rows[1:]] == [epoch_seconds] * 5
@@ -343,7 +343,7 @@ def test_a_resumed_run_continues_the_budget_plan_and_the_weight_average_exactly(
         for name in reference:
             np.testing.assert_allclose(resumed[name], reference[name], rtol=1e-4, atol=1e-5, err_msg=f"{kind} {name}")
     log = read_log(second)
-    assert [row["planned_epochs"] for row in log] == ["", "6", "", "", "", ""]
+    assert [row["planned_epochs"] for row in log] == ["", "6", "6", "6", "", ""]
     assert [row["lr"] for row in log] == [row["lr"] for row in read_log(straight)] and float(log[-1]["lr"]) < 0.01
     # the weights validated and deployed are the average, which is not SGD's last step
     averaged, own = load_params(straight / "ssd-0006.params"), load_params(straight / "ssd-0006.sgd.params")

@@ -57,14 +57,21 @@ def val_map(row):
     return float(value)
 
 
-def plan_epochs(rows, budget_minutes, final_epoch, warmup_epochs):
-    """The epoch training ends at, chosen once so that it ends within the budget (the lr steps move with it).
+def plan_epochs(rows, budget_minutes, final_epoch, warmup_epochs, lr_steps=()):
+    """The epoch training ends at, chosen so that it ends within the budget (the lr steps move with it), or None when
+    the plan stands as it is.
 
-    It is planned after epoch max(2, warm-up epochs), from the mean time of the epochs after the first (whose time
-    includes one-off set-up), and is at most final_epoch; None before then, or without a budget.
+    Planned after epoch max(2, warm-up epochs) and again after every epoch until the first lr step of the plan is
+    reached (then the plan holds, so that the steps stay where they were taken): the epochs done plus the time left
+    divided by the mean time of the epochs after the first (whose time includes one-off set-up), at most final_epoch.
+    The first epochs run slower than the rest: the plans after them grow as the mean settles. None before the first
+    plan, once it holds, or without a budget.
     """
     done = int(rows[-1]["epoch"]) if rows else 0
-    if budget_minutes <= 0 or done != max(2, math.ceil(warmup_epochs)) or done >= final_epoch:
+    if budget_minutes <= 0 or done < max(2, math.ceil(warmup_epochs)) or done >= final_epoch:
+        return None
+    planned = planned_epochs(rows[:-1])
+    if planned and lr_steps and done >= min(lr_steps) * planned / final_epoch:
         return None
     seconds = [float(row["seconds"]) for row in rows]
     pace = sum(seconds[1:]) / (len(seconds) - 1)
@@ -73,8 +80,8 @@ def plan_epochs(rows, budget_minutes, final_epoch, warmup_epochs):
 
 
 def planned_epochs(rows):
-    """The epoch the budget's plan chose (the log's planned_epochs column), or None when there is no plan."""
-    for row in rows:
+    """The epoch the budget's last plan chose (the log's planned_epochs column), or None when there is no plan."""
+    for row in reversed(rows):
         if row.get("planned_epochs") not in ("", None) and not math.isnan(float(row["planned_epochs"])):
             return int(float(row["planned_epochs"]))
     return None
