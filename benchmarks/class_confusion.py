@@ -4,8 +4,8 @@ anchor layer gives the box that NMS across classes keeps on each true object, of
     .venvs/mxnet-*/bin/python benchmarks/class_confusion.py results/<run> [results/<run> ...]
 
 For each run folder (its deploy/deploy.json and pack/val.rec): VOC07 of the deployed network's outputs
-post-processed by MultiBoxDetection as deployed and with force_suppress off (everything else as deployed), then,
-for every true object, the highest-scoring anchor whose decoded box overlaps it at IoU >= 0.5: NMS across classes
+post-processed by the deploy graph's MultiBoxDetection with force_suppress on and off (everything else as deployed),
+then, for every true object, the highest-scoring anchor whose decoded box overlaps it at IoU >= 0.5: NMS across classes
 keeps that box, so the object is found under its own class only when that anchor's best class is right. A wrong
 winner is counted with the layer of its anchor (1 is the finest), and where the right class's best box came from.
 """
@@ -15,7 +15,6 @@ import collections
 import sys
 from pathlib import Path
 
-import mxnet as mx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,20 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from workflow.lib import networks, proof  # noqa: E402
 from workflow.lib.detector import Detector, read_records  # noqa: E402
 from workflow.lib.metrics import evaluate_detections, iou_matrix  # noqa: E402
-
-
-def post_process(class_prob, offsets, anchors, settings, force_nms):
-    rows = mx.nd.contrib.MultiBoxDetection(
-        mx.nd.array(class_prob.T[np.newaxis]),
-        mx.nd.array(offsets.reshape(1, -1)),
-        mx.nd.array(anchors[np.newaxis]),
-        force_suppress=force_nms,
-        nms_threshold=settings["nms_threshold"],
-        nms_topk=settings["nms_topk"],
-        threshold=settings["model_score_threshold"],
-        variances=tuple(settings["variances"]),
-    )[0].asnumpy()
-    return rows[rows[:, 0] >= 0]
 
 
 def winners(truth, class_prob, offsets, anchors, layer_ends, variances):
@@ -75,8 +60,8 @@ def diagnose(run):
     for rgb, truth in read_records(run / "pack" / "val.rec"):
         class_prob, offsets = detector.network_outputs(rgb)
         truths.append(truth)
-        deployed.append(post_process(class_prob, offsets, anchors, settings, force_nms=True))
-        per_class.append(post_process(class_prob, offsets, anchors, settings, force_nms=False))
+        deployed.append(detector.postprocess(class_prob, offsets, force_nms=True))
+        per_class.append(detector.postprocess(class_prob, offsets, force_nms=False))
         for layer, right, right_layer in winners(
             truth, class_prob, offsets, anchors, layer_ends, settings["variances"]
         ):

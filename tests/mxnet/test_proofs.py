@@ -100,6 +100,30 @@ def litert_contract(tmp_path):
     return detector, {**contract, "anchors": np.asarray(contract["anchors"], np.float32)}
 
 
+def test_the_deploy_graphs_post_processing_runs_as_deployed_or_with_nms_per_class(litert_contract):
+    detector, _ = litert_contract
+    settings = detector.settings
+    assert settings["force_nms"] is True
+    prob, offsets = proof.synthetic_outputs(detector.anchors, VARIANCES, 2, settings, cases=1)[0]
+    for force_nms in (True, False):
+        expected = mx.nd.contrib.MultiBoxDetection(
+            mx.nd.array(prob.T[np.newaxis]),
+            mx.nd.array(offsets.reshape(1, -1)),
+            mx.nd.array(detector.anchors[np.newaxis]),
+            force_suppress=force_nms,
+            nms_threshold=settings["nms_threshold"],
+            nms_topk=settings["nms_topk"],
+            threshold=settings["model_score_threshold"],
+            variances=VARIANCES,
+        )[0].asnumpy()
+        np.testing.assert_array_equal(
+            detector.postprocess(prob, offsets, force_nms=force_nms), expected[expected[:, 0] >= 0]
+        )
+    deployed, per_class = detector.postprocess(prob, offsets), detector.postprocess(prob, offsets, force_nms=False)
+    np.testing.assert_array_equal(deployed, detector.postprocess(prob, offsets, force_nms=True))
+    assert len(per_class) > len(deployed)
+
+
 def problems(checked):
     return checked["anchors"] + checked["settings"] + (checked["postprocessing"] or {"problems": []})["problems"]
 

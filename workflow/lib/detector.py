@@ -108,10 +108,15 @@ class Detector:
         graph's MultiBoxDetection takes."""
         return self.network().outputs(preprocess(rgb, self.data_shape))
 
-    def postprocess(self, class_prob, offsets):
-        """The deploy graph's own MultiBoxDetection (its attributes as deployed) on network outputs: the kept rows
-        [cls, score, xmin, ymin, xmax, ymax], best first."""
-        detection = mx.sym.load_json(json.dumps(deploy_graph.detection_graph(self.graph, "the deploy graph")))
+    def postprocess(self, class_prob, offsets, force_nms=None):
+        """The deploy graph's own MultiBoxDetection (its attributes as deployed, but for NMS across classes when
+        force_nms is True or False) on network outputs: the kept rows [cls, score, xmin, ymin, xmax, ymax], best
+        first."""
+        graph = deploy_graph.detection_graph(self.graph, "the deploy graph")
+        if force_nms is not None:
+            node = graph["nodes"][-1]
+            node["attrs"] = {**node.get("attrs", {}), "force_suppress": str(force_nms)}
+        detection = mx.sym.load_json(json.dumps(graph))
         rows = detection.eval(
             ctx=mx.cpu(),
             class_prob=mx.nd.array(class_prob.T[np.newaxis]),
