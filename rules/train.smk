@@ -75,6 +75,7 @@ rule train_segment:
         freeze=config["freeze"] if config["pretrained"] else "",
         mirror=switch("mirror", config["mirror"]),
         mosaic=config["mosaic"],
+        quarter_turns=config["quarter_turns"],
         mosaic_close=config["mosaic_close_epochs"],
         budget=config["train_budget_minutes"],
         patience=config["early_stop_patience"],
@@ -91,7 +92,7 @@ rule train_segment:
             " --learning-rate {params.learning_rate} --momentum {params.momentum} --wd {params.weight_decay}"
             " --warmup-epochs {params.warmup} --lr-steps '{params.lr_steps}' --lr-factor {params.lr_factor}"
             " --final-epoch {params.final_epoch} --ema-epochs {params.ema_epochs}"
-            " --freeze={params.freeze:q} {params.mirror} --mosaic {params.mosaic}"
+            " --freeze={params.freeze:q} {params.mirror} --quarter-turns {params.quarter_turns} --mosaic {params.mosaic}"
             " --mosaic-close-epochs {params.mosaic_close} --budget-minutes {params.budget} --patience {params.patience}"
             " --patience-smoothing {params.smoothing} --seed {params.seed} --threads {threads}"
             " --gpus '{params.gpus}' --out {params.out}",

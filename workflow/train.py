@@ -27,7 +27,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-from workflow.lib import mosaic, networks
+from workflow.lib import mosaic, networks, quarter_turns
 from workflow.lib.checkpoints import load_params
 from workflow.lib.cli import Progress, UserError, log, run_main
 from workflow.lib.stopping import plan_epochs, planned_epochs, stop_reason
@@ -101,6 +101,12 @@ def parse_args(argv=None):
         type=float,
         required=True,
         help="the share of training images made a mosaic of four (0: none)",
+    )
+    parser.add_argument(
+        "--quarter-turns",
+        type=float,
+        required=True,
+        help="the share of training images turned a quarter turn, left or right at random (0: none)",
     )
     parser.add_argument(
         "--mosaic-close-epochs",
@@ -425,12 +431,17 @@ def _mosaic_share(options, epoch, planned):
 
 
 def _training_batch(batch, options, rng, share):
-    """The module's input for a batch of the record iterator: its images and object rows, made mosaics at the share
-    (seeded per epoch, so that a resumed run makes the same ones), padded to the rows mosaics need."""
+    """The module's input for a batch of the record iterator: its images and object rows, turned a quarter turn at
+    --quarter-turns and made mosaics at the share (rng seeded per epoch, so that a resumed run makes the same ones),
+    padded to the rows mosaics need."""
     objects = _objects(batch.label[0])
-    if options.mosaic <= 0:
+    if options.mosaic <= 0 and options.quarter_turns <= 0:
         return mx.io.DataBatch(batch.data, [objects])
-    images, objects = mosaic.mosaic_batch(batch.data[0].asnumpy(), objects.asnumpy(), share, rng)
+    images, objects = batch.data[0].asnumpy(), objects.asnumpy()
+    if options.quarter_turns > 0:
+        images, objects = quarter_turns.turn_batch(images, objects, options.quarter_turns, rng)
+    if options.mosaic > 0:
+        images, objects = mosaic.mosaic_batch(images, objects, share, rng)
     return mx.io.DataBatch([mx.nd.array(images)], [mx.nd.array(objects)])
 
 

@@ -97,6 +97,8 @@ SETTINGS = [
     "6",
     "--ema-epochs",
     "0",
+    "--quarter-turns",
+    "0",
     "--mosaic",
     "0",
     "--mosaic-close-epochs",
@@ -353,9 +355,11 @@ def test_a_resumed_run_continues_the_budget_plan_and_the_weight_average_exactly(
     assert float(log[-1]["val_map"]) == pytest.approx(offline)
 
 
-def test_mosaics_train_and_resume_exactly_and_close_for_the_last_epochs(records, tmp_path):
+def test_mosaics_and_quarter_turns_train_and_resume_exactly_and_mosaics_close_for_the_last_epochs(records, tmp_path):
     def run(out, **changes):
-        return train(options(records, out, mosaic=0.5, mosaic_close_epochs=1, val_rec=None, **changes))
+        return train(
+            options(records, out, mosaic=0.5, mosaic_close_epochs=1, quarter_turns=0.5, val_rec=None, **changes)
+        )
 
     straight, first, second = tmp_path / "straight", tmp_path / "first", tmp_path / "second"
     run(straight)
