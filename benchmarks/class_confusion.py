@@ -7,7 +7,8 @@ For each run folder (its deploy/deploy.json and pack/val.rec): VOC07 of the depl
 post-processed by the deploy graph's MultiBoxDetection with force_suppress on and off (everything else as deployed),
 then, for every true object, the highest-scoring anchor whose decoded box overlaps it at IoU >= 0.5: NMS across classes
 keeps that box, so the object is found under its own class only when that anchor's best class is right. A wrong
-winner is counted with the layer of its anchor (1 is the finest), and where the right class's best box came from.
+winner is counted with the layer of its anchor (1 is the finest), and where the right class's best box came from;
+the objects with a wrong winner are listed with the number of runs they have one in.
 """
 
 import argparse
@@ -25,20 +26,20 @@ from workflow.lib.metrics import evaluate_detections, iou_matrix  # noqa: E402
 
 
 def winners(truth, class_prob, offsets, anchors, layer_ends, variances):
-    """(layer of the winning anchor, right?, layer of the right class's best anchor or None) per true object that
-    some anchor's box overlaps at IoU >= 0.5."""
+    """(object index, layer of the winning anchor, its class, layer of the right class's best anchor or None) per
+    true object that some anchor's box overlaps at IoU >= 0.5."""
     boxes = proof.decode(offsets, anchors, variances)
     best_class, best_score = class_prob[:, 1:].argmax(1), class_prob[:, 1:].max(1)
     overlaps = iou_matrix(truth[:, 1:5], boxes)
     found = []
-    for row, overlap in zip(truth, overlaps):
+    for index, (row, overlap) in enumerate(zip(truth, overlaps)):
         candidates = np.flatnonzero(overlap >= 0.5)
         if len(candidates) == 0:
             continue
         winner = candidates[np.argmax(best_score[candidates])]
         right = candidates[best_class[candidates] == int(row[0])]
         right_layer = _layer(right[np.argmax(best_score[right])], layer_ends) if len(right) else None
-        found.append((_layer(winner, layer_ends), best_class[winner] == int(row[0]), right_layer))
+        found.append((index, _layer(winner, layer_ends), best_class[winner], right_layer))
     return found
 
 
@@ -56,18 +57,21 @@ def diagnose(run):
             f"{run}: the deploy graph has {len(anchors)} anchors, {info['network']} in this checkout {layer_ends[-1]}"
         )
     truths, deployed, per_class = [], [], []
-    by_layer, right_best_at = collections.Counter(), collections.Counter()
-    for rgb, truth in read_records(run / "pack" / "val.rec"):
+    by_layer, right_best_at, misread = collections.Counter(), collections.Counter(), set()
+    names = info["classes"]
+    for image, (rgb, truth) in zip(_image_names(run / "pack" / "val.lst"), read_records(run / "pack" / "val.rec")):
         class_prob, offsets = detector.network_outputs(rgb)
         truths.append(truth)
         deployed.append(detector.postprocess(class_prob, offsets, force_nms=True))
         per_class.append(detector.postprocess(class_prob, offsets, force_nms=False))
-        for layer, right, right_layer in winners(
+        for index, layer, winner_class, right_layer in winners(
             truth, class_prob, offsets, anchors, layer_ends, settings["variances"]
         ):
+            right = winner_class == int(truth[index, 0])
             by_layer[layer, right] += 1
             if not right:
                 right_best_at[right_layer] += 1
+                misread.add(f"{image} object {index + 1}: {names[int(truth[index, 0])]} read as {names[winner_class]}")
     classes = len(info["classes"])
     return {
         "images": len(truths),
@@ -75,7 +79,13 @@ def diagnose(run):
         "per_class": evaluate_detections(truths, per_class, classes).map_voc07,
         "by_layer": by_layer,
         "right_best_at": right_best_at,
+        "misread": misread,
     }
+
+
+def _image_names(list_file):
+    """The image file names of a .lst, in the order of its records."""
+    return [Path(line.rstrip("\n").split("\t")[-1]).name for line in open(list_file) if line.strip()]
 
 
 def main():
@@ -87,8 +97,10 @@ def main():
         "wrong winners: the right class's best box at layer |"
     )
     print("|---|---|---|---|---|---|")
+    misread = collections.Counter()
     for run in args.runs:
         result = diagnose(run)
+        misread.update(result["misread"])
         counts = result["by_layer"]
         layers = sorted({layer for layer, _ in counts})
         by_layer = ", ".join(f"{layer}: {counts[layer, True]} / {counts[layer, False]}" for layer in layers)
@@ -97,6 +109,9 @@ def main():
             f"| {run.name} | {result['images']} | {result['force_nms']:.3f} | {result['per_class']:.3f} | "
             f"{by_layer} | {where or '-'} |"
         )
+    print(f"\nObjects whose winner is of another class, in how many of the {len(args.runs)} runs:")
+    for what, runs in sorted(misread.items(), key=lambda item: (-item[1], item[0])):
+        print(f"  {runs}  {what}")
 
 
 if __name__ == "__main__":
