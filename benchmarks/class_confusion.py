@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from workflow.evaluate import record_names  # noqa: E402
 from workflow.lib import networks, proof  # noqa: E402
 from workflow.lib.detector import Detector, read_records  # noqa: E402
 from workflow.lib.metrics import evaluate_detections, iou_matrix  # noqa: E402
@@ -59,7 +60,8 @@ def diagnose(run):
     truths, deployed, per_class = [], [], []
     by_layer, right_best_at, misread = collections.Counter(), collections.Counter(), set()
     names = info["classes"]
-    for image, (rgb, truth) in zip(_image_names(run / "pack" / "val.lst"), read_records(run / "pack" / "val.rec")):
+    images = [Path(path).name for path in record_names(run / "pack" / "val.lst")]
+    for image, (rgb, truth) in zip(images, read_records(run / "pack" / "val.rec")):
         class_prob, offsets = detector.network_outputs(rgb)
         truths.append(truth)
         deployed.append(detector.postprocess(class_prob, offsets, force_nms=True))
@@ -81,11 +83,6 @@ def diagnose(run):
         "right_best_at": right_best_at,
         "misread": misread,
     }
-
-
-def _image_names(list_file):
-    """The image file names of a .lst, in the order of its records."""
-    return [Path(line.rstrip("\n").split("\t")[-1]).name for line in open(list_file) if line.strip()]
 
 
 def main():
