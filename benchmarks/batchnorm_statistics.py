@@ -9,7 +9,7 @@ BatchNorm normalising with its batch's statistics as in training, over `--passes
 BatchNorms are read out. The mean over the batches of the batch means, and of the batch variances plus the variance
 of the batch means (the law of total variance), replace the moving statistics. The BatchNorms of frozen layers
 (`freeze` of the config) keep theirs, as training does. (MXNet updates the moving statistics in the backward pass,
-so a forward pass alone cannot collect them.)
+apache/mxnet#853, so a forward pass alone cannot collect them.)
 
 For each finished run prints the deployed VOC07 (force_nms, as deployed) with its own statistics and with the
 measured ones, the paired difference with its bootstrap interval, then the mean over the runs and the CPU.
