@@ -24,7 +24,6 @@ os.environ.setdefault("MXNET_SUBGRAPH_BACKEND", "NONE")  # its fused graph canno
 
 import argparse
 import json
-import re
 import types
 from pathlib import Path
 
@@ -41,11 +40,11 @@ from workflow.lib.metrics import paired_difference
 
 
 def trained_batchnorms(symbol, freeze):
-    """Names of the BatchNorm nodes whose gamma is trained (not matched by the freeze pattern)."""
-    matcher = re.compile(freeze) if freeze else None
+    """Names of the BatchNorm nodes whose gamma training trains (not frozen by the freeze pattern)."""
+    frozen = set(train.frozen_parameters(symbol, freeze))
     graph = json.loads(symbol.tojson())
     names = [node["name"] for node in graph["nodes"] if node["op"] == "BatchNorm"]
-    return [name for name in names if not (matcher and matcher.search(f"{name}_gamma"))]
+    return [name for name in names if f"{name}_gamma" not in frozen]
 
 
 def with_inputs_of(symbol, trained):
